@@ -1,0 +1,54 @@
+# lookalike: one command to set up and run the main job, one to set up and run the tests.
+#   make demo   -> set up, then compare all methods on ../shared/data/landmarks into out/
+#   make test   -> set up, then run the test suite
+# Setup is idempotent: a second run only checks what is already there.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(VENV)/bin/pip
+DATA    ?= ../shared/data/landmarks
+APT_PKGS := tesseract-ocr tesseract-ocr-jpn tesseract-ocr-jpn-vert tesseract-ocr-eng \
+            fonts-noto-cjk chromium
+
+.PHONY: setup system venv demo test bench evaluate lint clean
+
+setup: system venv
+
+# Debian packages for OCR (issue: signboards) and headless browser tests. Skipped when present.
+system:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# Order matters: torch first (CPU build from local disk), imgsim without its deps, then the rest.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-deps imgsim==0.1.2
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+demo: setup
+	$(VENV)/bin/lookalike compare $(DATA) --methods all -o out/
+
+evaluate: setup
+	$(VENV)/bin/lookalike evaluate $(DATA) --methods all --gray both -o out/eval
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/run.py --data $(DATA)
+
+lint: setup
+	$(VENV)/bin/ruff check lookalike tests benchmarks
+
+clean:
+	rm -rf $(VENV) out

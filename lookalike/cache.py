@@ -1,0 +1,135 @@
+"""Feature cache: an embedded SQLite database keyed by file content + method + settings.
+
+Re-runs reuse extracted features; renaming or moving a photo still hits the cache, editing it
+misses. WAL mode and short transactions make it safe with two processes at once and after a
+kill mid-run (a transaction is either in the file or not). A damaged database file is moved
+aside and rebuilt instead of crashing the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+def default_cache_path() -> Path:
+    """$LOOKALIKE_CACHE, else $XDG_CACHE_HOME/lookalike/features.sqlite, else ~/.cache/..."""
+    if os.environ.get("LOOKALIKE_CACHE"):
+        return Path(os.environ["LOOKALIKE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lookalike" / "features.sqlite"
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class FeatureCache:
+    """Key-value store of encoded features: key = '<method cache key>:<content hash>'."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as error:
+            return self._rebuild(error)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        connection.execute("PRAGMA busy_timeout = 60000")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL)"
+        )
+        connection.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        connection.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+        )
+        row = connection.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"unexpected cache schema {row}")
+        connection.execute("SELECT count(*) FROM features LIMIT 1").fetchone()
+        return connection
+
+    def _rebuild(self, error: Exception) -> sqlite3.Connection:
+        aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+        log.warning("feature cache %s is damaged (%s); moved to %s and rebuilt", self.path, error, aside)
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.path) + suffix)
+            if source.exists():
+                os.replace(source, Path(str(aside) + suffix))
+        return self._connect()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        keys = list(keys)
+        found: dict[str, bytes] = {}
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, value in self.connection.execute(
+                    f"SELECT key, value FROM features WHERE key IN ({marks})", chunk
+                ):
+                    found[key] = value
+        except sqlite3.DatabaseError as error:
+            self.connection.close()
+            self.connection = self._rebuild(error)
+            return {}
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store features in one transaction: all of them land, or none."""
+        items = list(items)
+        if not items:
+            return
+        try:
+            with self.connection:
+                self.connection.execute("BEGIN IMMEDIATE")
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO features (key, value) VALUES (?, ?)", items
+                )
+        except sqlite3.DatabaseError as error:
+            self.connection.close()
+            self.connection = self._rebuild(error)
+
+    def delete(self, key: str) -> None:
+        with self.connection:
+            self.connection.execute("DELETE FROM features WHERE key = ?", (key,))
+
+    def __len__(self) -> int:
+        return self.connection.execute("SELECT count(*) FROM features").fetchone()[0]
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class NoCache:
+    """Stands in for `FeatureCache` when caching is turned off (`--no-cache`)."""
+
+    path = None
+
+    def get_many(self, keys):
+        return {}
+
+    def put_many(self, items):
+        pass
+
+    def delete(self, key):
+        pass
+
+    def close(self):
+        pass

@@ -1,0 +1,188 @@
+"""Image loading in one place: every method sees the same, correctly oriented pixels.
+
+Handles JPEG, PNG, WebP, TIFF, BMP, GIF (first frame) and HEIC; applies EXIF orientation;
+converts palette, alpha (onto white), 16-bit, CMYK and grayscale images to 8-bit RGB (or L
+in grayscale mode); refuses decompression bombs; and decodes JPEGs at reduced size (Pillow
+`draft`) when a method only needs a small image. Every failure raises `ImageLoadError`,
+which names the file and the reason, so a run can report it and go on.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF support is optional at import time but installed by default.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - exercised only without pillow-heif
+    pillow_heif = None
+
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .png .webp .tif .tiff .bmp .gif .heic .heif".split()
+)
+DEFAULT_MAX_PIXELS = 120_000_000  # ~11000 x 11000; a 20000 x 20000 bomb is refused.
+
+
+class ImageLoadError(Exception):
+    """A file that could not be turned into pixels; `str()` reads `path: reason`."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+# A function (width, height) -> (min_width, min_height) that a method needs, or None for full size.
+DecodeSize = Callable[[int, int], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a method wants its pixels: gray or colour, and how small a JPEG may be decoded."""
+
+    gray: bool = False
+    min_short_side: int | None = None  # decode at least this short side (hashes)
+    min_long_side: int | None = None  # decode at least this long side (keypoints)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def draft_size(self, width: int, height: int) -> tuple[int, int] | None:
+        factor = 0.0
+        if self.min_short_side:
+            factor = max(factor, self.min_short_side / min(width, height))
+        if self.min_long_side:
+            factor = max(factor, self.min_long_side / max(width, height))
+        if factor == 0.0 or factor >= 1.0:
+            return None
+        return max(1, int(width * factor + 0.999)), max(1, int(height * factor + 0.999))
+
+
+def _describe_start(data: bytes) -> str:
+    head = data[:16]
+    text = head.decode("latin-1")
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return f"starts with {text[:12]!r}"
+    return "starts with bytes " + head[:8].hex(" ")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Bring any Pillow mode to RGB (or L) with 8 bits per channel, alpha composited on white."""
+    mode = image.mode
+    if mode in ("RGB", "L"):
+        return image
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode == "1":
+        return image.convert("L")
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            array = array / 257.0
+        elif mode == "I" and array.max(initial=0) > 255:
+            array = array * (255.0 / max(array.max(), 1.0))
+        return Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), "L")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "CMYK":
+        return image.convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, name: str | os.PathLike, options: LoadOptions = LoadOptions()) -> Image.Image:
+    """Decode image bytes into an oriented 8-bit RGB (or L when `options.gray`) image."""
+    if not data:
+        raise ImageLoadError(name, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            original_size = (width, height) if image.getexif().get(0x0112, 1) < 5 else (height, width)
+            if width * height > options.max_pixels:
+                raise ImageLoadError(
+                    name,
+                    f"too large: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+                    f"{options.max_pixels:,} (a decompression bomb?); raise it with --max-pixels",
+                )
+            if image.format == "JPEG":
+                size = options.draft_size(width, height)
+                if size is not None:
+                    image.draft("L" if options.gray else "RGB", size)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(name, f"not an image ({_describe_start(data)})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageLoadError(name, f"too large: {error}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as error:
+        reason = str(error) or type(error).__name__
+        if "truncated" in reason.lower():
+            reason = f"truncated or damaged image data ({reason})"
+        raise ImageLoadError(name, f"cannot decode: {reason}") from None
+    if image.width < 1 or image.height < 1:
+        raise ImageLoadError(name, "image has no pixels")
+    image = _to_8bit(image)
+    if options.gray:
+        image = image.convert("L") if image.mode != "L" else image
+    else:
+        image = image.convert("RGB") if image.mode != "RGB" else image
+    # Methods whose result depends on the file's full size (e.g. whash's scale) read this.
+    image.info["original_size"] = original_size
+    return image
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """Read a file, turning OS errors into `ImageLoadError` that names the file."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except IsADirectoryError:
+        raise ImageLoadError(path, "is a directory, not an image file") from None
+    except FileNotFoundError:
+        raise ImageLoadError(path, "no such file") from None
+    except OSError as error:
+        raise ImageLoadError(path, f"cannot read: {error.strerror or error}") from None
+
+
+def load_image(path: str | os.PathLike, options: LoadOptions = LoadOptions()) -> Image.Image:
+    """Load one image file; raises `ImageLoadError` naming the file on any failure."""
+    return decode_image(read_bytes(path), path, options)
+
+
+def find_images(inputs: Iterable[str | os.PathLike]) -> list[str]:
+    """Expand files and folders (recursively, sorted) into image paths, keeping paths as given.
+
+    Files named explicitly are always returned, whatever their extension, so that a wrong file
+    is reported rather than silently ignored; inside folders only image extensions are taken.
+    """
+    found: list[str] = []
+    for item in inputs:
+        item = str(item)
+        if os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                        found.append(os.path.join(root, name))
+        else:
+            found.append(item)
+    seen: set[str] = set()
+    unique = []
+    for path in found:
+        if path not in seen:
+            seen.add(path)
+            unique.append(path)
+    return unique

@@ -1,0 +1,104 @@
+"""The one contract every similarity method follows.
+
+A method has a `name`, declares what its feature is (`feature_kind`), says how it wants its
+pixels (`load_options`), turns an image into a feature (`extract`) and scores two features
+(`score`, larger = more similar). Caching, matrices, evaluation and the index are written once
+against this contract, so adding a method is one file in `lookalike/methods/` with a
+`@register` class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+from PIL import Image
+
+from lookalike.loading import LoadOptions
+
+# What a feature is, which decides how it is exported and how matrices are computed.
+BITS = "bits"  # 1-D uint8 array of 0/1
+VECTOR = "vector"  # 1-D float32 array
+LOCAL = "local"  # dict of arrays (keypoints, descriptors)
+SEGMENTS = "segments"  # 2-D uint8 0/1 array, one row per segment hash
+
+Feature = Any
+
+
+@dataclasses.dataclass
+class Method:
+    """Base class: subclasses are dataclasses whose fields are the method's settings."""
+
+    name: ClassVar[str] = ""
+    feature_kind: ClassVar[str] = VECTOR
+    description: ClassVar[str] = ""
+    version: ClassVar[int] = 1  # bump when extraction changes, so cached features are not reused
+    gray: bool = False
+
+    # -- the contract -------------------------------------------------------------------------
+    def load_options(self) -> LoadOptions:
+        """How this method wants its pixels; the default is full-size colour."""
+        return LoadOptions(gray=self.gray)
+
+    def extract(self, image: Image.Image) -> Feature:
+        raise NotImplementedError
+
+    def score(self, a: Feature, b: Feature) -> float:
+        raise NotImplementedError
+
+    # -- overridable helpers with sensible defaults -------------------------------------------
+    def extract_many(self, images: Sequence[Image.Image]) -> list[Feature]:
+        """Extract several images at once; batched methods override this."""
+        return [self.extract(image) for image in images]
+
+    batch_size: ClassVar[int] = 1  # >1 means extract_many is worth calling with batches
+
+    def score_matrix(self, queries: Sequence[Feature], gallery: Sequence[Feature]) -> np.ndarray:
+        """All query x gallery scores; vectorised methods override this."""
+        matrix = np.empty((len(queries), len(gallery)), dtype=np.float64)
+        for i, query in enumerate(queries):
+            for j, item in enumerate(gallery):
+                matrix[i, j] = self.score(query, item)
+        return matrix
+
+    def settings(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def cache_key(self) -> str:
+        """Name + settings + version: two runs share cached features only if these agree."""
+        spec = {"name": self.name, "version": self.version, "settings": self.cache_settings()}
+        return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Settings that change the extracted feature (scoring-only settings can be dropped)."""
+        return self.settings()
+
+    def encode(self, feature: Feature) -> bytes:
+        return encode_arrays(feature)
+
+    def decode(self, data: bytes) -> Feature:
+        return decode_arrays(data)
+
+    def label(self) -> str:
+        return f"{self.name}-gray" if self.gray else self.name
+
+
+def encode_arrays(feature: np.ndarray | dict[str, np.ndarray]) -> bytes:
+    """Serialise an array or a dict of arrays (no pickle, so a cache cannot run code)."""
+    buffer = io.BytesIO()
+    if isinstance(feature, dict):
+        np.savez(buffer, **feature)
+    else:
+        np.savez(buffer, __array__=feature)
+    return buffer.getvalue()
+
+
+def decode_arrays(data: bytes) -> np.ndarray | dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        if archive.files == ["__array__"]:
+            return archive["__array__"]
+        return {key: archive[key] for key in archive.files}
