@@ -1,0 +1,40 @@
+"""Shared fixtures: the labelled dev photos (never copied into the repo) and a private cache."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LANDMARKS = REPO.parent / "shared" / "data" / "landmarks"
+
+
+def manifest_rows() -> list[dict[str, str]]:
+    with open(LANDMARKS / "manifest.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def photos_of(label: str) -> list[Path]:
+    return [LANDMARKS / row["path"] for row in manifest_rows() if row["label"] == label]
+
+
+@pytest.fixture(scope="session")
+def landmarks_dir() -> Path:
+    if not (LANDMARKS / "manifest.csv").is_file():
+        pytest.fail(f"dev photos missing at {LANDMARKS}")
+    return LANDMARKS
+
+
+@pytest.fixture(scope="session")
+def manifest(landmarks_dir) -> list[dict[str, str]]:
+    return manifest_rows()
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Tests never touch the user's cache; one cache per session keeps reruns fast."""
+    path = tmp_path_factory.getbasetemp() / "features.sqlite"
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(path))
+    return path
