@@ -52,6 +52,7 @@ class LoadOptions:
     gray: bool = False
     min_short_side: int | None = None  # decode at least this short side (hashes)
     min_long_side: int | None = None  # decode at least this long side (keypoints)
+    luminance_only: bool = False  # the method reads only brightness: decode JPEG luma directly
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def draft_size(self, width: int, height: int) -> tuple[int, int] | None:
@@ -85,10 +86,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         return image.convert("L")
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
-        if mode.startswith("I;16"):
-            array = array / 257.0
-        elif mode == "I" and array.max(initial=0) > 255:
-            array = array * (255.0 / max(array.max(), 1.0))
+        if mode.startswith("I;16") or (mode == "I" and array.max(initial=0) > 255):
+            array = array / 257.0  # 16-bit range onto 8 bits
         return Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), "L")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
@@ -115,10 +114,11 @@ def decode_image(data: bytes, name: str | os.PathLike, options: LoadOptions = Lo
                     f"too large: {width}x{height} = {width * height:,} pixels exceeds the limit of "
                     f"{options.max_pixels:,} (a decompression bomb?); raise it with --max-pixels",
                 )
+            single_channel = options.gray or options.luminance_only
             if image.format == "JPEG":
                 size = options.draft_size(width, height)
-                if size is not None:
-                    image.draft("L" if options.gray else "RGB", size)
+                if size is not None or single_channel:
+                    image.draft("L" if single_channel else "RGB", size or (width, height))
             image.load()
             image = ImageOps.exif_transpose(image)
     except ImageLoadError:
@@ -135,7 +135,7 @@ def decode_image(data: bytes, name: str | os.PathLike, options: LoadOptions = Lo
     if image.width < 1 or image.height < 1:
         raise ImageLoadError(name, "image has no pixels")
     image = _to_8bit(image)
-    if options.gray:
+    if single_channel:
         image = image.convert("L") if image.mode != "L" else image
     else:
         image = image.convert("RGB") if image.mode != "RGB" else image

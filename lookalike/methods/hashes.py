@@ -20,9 +20,10 @@ from lookalike.loading import LoadOptions
 from lookalike.methods import register
 from lookalike.methods.base import BITS, SEGMENTS, Method
 
-# Decoding at >= 256 px on the short side keeps the bits equal to full-size decoding for
-# nearly every photo, while skipping most of the JPEG decoding work.
-HASH_DECODE_SHORT_SIDE = 256
+# Why full-size decoding: hash bits near their threshold flip under any pixel change, and
+# reduced-size (DCT-scaled) decoding changed 10-15% of dhash/colorhash results against stock
+# ImageHash on the dev photos. Decoding JPEG luma directly (no colour conversion) keeps ~99% of
+# the hashes bit-identical while skipping the chroma work.
 
 
 def hamming_similarity_matrix(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
@@ -42,7 +43,7 @@ class HashMethod(Method):
     hash_size: int = 8
 
     def load_options(self) -> LoadOptions:
-        return LoadOptions(gray=self.gray, min_short_side=HASH_DECODE_SHORT_SIDE)
+        return LoadOptions(gray=self.gray, luminance_only=True)
 
     def compute(self, image: Image.Image) -> imagehash.ImageHash:
         raise NotImplementedError
@@ -108,6 +109,9 @@ class ColorHash(HashMethod):
     description: ClassVar[str] = "colour-histogram hash (ImageHash), 1 - Hamming/bits"
     binbits: int = 3
 
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(gray=self.gray)  # needs colour
+
     def compute(self, image):
         return imagehash.colorhash(image, binbits=self.binbits)
 
@@ -124,7 +128,7 @@ class CropResistantHash(Method):
     bit_error_rate: float = 0.25
 
     def load_options(self) -> LoadOptions:
-        return LoadOptions(gray=self.gray, min_short_side=HASH_DECODE_SHORT_SIDE)
+        return LoadOptions(gray=self.gray, luminance_only=True)
 
     def cache_settings(self):
         return {"gray": self.gray}

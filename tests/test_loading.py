@@ -1,0 +1,136 @@
+"""Loading: every format and mode the issue names, and every failure named by file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.loading import ImageLoadError, LoadOptions, decode_image, find_images, load_image
+
+
+def gradient(width=64, height=48) -> Image.Image:
+    x = np.linspace(0, 255, width, dtype=np.uint8)[None, :].repeat(height, 0)
+    y = np.linspace(0, 255, height, dtype=np.uint8)[:, None].repeat(width, 1)
+    return Image.fromarray(np.dstack([x, y, 255 - x]), "RGB")
+
+
+def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"])
+def test_common_formats_decode_to_rgb(fmt):
+    image = decode_image(encoded(gradient(), fmt), f"x.{fmt.lower()}")
+    assert image.mode == "RGB" and image.size == (64, 48)
+
+
+def test_heic_decodes(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    path = tmp_path / "photo.heic"
+    pillow_heif.from_pillow(gradient()).save(path, quality=90)
+    image = load_image(path)
+    assert image.mode == "RGB" and image.size == (64, 48)
+
+
+def test_gif_takes_first_frame():
+    red, blue = Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))
+    data = io.BytesIO()
+    red.save(data, "GIF", save_all=True, append_images=[blue])
+    pixel = decode_image(data.getvalue(), "anim.gif").getpixel((4, 4))
+    assert pixel[0] > 200 and pixel[2] < 50
+
+
+def test_exif_orientation_is_applied():
+    image = gradient(80, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    loaded = decode_image(encoded(image, "JPEG", exif=exif), "rotated.jpg")
+    assert loaded.size == (40, 80)
+    assert loaded.info["original_size"] == (40, 80)
+
+
+def test_rgba_is_composited_on_white():
+    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert decode_image(encoded(image, "PNG"), "clear.png").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_palette_with_transparency_and_cmyk_and_gray():
+    palette = Image.new("P", (4, 4), 0)
+    palette.putpalette([10, 20, 30] * 256)
+    palette.info["transparency"] = 0
+    assert decode_image(encoded(palette, "PNG", transparency=0), "p.png").getpixel((0, 0)) == (255, 255, 255)
+    cmyk = Image.new("CMYK", (4, 4), (0, 255, 255, 0))  # pure red
+    red = decode_image(encoded(cmyk, "JPEG"), "cmyk.jpg").getpixel((0, 0))
+    assert red[0] > 200 and red[1] < 60
+    gray = Image.new("L", (4, 4), 128)
+    assert decode_image(encoded(gray, "PNG"), "g.png").getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_16bit_is_scaled_not_clipped():
+    array = np.full((4, 4), 65535 // 2, dtype=np.uint16)
+    image = Image.fromarray(array)
+    assert image.mode.startswith("I")
+    value = decode_image(encoded(image, "PNG"), "deep.png", LoadOptions(gray=True)).getpixel((0, 0))
+    assert 120 <= value <= 135
+
+
+def test_gray_mode_gives_luminance():
+    image = decode_image(encoded(gradient(), "PNG"), "c.png", LoadOptions(gray=True))
+    assert image.mode == "L"
+
+
+def test_reduced_size_jpeg_decoding_keeps_requested_size():
+    data = encoded(gradient(1600, 1200), "JPEG")
+    small = decode_image(data, "big.jpg", LoadOptions(min_long_side=400))
+    assert 400 <= small.width < 1600 and small.info["original_size"] == (1600, 1200)
+
+
+def test_truncated_jpeg_is_named_error(landmarks_dir, tmp_path):
+    source = next(landmarks_dir.glob("*/*.jpg")).read_bytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(source[: len(source) // 3])
+    with pytest.raises(ImageLoadError) as error:
+        load_image(path)
+    assert str(path) in str(error.value) and "truncated" in error.value.reason
+
+
+def test_zero_byte_and_text_file_named_jpg(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageLoadError, match="empty file"):
+        load_image(empty)
+    html = tmp_path / "page.jpg"
+    html.write_text("<html><body>not a photo</body></html>")
+    with pytest.raises(ImageLoadError, match="not an image .*<html"):
+        load_image(html)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ImageLoadError, match="no such file"):
+        load_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageLoadError, match="directory"):
+        load_image(tmp_path)
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    bomb = Image.new("1", (20000, 20000))  # 50 MB of pixels compresses to a tiny PNG
+    path = tmp_path / "bomb.png"
+    bomb.save(path, optimize=True)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(ImageLoadError, match="too large"):
+        load_image(path)
+
+
+def test_find_images_recurses_sorted_and_keeps_given_paths(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b" / "c.PNG").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".hidden.jpg").write_bytes(b"x")
+    found = find_images([str(tmp_path), str(tmp_path / "notes.txt")])
+    assert found == [str(tmp_path / "a.jpg"), str(tmp_path / "b" / "c.PNG"), str(tmp_path / "notes.txt")]

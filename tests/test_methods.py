@@ -1,0 +1,129 @@
+"""Each study method on real photos: shapes, the contract, and behaviour that must hold."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import photos_of
+from lookalike.loading import load_image
+from lookalike.methods import UnknownMethodError, get_method, method_names, parse_methods
+from lookalike.methods.augnet import load_augnet, stock_weights_path
+
+HASHES = ["ahash", "phash", "dhash", "whash", "colorhash"]
+
+
+def extract(name, path, **settings):
+    method = get_method(name, **settings)
+    return method, method.extract(load_image(path, method.load_options()))
+
+
+def test_registry_lists_study_methods_and_rejects_unknown():
+    assert {"ahash", "phash", "dhash", "whash", "colorhash", "crophash", "akaze", "augnet"} <= set(
+        method_names()
+    )
+    assert parse_methods("phash, akaze") == ["phash", "akaze"]
+    with pytest.raises(UnknownMethodError, match="unknown method 'nope'"):
+        parse_methods("phash,nope")
+
+
+@pytest.mark.parametrize("name", HASHES)
+def test_hashes_match_stock_imagehash_bits(name):
+    stock = {"ahash": imagehash.average_hash, "phash": imagehash.phash, "dhash": imagehash.dhash,
+             "whash": imagehash.whash, "colorhash": imagehash.colorhash}[name]
+    paths = photos_of("sacre_coeur")[:4]
+    for path in paths:
+        method, bits = extract(name, path)
+        reference = np.asarray(stock(Image.open(path)).hash, dtype=np.uint8).reshape(-1)
+        assert bits.dtype == np.uint8 and bits.shape == reference.shape
+        assert np.count_nonzero(bits != reference) <= 3
+        assert method.score(bits, bits) == 1.0
+
+
+def test_hash_matrix_equals_pairwise_scores():
+    paths = photos_of("tower_bridge")
+    method = get_method("dhash")
+    bits = [method.extract(load_image(p, method.load_options())) for p in paths]
+    matrix = method.score_matrix(bits, bits)
+    for i, a in enumerate(bits):
+        for j, b in enumerate(bits):
+            assert matrix[i, j] == pytest.approx(method.score(a, b))
+
+
+def test_crophash_matches_a_crop_of_itself_better_than_another_landmark():
+    path = photos_of("berlin_cathedral")[2]
+    method = get_method("crophash")
+    image = load_image(path, method.load_options())
+    crop = image.crop((0, 0, int(image.width * 0.8), int(image.height * 0.8)))
+    full, cropped = method.extract(image), method.extract(crop)
+    other = method.extract(load_image(photos_of("tower_bridge")[0], method.load_options()))
+    assert method.score(cropped, full) > method.score(other, full)
+
+
+def test_akaze_same_landmark_beats_distractor():
+    a, b = photos_of("sacre_coeur")[:2]
+    distractor = photos_of("distractor")[0]
+    method, fa = extract("akaze", a)
+    _, fb = extract("akaze", b)
+    _, fd = extract("akaze", distractor)
+    assert fa["descriptors"].dtype == np.uint8 and len(fa["keypoints"]) == len(fa["descriptors"])
+    assert max(fa["size"]) <= 1024
+    assert method.score(fa, fb) > method.score(fa, fd)
+
+
+def stock_imgsim_steps():
+    """imgsim's own `resize_short` and `normalize`, taken from its source without importing it
+    (importing imgsim imports torchvision, which does not load here)."""
+    source_path = Path(stock_weights_path()).with_name("imgsim.py")
+    tree = ast.parse(source_path.read_text())
+    wanted = [node for node in tree.body
+              if isinstance(node, ast.FunctionDef) and node.name in ("resize_short", "normalize")]
+    namespace = {"cv2": cv2, "np": np}
+    exec(compile(ast.Module(body=wanted, type_ignores=[]), str(source_path), "exec"), namespace)
+    return namespace["resize_short"], namespace["normalize"]
+
+
+def test_augnet_vectors_equal_stock_pipeline():
+    resize_short, normalize = stock_imgsim_steps()
+    paths = photos_of("tower_bridge")[:1] + photos_of("berlin_cathedral")[:1]
+    method = get_method("augnet", device="cpu")
+    ours = method.extract_many([load_image(p, method.load_options()) for p in paths])
+    model = load_augnet(None, "cpu")
+    for path, vector in zip(paths, ours):
+        # The stock Vectorizer.vectorize steps on a cv2-read BGR image, one image at a time.
+        image = cv2.imread(str(path))
+        batch = np.array([resize_short(image, 350)[..., ::-1] / 255.0])
+        inputs = normalize(batch.transpose([0, 3, 1, 2]), mean=[0.485, 0.456, 0.406],
+                           std=[0.229, 0.224, 0.225]).astype(np.float32)
+        with torch.no_grad():
+            stock = model(torch.from_numpy(inputs)).numpy()[0]
+        assert vector.shape == (768,) and vector.dtype == np.float32
+        np.testing.assert_allclose(vector, stock, atol=2e-3)
+        assert np.linalg.norm(vector - stock) < 0.01 * np.linalg.norm(stock)
+
+
+def test_augnet_batch_equals_single_and_scores():
+    paths = photos_of("sacre_coeur")[:2]
+    method = get_method("augnet", device="cpu")
+    images = [load_image(p) for p in paths]
+    batched = method.extract_many(images)
+    for image, vector in zip(images, batched):
+        np.testing.assert_allclose(method.extract(image), vector, atol=1e-4)
+    matrix = method.score_matrix(batched, batched)
+    assert np.allclose(np.diag(matrix), 0, atol=1e-3) and (matrix <= 1e-6).all()
+    cosine = get_method("augnet", metric="cosine")
+    assert np.allclose(np.diag(cosine.score_matrix(batched, batched)), 1.0)
+
+
+def test_gray_changes_the_cache_key_and_pixels():
+    colour, gray = get_method("augnet"), get_method("augnet", gray=True)
+    assert colour.cache_key() != gray.cache_key()
+    assert gray.label() == "augnet-gray"
+    assert load_image(photos_of("tower_bridge")[0], gray.load_options()).mode == "L"
