@@ -12,9 +12,9 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - exercised only without pillow-heif
     pillow_heif = None
 
 IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .png .webp .tif .tiff .bmp .gif .heic .heif".split()
+    [".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif"]
 )
 DEFAULT_MAX_PIXELS = 120_000_000  # ~11000 x 11000; a 20000 x 20000 bomb is refused.
 

@@ -1,0 +1,123 @@
+"""Feature cache: reuse, invalidation, two writers at once, kills and damaged files."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from conftest import photos_of
+from lookalike.cache import FeatureCache
+from lookalike.features import extract_features
+from lookalike.methods import get_method
+
+
+class CountingDhash:
+    """Wraps dhash to count how many images were really extracted."""
+
+    def __init__(self):
+        self.method = get_method("dhash")
+        self.calls = 0
+        original = self.method.extract
+
+        def counted(image):
+            self.calls += 1
+            return original(image)
+
+        self.method.extract = counted
+
+
+def test_rerun_reuses_cached_features(tmp_path):
+    paths = [str(p) for p in photos_of("tower_bridge")]
+    cache = FeatureCache(tmp_path / "c.sqlite")
+    first = CountingDhash()
+    result = extract_features(first.method, paths, cache, quiet=True)
+    second = CountingDhash()
+    again = extract_features(second.method, paths, cache, quiet=True)
+    assert first.calls == len(paths) and second.calls == 0
+    assert all(np.array_equal(a, b) for a, b in zip(result.features, again.features))
+
+
+def test_key_is_content_and_settings_not_name(tmp_path):
+    source = photos_of("tower_bridge")[0]
+    copy = tmp_path / "renamed.jpg"
+    shutil.copy(source, copy)
+    cache = FeatureCache(tmp_path / "c.sqlite")
+    extract_features(get_method("dhash"), [str(source)], cache, quiet=True)
+    renamed = CountingDhash()
+    extract_features(renamed.method, [str(copy)], cache, quiet=True)
+    assert renamed.calls == 0  # same bytes, other name: a hit
+    copy.write_bytes(photos_of("tower_bridge")[1].read_bytes())
+    edited = CountingDhash()
+    extract_features(edited.method, [str(copy)], cache, quiet=True)
+    assert edited.calls == 1  # other bytes: a miss
+    assert get_method("dhash", hash_size=16).cache_key() != get_method("dhash").cache_key()
+
+
+def test_damaged_cache_is_rebuilt_not_fatal(tmp_path):
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    cache = FeatureCache(path)
+    result = extract_features(get_method("ahash"), [str(photos_of("tower_bridge")[0])], cache, quiet=True)
+    assert len(result.features) == 1 and len(cache) == 1
+    assert any(name.startswith("c.sqlite.damaged-") for name in os.listdir(tmp_path))
+
+
+def test_undecodable_entry_is_recomputed(tmp_path):
+    cache = FeatureCache(tmp_path / "c.sqlite")
+    paths = [str(photos_of("tower_bridge")[0])]
+    extract_features(get_method("ahash"), paths, cache, quiet=True)
+    cache.connection.execute("UPDATE features SET value = x'00'")
+    result = extract_features(get_method("ahash"), paths, cache, quiet=True)
+    assert result.features[0].shape == (64,)
+
+
+def _fill(cache_path: str, label: str) -> None:
+    paths = [str(p) for p in photos_of(label)]
+    extract_features(get_method("ahash"), paths, FeatureCache(cache_path), quiet=True)
+
+
+def test_two_processes_write_at_once(tmp_path):
+    cache_path = str(tmp_path / "c.sqlite")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_fill, args=(cache_path, label))
+               for label in ("sacre_coeur", "hertford_bridge")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    expected = len(photos_of("sacre_coeur")) + len(photos_of("hertford_bridge"))
+    assert len(FeatureCache(cache_path)) == expected
+
+
+def test_kill_mid_run_leaves_a_consistent_cache(tmp_path):
+    cache_path = tmp_path / "c.sqlite"
+    script = (
+        "import sys; from conftest import photos_of; "
+        "from lookalike.cache import FeatureCache; from lookalike.features import extract_features; "
+        "from lookalike.methods import get_method; "
+        "paths=[str(p) for p in photos_of('distractor')]*20; "
+        "extract_features(get_method('whash'), paths, FeatureCache(sys.argv[1]), quiet=True)"
+    )
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    process = subprocess.Popen([sys.executable, "-c", script, str(cache_path)], env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not cache_path.exists():
+        time.sleep(0.1)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    connection = sqlite3.connect(cache_path)
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    connection.close()
+    result = extract_features(get_method("whash"), [str(p) for p in photos_of("distractor")[:3]],
+                              FeatureCache(cache_path), quiet=True)
+    assert len(result.features) == 3

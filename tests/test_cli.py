@@ -1,0 +1,96 @@
+"""The command line end to end: matrices, spreadsheet, errors and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from openpyxl import load_workbook
+
+from conftest import photos_of
+from lookalike.cli import main
+
+
+@pytest.fixture()
+def photo_folder(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    for path in photos_of("tower_bridge")[:2]:
+        shutil.copy(path, folder / path.name)
+    shutil.copy(photos_of("distractor")[0], folder / "nested" / "other.jpg")
+    return folder
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_compare_folder_with_itself_writes_csv_and_xlsx(photo_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["compare", "photos", "--methods", "phash,akaze", "-o", "out", "-q", "-j", "1"])
+    assert code == 0
+    rows = read_csv(tmp_path / "out" / "phash.csv")
+    assert rows[0][0] == "path" and len(rows) == 4 and all(len(r) == 4 for r in rows)
+    assert rows[0][1:] == [r[0] for r in rows[1:]]
+    assert all(name.startswith("photos/") for name in rows[0][1:])  # paths as given
+    diagonal = [float(rows[i][i]) for i in range(1, 4)]
+    assert diagonal == [1.0, 1.0, 1.0]
+    workbook = load_workbook(tmp_path / "out" / "similarity.xlsx")
+    assert workbook.sheetnames == ["phash", "akaze"]
+    sheet = workbook["akaze"]
+    assert sheet.max_row == 4 and sheet.max_column == 4
+    assert sheet.conditional_formatting  # the colour scale
+    assert not (tmp_path / "out" / "errors.csv").exists()
+
+
+def test_bad_files_are_listed_skipped_and_exit_2(photo_folder, tmp_path, capsys):
+    (photo_folder / "broken.jpg").write_text("<html>oops</html>")
+    (photo_folder / "empty.png").write_bytes(b"")
+    code = main(["compare", str(photo_folder), "--against", str(photos_of("tower_bridge")[0]),
+                 "--methods", "dhash", "-o", str(tmp_path / "out"), "-q", "--gray"])
+    assert code == 2
+    errors = read_csv(tmp_path / "out" / "errors.csv")
+    assert {row[0] for row in errors[1:]} == {str(photo_folder / "broken.jpg"),
+                                             str(photo_folder / "empty.png")}
+    assert "broken.jpg: not an image" in capsys.readouterr().err
+    rows = read_csv(tmp_path / "out" / "dhash-gray.csv")
+    assert len(rows) == 4 and len(rows[0]) == 2
+
+
+def test_usage_errors_exit_1(tmp_path, capsys):
+    assert main(["compare", str(tmp_path), "-m", "nosuch", "-o", str(tmp_path / "o")]) == 1
+    assert "unknown method 'nosuch'" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path), "-m", "phash", "-o", str(tmp_path / "o")]) == 1
+    assert main(["features", str(tmp_path), "-m", "akaze", "-o", str(tmp_path / "f")]) == 1
+    assert "keypoints" in capsys.readouterr().err
+
+
+def test_features_export_bits_and_vectors(photo_folder, tmp_path):
+    target = tmp_path / "f.npz"
+    assert main(["features", str(photo_folder), "-m", "phash", "-o", str(target), "-q"]) == 0
+    data = np.load(target)
+    assert data["features"].shape == (3, 64) and data["features"].dtype == np.uint8
+    assert set(np.unique(data["features"])) <= {0, 1}
+    assert data["paths"][0].endswith(".jpg")
+
+
+def test_methods_and_help(capsys):
+    assert main(["methods"]) == 0
+    listed = capsys.readouterr().out
+    assert "akaze" in listed and "augnet" in listed
+    import argparse
+
+    from lookalike.cli import build_parser
+
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    commands = [[]] + [[name] for name in actions[0].choices]
+    for command in commands:
+        command = [*command, "--help"]
+        result = subprocess.run([sys.executable, "-m", "lookalike.cli", *command],
+                                capture_output=True, text=True)
+        assert result.returncode == 0 and "usage: lookalike" in result.stdout
