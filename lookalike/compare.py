@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def score_matrix(
     return matrix
 
 
-def open_cache(cache: str | os.PathLike | FeatureCache | NoCache | None | bool = None):
+def open_cache(cache: str | os.PathLike | FeatureCache | NoCache | bool | None = None):
     """None -> default cache file; False -> no cache; a path -> that file."""
     if cache is False:
         return NoCache()

@@ -106,7 +106,7 @@ def test_zero_byte_and_text_file_named_jpg(tmp_path):
         load_image(empty)
     html = tmp_path / "page.jpg"
     html.write_text("<html><body>not a photo</body></html>")
-    with pytest.raises(ImageLoadError, match="not an image .*<html"):
+    with pytest.raises(ImageLoadError, match=r"not an image .*<html"):
         load_image(html)
 
 

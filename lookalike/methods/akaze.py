@@ -76,7 +76,7 @@ class Akaze(Method):
         return {"gray": self.gray, "max_side": self.max_side, "threshold": self.threshold}
 
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
-        pixels, scale = gray_array(image, self.max_side)
+        pixels, _ = gray_array(image, self.max_side)
         keypoints, descriptors = create_akaze(self.threshold).detectAndCompute(pixels, None)
         if descriptors is None:
             descriptors = np.zeros((0, 61), np.uint8)

@@ -15,9 +15,10 @@ import hashlib
 import importlib.util
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -111,13 +112,13 @@ def stock_weights_path() -> Path:
         raise FileNotFoundError(
             "the imgsim package is not installed; run `pip install --no-deps imgsim==0.1.2`"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / "model.pth"
+    path = Path(next(iter(spec.submodule_search_locations))) / "model.pth"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: imgsim's model.pth is missing")
     return path
 
 
-def load_state_dict(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
+def load_state_dict(path: str | os.PathLike) -> OrderedDict[str, torch.Tensor]:
     """Load a state dict saved by imgsim (DataParallel `module.` prefix) or by lookalike."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
