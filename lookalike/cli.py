@@ -12,14 +12,14 @@ import importlib
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT_ERRORS = 0, 1, 2
 
 # Modules that add their own subcommands (see `add_command` in each).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["lookalike.evaluation"]
 
 
 class UsageError(Exception):

@@ -1,0 +1,232 @@
+"""`lookalike evaluate`: how well each method tells the landmarks apart, on labelled photos.
+
+The labelled set is read once (`load_dataset`); every method then goes through the same
+feature extraction (`extract_features`, cache included) and matrix scoring (`score_matrix`)
+as `compare`, so the numbers describe exactly what users run. Methods are taken from the
+registry by name, so a method added later is evaluated with no change here. The protocol
+itself lives in `lookalike.metrics.retrieval_metrics`; the files written in `eval_report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lookalike.compare import SimilarityMatrix, open_cache, score_matrix
+from lookalike.features import FeatureSet, extract_features
+from lookalike.loading import find_images
+from lookalike.methods import get_method, parse_methods
+from lookalike.methods.base import Method
+from lookalike.metrics import DISTRACTOR, retrieval_metrics
+
+DISTRACTOR_FOLDER = "distractors"
+GRAY_MODES = {"no": [False], "yes": [True], "both": [False, True]}
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be read as labelled photos (missing, empty, wrong columns)."""
+
+
+def load_dataset(
+    dataset: str | os.PathLike, negatives: str | os.PathLike | None = None
+) -> tuple[list[str], list[str]]:
+    """Photo paths and their labels, in dataset order (label `distractor` = no landmark).
+
+    A folder holds one subfolder per landmark (the folder name is the label) and optionally
+    `distractors/`; a CSV manifest has `path,label` columns, paths relative to the CSV's
+    folder. Photos under `negatives` are added as distractors.
+    """
+    source = Path(dataset)
+    if source.is_dir():
+        paths, labels = _load_folder(source)
+    elif source.is_file():
+        paths, labels = _load_manifest(source)
+    else:
+        raise DatasetError(f"{dataset}: no such folder or manifest file")
+    if negatives is not None:
+        if not Path(negatives).is_dir():
+            raise DatasetError(f"{negatives}: --negatives must be a folder")
+        extra = [p for p in find_images([negatives]) if p not in set(paths)]
+        paths += extra
+        labels += [DISTRACTOR] * len(extra)
+    if not paths:
+        raise DatasetError(f"{dataset}: no labelled photos found")
+    return paths, labels
+
+
+def _load_folder(root: Path) -> tuple[list[str], list[str]]:
+    paths: list[str] = []
+    labels: list[str] = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found = find_images([str(sub)])
+        paths += found
+        labels += [DISTRACTOR if sub.name == DISTRACTOR_FOLDER else sub.name] * len(found)
+    return paths, labels
+
+
+def _load_manifest(manifest: Path) -> tuple[list[str], list[str]]:
+    with open(manifest, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise DatasetError(f"{manifest}: a manifest needs 'path' and 'label' columns")
+        rows = [row for row in reader if (row["path"] or "").strip()]
+    base = manifest.parent
+    paths = [str(base / row["path"].strip()) for row in rows]
+    labels = [(row["label"] or "").strip() or DISTRACTOR for row in rows]
+    return paths, labels
+
+
+class _CountingCache:
+    """Wraps the feature cache to count hits, so extraction times say how much was computed."""
+
+    def __init__(self, cache):
+        self.cache = cache
+        self.hits = 0
+
+    def get_many(self, keys):
+        found = self.cache.get_many(keys)
+        self.hits += len(found)
+        return found
+
+    def __getattr__(self, name):
+        return getattr(self.cache, name)
+
+
+class EvaluationResult(list):
+    """The result rows (one dict per method and colour mode), plus what the reports need:
+    the evaluated `paths` and `labels`, one `SimilarityMatrix` per row and unreadable files."""
+
+    def __init__(self, rows, paths, labels, matrices, errors, root):
+        super().__init__(rows)
+        self.paths: list[str] = paths
+        self.labels: list[str] = labels
+        self.matrices: dict[str, SimilarityMatrix] = matrices
+        self.errors: dict[str, str] = errors
+        self.root: str = root  # names in the matrices are relative to this folder
+
+
+def evaluate(
+    dataset: str | os.PathLike,
+    methods: str | Sequence[str] = "all",
+    gray: str = "no",
+    outdir: str | os.PathLike | None = None,
+    cache: Any = None,
+    jobs: int = 1,
+    quiet: bool = True,
+    negatives: str | os.PathLike | None = None,
+    method_settings: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """Evaluate methods on a labelled dataset; with `outdir`, write tables, plots and HTML.
+
+    `gray` is "no", "yes" or "both" (each method once per colour mode). A file that any
+    method cannot read is left out of every matrix, as in `compare`, and listed in `.errors`.
+    """
+    if gray not in GRAY_MODES:
+        raise ValueError(f"gray must be one of {', '.join(GRAY_MODES)}, not {gray!r}")
+    names = parse_methods(methods)
+    paths, labels = load_dataset(dataset, negatives)
+    root = os.path.dirname(os.path.abspath(dataset)) if os.path.isfile(dataset) else str(dataset)
+    feature_cache = _CountingCache(open_cache(cache))
+    runs: list[tuple[Method, FeatureSet, float, int]] = []
+    errors: dict[str, str] = {}
+    for name in names:
+        for gray_mode in GRAY_MODES[gray]:
+            method = get_method(name, gray=gray_mode, **(method_settings or {}))
+            hits = feature_cache.hits
+            start = time.perf_counter()
+            features = extract_features(method, paths, feature_cache, jobs, quiet)
+            seconds = time.perf_counter() - start
+            computed = len(paths) - (feature_cache.hits - hits)
+            errors.update(features.errors)
+            runs.append((method, features, seconds, computed))
+    kept = [i for i, path in enumerate(paths) if path not in errors]
+    kept_paths = [paths[i] for i in kept]
+    kept_labels = [labels[i] for i in kept]
+    shown = [_display_name(path, root) for path in kept_paths]
+    rows: list[dict[str, Any]] = []
+    matrices: dict[str, SimilarityMatrix] = {}
+    for method, features, extract_seconds, computed in runs:
+        items = [features.feature_of(path) for path in kept_paths]
+        start = time.perf_counter()
+        scores = score_matrix(method, items, items, jobs=jobs, quiet=quiet)
+        score_seconds = time.perf_counter() - start
+        matrices[method.label()] = SimilarityMatrix(method.label(), shown, shown, scores)
+        metrics = retrieval_metrics(scores, kept_labels)
+        metrics.pop("ap_per_query")
+        rows.append({
+            "method": method.label(), "name": method.name, "gray": method.gray,
+            **metrics,
+            "extract_s": extract_seconds, "extracted": computed,
+            "extract_ms_per_image": 1000 * extract_seconds / computed if computed else None,
+            "score_s": score_seconds, "scored_pairs": len(items) ** 2,
+            "score_us_per_pair": 1e6 * score_seconds / len(items) ** 2 if items else None,
+            "settings": _settings(method),
+        })
+    result = EvaluationResult(rows, kept_paths, kept_labels, matrices, errors, root)
+    if outdir is not None:
+        from lookalike.eval_report import write_evaluation
+
+        write_evaluation(result, outdir, quiet=quiet)
+    return result
+
+
+def _display_name(path: str, root: str) -> str:
+    """Paths as the manifest names them (relative to the dataset), so CSVs are portable."""
+    relative = os.path.relpath(path, root)
+    return path if relative.startswith("..") else relative.replace(os.sep, "/")
+
+
+def _settings(method: Method) -> dict[str, Any]:
+    return {k: v for k, v in method.settings().items() if k != "gray"}
+
+
+# -- command line ----------------------------------------------------------------------------
+def run_evaluate(args: argparse.Namespace) -> int:
+    from lookalike.cli import UsageError, method_settings_from_args, report_errors
+
+    try:
+        result = evaluate(
+            args.dataset, methods=args.methods, gray=args.gray, outdir=args.output,
+            cache=False if args.no_cache else args.cache, jobs=args.jobs, quiet=args.quiet,
+            negatives=args.negatives, method_settings=method_settings_from_args(args),
+        )
+    except DatasetError as error:
+        raise UsageError(str(error)) from None
+    if not args.quiet:
+        from lookalike.eval_report import markdown_table
+
+        print(markdown_table(result), file=sys.stderr)
+        print(f"wrote results.md, results.csv, results.json, plots and index.html to "
+              f"{args.output}", file=sys.stderr)
+    return report_errors(result.errors)
+
+
+def add_command(subparsers) -> None:
+    from lookalike.cli import add_common_options
+
+    parser = subparsers.add_parser(
+        "evaluate", help="accuracy of each method on labelled photos (tables, plots, HTML)",
+        description="Measure how well each method tells landmarks apart on labelled photos: "
+                    "mAP and P@1 (each photo of a landmark with >= 2 photos queries all other "
+                    "photos, distractors included) and pair metrics (ROC-AUC, AP, TPR at FPR "
+                    "1%%, thresholds). Writes results.md/.csv/.json, <method>.csv matrices, "
+                    "ROC/PR plots, score histograms and index.html to OUTDIR.",
+    )
+    parser.add_argument("dataset", metavar="DATASET",
+                        help="folder with one subfolder per landmark (and distractors/), or a "
+                             "manifest CSV with path,label columns")
+    parser.add_argument("--methods", "-m", default="all",
+                        help="comma-separated methods or 'all' (default: all)")
+    parser.add_argument("--gray", choices=sorted(GRAY_MODES), default="no",
+                        help="evaluate in colour (no), grayscale (yes) or both (default: no)")
+    parser.add_argument("--negatives", metavar="DIR",
+                        help="folder of extra photos that show none of the landmarks")
+    parser.add_argument("--output", "-o", required=True, metavar="OUTDIR", help="output folder")
+    add_common_options(parser, gray=False)
+    parser.set_defaults(handler=run_evaluate)
