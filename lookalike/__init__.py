@@ -9,10 +9,10 @@ The Python API mirrors the CLI:
 
 __version__ = "0.1.0"
 
-from lookalike.compare import CompareResult, SimilarityMatrix, compare  # noqa: E402
-from lookalike.features import FeatureSet, extract_features  # noqa: E402
-from lookalike.loading import ImageLoadError, LoadOptions, find_images, load_image  # noqa: E402
-from lookalike.methods import get_method, method_names  # noqa: E402
+from lookalike.compare import CompareResult, SimilarityMatrix, compare
+from lookalike.features import FeatureSet, extract_features
+from lookalike.loading import ImageLoadError, LoadOptions, find_images, load_image
+from lookalike.methods import get_method, method_names
 
 __all__ = [
     "CompareResult", "FeatureSet", "ImageLoadError", "LoadOptions", "SimilarityMatrix",

@@ -8,11 +8,12 @@ cache in one transaction (a kill loses at most the chunk in flight).
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import multiprocessing
 import sys
+from collections.abc import Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from tqdm import tqdm
 

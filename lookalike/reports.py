@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from lookalike.compare import CompareResult, SimilarityMatrix
 
 
-def write_matrix_csv(matrix: "SimilarityMatrix", path: str | os.PathLike) -> None:
+def write_matrix_csv(matrix: SimilarityMatrix, path: str | os.PathLike) -> None:
     """Header `path,<gallery paths...>`, then one row per query starting with its path."""
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -43,7 +44,7 @@ def sheet_title(name: str, used: set[str]) -> str:
     return title
 
 
-def write_xlsx(matrices: Iterable["SimilarityMatrix"], path: str | os.PathLike) -> None:
+def write_xlsx(matrices: Iterable[SimilarityMatrix], path: str | os.PathLike) -> None:
     """One sheet per method, paths as headers, a red-yellow-green colour scale over the scores."""
     from openpyxl import Workbook
     from openpyxl.formatting.rule import ColorScaleRule
@@ -77,7 +78,7 @@ def write_errors_csv(errors: Mapping[str, str], path: str | os.PathLike) -> None
             writer.writerow([name, reason])
 
 
-def write_compare_outputs(result: "CompareResult", outdir: str | os.PathLike) -> list[Path]:
+def write_compare_outputs(result: CompareResult, outdir: str | os.PathLike) -> list[Path]:
     """`<method>.csv` per method, `similarity.xlsx`, and `errors.csv` when files failed."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,18 @@ from typing import Any
 
 from lookalike.methods.base import BITS, LOCAL, SEGMENTS, VECTOR, Method
 
-__all__ = ["Method", "register", "get_method", "method_names", "parse_methods", "BITS", "LOCAL",
-           "SEGMENTS", "VECTOR", "UnknownMethodError"]
+__all__ = [
+    "BITS",
+    "LOCAL",
+    "SEGMENTS",
+    "VECTOR",
+    "Method",
+    "UnknownMethodError",
+    "get_method",
+    "method_names",
+    "parse_methods",
+    "register",
+]
 
 _REGISTRY: dict[str, type[Method]] = {}
 _LOADED = False

@@ -13,7 +13,8 @@ import dataclasses
 import hashlib
 import io
 import json
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
