@@ -55,6 +55,9 @@ class FeatureCache:
         connection.execute(
             "CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL)"
         )
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value REAL NOT NULL)"
+        )
         connection.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
         connection.execute(
             "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
@@ -74,7 +77,7 @@ class FeatureCache:
                 os.replace(source, Path(str(aside) + suffix))
         return self._connect()
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+    def get_many(self, keys: Iterable[str], table: str = "features") -> dict[str, bytes]:
         keys = list(keys)
         found: dict[str, bytes] = {}
         try:
@@ -82,7 +85,7 @@ class FeatureCache:
                 chunk = keys[start:start + 500]
                 marks = ",".join("?" * len(chunk))
                 for key, value in self.connection.execute(
-                    f"SELECT key, value FROM features WHERE key IN ({marks})", chunk
+                    f"SELECT key, value FROM {table} WHERE key IN ({marks})", chunk
                 ):
                     found[key] = value
         except sqlite3.DatabaseError as error:
@@ -91,8 +94,8 @@ class FeatureCache:
             return {}
         return found
 
-    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
-        """Store features in one transaction: all of them land, or none."""
+    def put_many(self, items: Iterable[tuple[str, bytes]], table: str = "features") -> None:
+        """Store features (or pair scores) in one transaction: all of them land, or none."""
         items = list(items)
         if not items:
             return
@@ -100,7 +103,7 @@ class FeatureCache:
             with self.connection:
                 self.connection.execute("BEGIN IMMEDIATE")
                 self.connection.executemany(
-                    "INSERT OR REPLACE INTO features (key, value) VALUES (?, ?)", items
+                    f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)", items
                 )
         except sqlite3.DatabaseError as error:
             self.connection.close()
@@ -122,10 +125,10 @@ class NoCache:
 
     path = None
 
-    def get_many(self, keys):
+    def get_many(self, keys, table="features"):
         return {}
 
-    def put_many(self, items):
+    def put_many(self, items, table="features"):
         pass
 
     def delete(self, key):

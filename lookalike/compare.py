@@ -53,29 +53,60 @@ def score_matrix(
     jobs: int = 1,
     quiet: bool = True,
     desc: str | None = None,
+    cache: FeatureCache | NoCache | None = None,
+    query_keys: Sequence[str] | None = None,
+    gallery_keys: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """`method.score_matrix`, split by rows over `jobs` forked processes for slow methods."""
-    if not queries or not gallery:
+    """`method.score_matrix`, split by rows over `jobs` forked processes for slow methods.
+
+    With a cache and the content keys of both sides, pair scores of methods that declare
+    `cache_scores` are read from and written to the cache, so a re-run scores nothing twice.
+    """
+    if not len(queries) or not len(gallery):
         return np.zeros((len(queries), len(gallery)))
-    if method.feature_kind not in ("local", "segments") or len(queries) < 2:
-        return method.score_matrix(queries, gallery)
-    matrix = np.empty((len(queries), len(gallery)))
-    step = max(1, min(8, len(queries) // (4 * max(jobs, 1))))
-    chunks = [list(range(i, min(i + step, len(queries)))) for i in range(0, len(queries), step)]
-    bar = progress_bar(len(queries), desc or f"{method.label()} scoring", quiet, unit="row")
+    if cache is None or not method.cache_scores or query_keys is None or gallery_keys is None:
+        return _score_rows_parallel(method, queries, gallery, range(len(queries)), jobs, quiet, desc)
+    prefix = method.score_key()
+    pair_keys = [[f"{prefix}:{q}:{g}" for g in gallery_keys] for q in query_keys]
+    found = cache.get_many((key for row in pair_keys for key in row), table="scores")
+    matrix = np.array([[found.get(key, np.nan) for key in row] for row in pair_keys], np.float64)
+    todo = [i for i in range(len(queries)) if np.isnan(matrix[i]).any()]
+    if todo:
+        matrix[todo] = _score_rows_parallel(method, queries, gallery, todo, jobs, quiet, desc)
+        cache.put_many(((pair_keys[i][j], float(matrix[i, j])) for i in todo
+                        for j in range(len(gallery))), table="scores")
+    return matrix
+
+
+def score_sets(method: Method, query_set: FeatureSet, gallery_set: FeatureSet, cache=None,
+               jobs: int = 1, quiet: bool = True) -> np.ndarray:
+    """Score two `FeatureSet`s of one method, reusing cached pair scores where possible."""
+    return score_matrix(method, query_set.features, gallery_set.features, jobs=jobs, quiet=quiet,
+                        cache=cache, query_keys=query_set.content_keys,
+                        gallery_keys=gallery_set.content_keys)
+
+
+def _score_rows_parallel(method, queries, gallery, rows, jobs, quiet, desc) -> np.ndarray:
+    rows = list(rows)
+    if method.feature_kind not in ("local", "segments") or len(rows) < 2:
+        return method.score_matrix([queries[i] for i in rows], gallery)
+    position = {row: index for index, row in enumerate(rows)}
+    matrix = np.empty((len(rows), len(gallery)))
+    step = max(1, min(8, len(rows) // (4 * max(jobs, 1))))
+    chunks = [rows[i:i + step] for i in range(0, len(rows), step)]
+    bar = progress_bar(len(rows), desc or f"{method.label()} scoring", quiet, unit="row")
+    _WORKER_STATE.update(method=method, queries=queries, gallery=gallery)
     try:
         if jobs <= 1:
-            _WORKER_STATE.update(method=method, queries=queries, gallery=gallery)
-            for rows in chunks:
-                _, block = _score_rows(rows)
-                matrix[rows] = block
-                bar.update(len(rows))
+            results = map(_score_rows, chunks)
+            for chunk_rows, block in results:
+                matrix[[position[r] for r in chunk_rows]] = block
+                bar.update(len(chunk_rows))
         else:
-            _WORKER_STATE.update(method=method, queries=queries, gallery=gallery)
             with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                for rows, block in pool.imap_unordered(_score_rows, chunks):
-                    matrix[rows] = block
-                    bar.update(len(rows))
+                for chunk_rows, block in pool.imap_unordered(_score_rows, chunks):
+                    matrix[[position[r] for r in chunk_rows]] = block
+                    bar.update(len(chunk_rows))
     finally:
         _WORKER_STATE.clear()
         bar.close()
@@ -121,12 +152,11 @@ def compare(
         sets.append((method, query_set, gallery_set))
     # A file that failed for any method is left out of every matrix, so all share their rows.
     for method, query_set, gallery_set in sets:
-        rows = [p for p in query_set.paths if p not in errors]
-        cols = [p for p in gallery_set.paths if p not in errors]
-        q = [query_set.feature_of(p) for p in rows] if rows != query_set.paths else query_set.features
-        g = [gallery_set.feature_of(p) for p in cols] if cols != gallery_set.paths else gallery_set.features
-        scores = score_matrix(method, q, g, jobs=jobs, quiet=quiet)
-        matrices[method.label()] = SimilarityMatrix(method.label(), rows, cols, scores)
+        query_set, gallery_set = query_set.without(errors), gallery_set.without(errors)
+        scores = score_sets(method, query_set, gallery_set, feature_cache, jobs, quiet)
+        matrices[method.label()] = SimilarityMatrix(
+            method.label(), query_set.paths, gallery_set.paths, scores
+        )
     result = CompareResult(matrices, errors)
     if outdir is not None:
         from lookalike.reports import write_compare_outputs

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,16 @@ class FeatureSet:
     paths: list[str]
     features: list[Any]
     errors: dict[str, str] = field(default_factory=dict)
+    content_keys: list[str] = field(default_factory=list)  # content hash of each path's file
+
+    def without(self, excluded: Container[str]) -> FeatureSet:
+        """The same set less the given paths (e.g. files that failed for another method)."""
+        keep = [i for i, path in enumerate(self.paths) if path not in excluded]
+        if len(keep) == len(self.paths):
+            return self
+        return FeatureSet(self.method, [self.paths[i] for i in keep],
+                          [self.features[i] for i in keep], self.errors,
+                          [self.content_keys[i] for i in keep])
 
     def feature_of(self, path: str) -> Any:
         if getattr(self, "_positions", None) is None or len(self._positions) != len(self.paths):
@@ -74,6 +84,7 @@ def extract_features(
     method_key = method.cache_key()
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    digests: dict[str, str] = {}
     pool: futures.Executor | None = None
     if jobs > 1 and method.batch_size > 1:
         pool = futures.ThreadPoolExecutor(jobs)  # decode in threads, infer in batches here
@@ -88,7 +99,8 @@ def extract_features(
             for path in chunk:
                 try:
                     contents[path] = read_bytes(path)
-                    keys[path] = f"{method_key}:{content_hash(contents[path])}"
+                    digests[path] = content_hash(contents[path])
+                    keys[path] = f"{method_key}:{digests[path]}"
                 except ImageLoadError as error:
                     errors[path] = error.reason
             cached = cache.get_many(set(keys.values()))
@@ -116,7 +128,8 @@ def extract_features(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     ok_paths = [path for path in paths if path in results]
-    return FeatureSet(method, ok_paths, [results[p] for p in ok_paths], errors)
+    return FeatureSet(method, ok_paths, [results[p] for p in ok_paths], errors,
+                      [digests[p] for p in ok_paths])
 
 
 def _compute(method, paths, contents, pool, bar) -> dict[str, tuple[str, Any]]:

@@ -64,6 +64,7 @@ class Akaze(Method):
     name: ClassVar[str] = "akaze"
     description: ClassVar[str] = "AKAZE keypoints, Hamming kNN + ratio test; score = good matches"
     feature_kind: ClassVar[str] = LOCAL
+    cache_scores: ClassVar[bool] = True
     order: ClassVar[int] = 20
     max_side: int = 1024
     ratio: float = 0.75

@@ -74,6 +74,15 @@ class Method:
         spec = {"name": self.name, "version": self.version, "settings": self.cache_settings()}
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def score_key(self) -> str:
+        """Like `cache_key`, over every setting, for caching pair scores of slow methods."""
+        spec = {"name": self.name, "version": self.version, "settings": self.settings()}
+        return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    # Pair scores of slow pairwise methods (keypoint matching) are worth caching; a method whose
+    # score depends on more than the two features (e.g. the whole gallery) must say False.
+    cache_scores: ClassVar[bool] = False
+
     def cache_settings(self) -> dict[str, Any]:
         """Settings that change the extracted feature (scoring-only settings can be dropped)."""
         return self.settings()

@@ -125,6 +125,7 @@ class CropResistantHash(Method):
     name: ClassVar[str] = "crophash"
     description: ClassVar[str] = "crop-resistant segment hashes (ImageHash), matched segments"
     feature_kind: ClassVar[str] = SEGMENTS
+    cache_scores: ClassVar[bool] = True
     order: ClassVar[int] = 11
     bit_error_rate: float = 0.25
 
