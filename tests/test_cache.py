@@ -121,3 +121,19 @@ def test_kill_mid_run_leaves_a_consistent_cache(tmp_path):
     result = extract_features(get_method("whash"), [str(p) for p in photos_of("distractor")[:3]],
                               FeatureCache(cache_path), quiet=True)
     assert len(result.features) == 3
+
+
+def test_pair_scores_of_slow_methods_are_cached(tmp_path):
+    from lookalike.compare import score_sets
+
+    cache = FeatureCache(tmp_path / "c.sqlite")
+    paths = [str(p) for p in photos_of("tower_bridge")]
+    method = get_method("akaze")
+    features = extract_features(method, paths, cache, quiet=True)
+    first = score_sets(method, features, features, cache)
+    calls = []
+    method.score = lambda a, b: calls.append(1) or 0.0
+    second = score_sets(method, features, features, cache)
+    assert not calls and np.array_equal(first, second)
+    other = get_method("akaze", ratio=0.8)  # a scoring setting: other keys, fresh scores
+    assert other.score_key() != method.score_key()
