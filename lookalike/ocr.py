@@ -1,0 +1,557 @@
+"""Read the text on signboards and plaques in a photo: Japanese (horizontal and vertical) and English.
+
+Tesseract reads a clean line well but does poorly on a whole photo, where a plaque is a small
+part of a busy scene. So text regions are found first, with a classic morphological detector
+run at three scales (edges -> remove long straight lines such as a plate's border -> close
+along the reading direction -> elongated, edge-dense blobs), each region is cut out, levelled
+(rotated by its own angle), brought to a standard line height with dark text on light ground,
+and read by Tesseract as one line: `jpn` across (re-read with `eng` when the line is Latin),
+`jpn_vert` down. Tesseract is driven through tesserocr, which keeps the models loaded in the
+process: a line then costs tens of milliseconds instead of a new Tesseract process per line.
+
+Text is normalised (`normalise_text`) so that a comparison ignores what OCR and typography
+vary: NFKC (full-width -> ASCII, half-width kana -> full-width), case, Latin accents
+(Inō -> ino), katakana -> hiragana, punctuation and spacing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+# -- tunables (measured with benchmarks/ocr_bench.py) -------------------------------------------
+MAX_SIDE = 1600  # photos are read at most this long; larger ones are scaled down first
+LEVELS = (1, 2, 4)  # detection scales: text 12..64 px high at each of them
+MIN_THICK, MAX_THICK = 10, 64  # line height (px) accepted at one detection level
+MIN_ELONGATION = 1.3  # a line is at least this much longer than high (two characters or more)
+CLOSE_LENGTH = 17  # gap (px, per level) closed between characters of one line
+BORDER_LENGTH = 80  # straight edges longer than this (px, per level) are plate borders, not text
+MIN_FILL = 0.3  # share of a candidate's box covered by its blob
+PLATE_SIDE = 800  # plates are looked for at about this size
+PLATE_MIN_AREA, PLATE_MAX_AREA = 0.004, 0.4  # plate size as a share of the photo
+MAX_PLATES = 6  # plates read per photo (each orientation counts)
+MAX_REGIONS = 24  # most text-like candidates read per photo (bounds the time per photo)
+RETRY_LINE_HEIGHT, RETRY_BELOW = 32, 0.8  # plates read with less confidence are read again
+LINE_HEIGHT = 48  # candidates are scaled so that their text is this high for Tesseract
+MIN_CONFIDENCE = 0.55  # lines read with less (Tesseract's mean word confidence, 0..1) are dropped
+SPECK = 0.15  # ink smaller than this share of the character height is noise
+MIN_WORD_CONFIDENCE = 0.25  # words read with less are dropped from a line
+MIN_CHARS = 2  # lines with fewer letters/digits after normalisation are dropped
+
+LANG_ACROSS, LANG_DOWN, LANG_LATIN = "jpn", "jpn_vert", "eng"
+TESSDATA_DIRS = (
+    "/usr/share/tesseract-ocr/5/tessdata",
+    "/usr/share/tesseract-ocr/4.00/tessdata",
+    "/usr/share/tessdata",
+    "/usr/local/share/tessdata",
+    "/opt/homebrew/share/tessdata",
+)
+
+
+class OcrUnavailable(RuntimeError):
+    """Tesseract or its language data is missing; the message says what to install."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TextLine:
+    """One line of text read from a photo.
+
+    `box` is (left, top, right, bottom) in the pixels of the image given to `read_text`;
+    `confidence` is Tesseract's mean word confidence scaled to 0..1.
+    """
+
+    text: str  # normalised (see `normalise_text`)
+    raw: str  # as Tesseract read it
+    box: tuple[int, int, int, int]
+    confidence: float
+    vertical: bool = False
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "raw": self.raw, "box": list(self.box),
+                "confidence": round(self.confidence, 3), "vertical": self.vertical}
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """A candidate text line: a rotated rectangle in full-image pixels."""
+
+    center: tuple[float, float]
+    length: float  # along the reading direction
+    thickness: float  # across it
+    angle: float  # degrees, rotation of the reading direction from the x axis (or y for down)
+    vertical: bool
+    score: float
+    plate: bool = False  # a whole plate: may hold several lines, and a frame
+
+    def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        w, h = (self.thickness, self.length) if self.vertical else (self.length, self.thickness)
+        corners = cv2.boxPoints((self.center, (w, h), self.angle))
+        x0, y0 = np.floor(corners.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(corners.max(axis=0)).astype(int)
+        return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+
+
+# -- normalisation ----------------------------------------------------------------------------------
+_KATAKANA = {code: code - 0x60 for code in range(0x30A1, 0x30F7)}  # ァ..ヶ -> ぁ..ゖ
+
+
+def normalise_text(text: str) -> str:
+    """Fold what OCR and typography vary, keep what names differ in; words stay space-separated.
+
+    NFKC, casefold, Latin diacritics removed (Inō -> ino, but Japanese dakuten kept),
+    katakana -> hiragana, punctuation -> space, and no spaces between Japanese characters.
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    out: list[str] = []
+    for char in unicodedata.normalize("NFKD", text):
+        if unicodedata.combining(char) and out and out[-1].isascii():
+            continue  # a Latin accent; Japanese (semi-)voiced marks are recombined below
+        out.append(char)
+    text = unicodedata.normalize("NFKC", "".join(out)).translate(_KATAKANA)
+    words: list[str] = []
+    word: list[str] = []
+    for char in text:
+        if char.isalnum() or unicodedata.category(char) == "Lm" or char == "々":
+            word.append(char)
+        else:
+            if word:
+                words.append("".join(word))
+            word = []
+    if word:
+        words.append("".join(word))
+    joined = ""
+    for word in words:
+        if joined and not (_is_japanese(joined[-1]) and _is_japanese(word[0])):
+            joined += " "
+        joined += word
+    return joined
+
+
+def _is_japanese(char: str) -> bool:
+    return not char.isascii() and not ("\u00c0" <= char <= "\u024f")
+
+
+def compact(text: str) -> str:
+    """Normalised text without spaces: what names are matched against."""
+    return normalise_text(text).replace(" ", "")
+
+
+def letter_count(text: str) -> int:
+    return sum(1 for char in text if char.isalnum())
+
+
+# -- Tesseract ----------------------------------------------------------------------------------------
+def tessdata_dir() -> str:
+    """The folder holding jpn/jpn_vert/eng.traineddata: $TESSDATA_PREFIX or a usual place."""
+    places = [os.environ.get("TESSDATA_PREFIX", ""), *list(TESSDATA_DIRS)]
+    for place in places:
+        for folder in (place, os.path.join(place, "tessdata")):
+            if folder and os.path.isfile(os.path.join(folder, f"{LANG_ACROSS}.traineddata")):
+                return folder
+    raise OcrUnavailable(
+        "Tesseract's Japanese language data was not found; install the Debian packages "
+        "tesseract-ocr-jpn tesseract-ocr-jpn-vert tesseract-ocr-eng (`make system`) or set "
+        "TESSDATA_PREFIX to the folder holding jpn.traineddata"
+    )
+
+
+class _Engines:
+    """One tesserocr API per model, per process (they are neither fork- nor thread-safe)."""
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self.apis: dict[str, object] = {}
+        self.lock = threading.Lock()
+
+    def api(self, model: str):
+        if self.pid != os.getpid():
+            self.pid, self.apis = os.getpid(), {}
+        if model not in self.apis:
+            try:
+                import tesserocr
+            except ImportError as error:  # pragma: no cover - installed with the package
+                raise OcrUnavailable(f"tesserocr is not installed ({error})") from None
+            folder = tessdata_dir()
+            if not os.path.isfile(os.path.join(folder, f"{model}.traineddata")):
+                raise OcrUnavailable(f"no {model}.traineddata in {folder}; install "
+                                     f"tesseract-ocr-{model.replace('_', '-')}")
+            api = tesserocr.PyTessBaseAPI(path=folder, lang=model, oem=tesserocr.OEM.LSTM_ONLY)
+            api.SetVariable("user_defined_dpi", "300")  # crops carry no resolution; stop guessing
+            self.apis[model] = api
+        return self.apis[model]
+
+    def read(self, model: str, image: Image.Image, block: bool = False) -> tuple[str, float]:
+        """Text and mean word confidence (0..1) of one prepared image: a single line, or a
+        block of lines (always a block for vertical text)."""
+        import tesserocr
+
+        if model == LANG_DOWN:
+            psm = tesserocr.PSM.SINGLE_BLOCK_VERT_TEXT
+        else:
+            psm = tesserocr.PSM.SINGLE_BLOCK if block else tesserocr.PSM.SINGLE_LINE
+        with self.lock:
+            api = self.api(model)
+            api.SetPageSegMode(psm)
+            api.SetImage(image)
+            api.Recognize()
+            words = []
+            iterator = api.GetIterator()
+            level = tesserocr.RIL.WORD
+            if iterator is not None:
+                for word in tesserocr.iterate_level(iterator, level):
+                    try:
+                        text = word.GetUTF8Text(level)
+                    except RuntimeError:  # an empty word
+                        continue
+                    if text and text.strip():
+                        words.append((text.strip(), word.Confidence(level) / 100.0))
+        # Junk read from texture next to the text comes as low-confidence words: drop them.
+        good = [(text, conf) for text, conf in words if conf >= MIN_WORD_CONFIDENCE]
+        if not good:
+            return "", (max(conf for _, conf in words) if words else 0.0)
+        return " ".join(text for text, _ in good), float(np.mean([conf for _, conf in good]))
+
+
+_ENGINES = _Engines()
+
+
+def check_available() -> None:
+    """Raise `OcrUnavailable` with an install hint unless all three models can be loaded."""
+    for lang in (LANG_ACROSS, LANG_DOWN, LANG_LATIN):
+        _ENGINES.api(lang)
+
+
+# -- detection ----------------------------------------------------------------------------------------
+def _level_candidates(gray: np.ndarray, level: int) -> list[Region]:
+    height, width = gray.shape
+    small = gray if level == 1 else cv2.resize(
+        gray, (width // level, height // level), interpolation=cv2.INTER_AREA)
+    ellipse = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    gradient = cv2.morphologyEx(small, cv2.MORPH_GRADIENT, ellipse)
+    threshold, edges = cv2.threshold(gradient, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    if threshold < 20:  # a flat image: Otsu would call noise an edge
+        edges = np.where(gradient >= 20, 255, 0).astype(np.uint8)
+    for kernel in ((BORDER_LENGTH, 1), (1, BORDER_LENGTH)):
+        lines = cv2.morphologyEx(edges, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
+        edges = cv2.subtract(edges, cv2.dilate(lines, ellipse))
+    regions = []
+    for vertical in (False, True):
+        kernel = (1, CLOSE_LENGTH) if vertical else (CLOSE_LENGTH, 1)
+        closed = cv2.morphologyEx(edges, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+        for index in range(1, count):
+            x, y, w, h, area = stats[index]
+            thick, long = (w, h) if vertical else (h, w)
+            if not (MIN_THICK <= thick <= MAX_THICK * 1.5) or long < MIN_ELONGATION * thick:
+                continue
+            points = np.argwhere(labels[y:y + h, x:x + w] == index)[:, ::-1] + (x, y)
+            (cx, cy), (rw, rh), angle = cv2.minAreaRect(points.astype(np.float32))
+            # Express the rectangle as (length along reading direction, thickness, angle).
+            if (rw < rh) != vertical:
+                rw, rh, angle = rh, rw, angle - 90
+            angle = (angle + 90) % 180 - 90
+            if abs(angle) > 35:
+                continue
+            long, thick = (rh, rw) if vertical else (rw, rh)
+            if not (MIN_THICK <= thick <= MAX_THICK) or long < MIN_ELONGATION * thick:
+                continue
+            fill = area / max(1.0, rw * rh)
+            if fill < MIN_FILL:
+                continue
+            density = float(np.count_nonzero(edges[y:y + h, x:x + w])) / max(1, w * h)
+            regions.append(Region(
+                center=((cx + 0.5) * level - 0.5, (cy + 0.5) * level - 0.5),
+                length=(long + 2) * level, thickness=(thick + 2) * level, angle=float(angle),
+                vertical=vertical, score=density * fill,
+            ))
+    return regions
+
+
+def _plate_candidates(gray: np.ndarray) -> list[Region]:
+    """Plates: flat, roughly rectangular areas with holes (the text) - signboards and plaques.
+
+    Found as connected components of the *non-edge* pixels, so a plate is found whatever its
+    frame and however busy the scene around it; its text is read as a block.
+    """
+    height, width = gray.shape
+    level = max(1, max(height, width) // PLATE_SIDE)
+    small = gray if level == 1 else cv2.resize(
+        gray, (width // level, height // level), interpolation=cv2.INTER_AREA)
+    ellipse = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    gradient = cv2.morphologyEx(small, cv2.MORPH_GRADIENT, ellipse)
+    threshold, _ = cv2.threshold(gradient, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    flat = np.where(gradient < max(threshold, 20), 255, 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=4)
+    total = small.shape[0] * small.shape[1]
+    regions = []
+    for index in range(1, count):
+        x, y, w, h, area = stats[index]
+        if not (PLATE_MIN_AREA * total <= w * h <= PLATE_MAX_AREA * total) or min(w, h) < 12:
+            continue
+        mask = (labels[y:y + h, x:x + w] == index).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contour = max(contours, key=cv2.contourArea)
+        filled = cv2.contourArea(contour)
+        holes = 1.0 - area / max(1.0, filled)
+        (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour.astype(np.float32))
+        if not (0.04 <= holes <= 0.6) or filled < 0.8 * rw * rh:
+            continue
+        for vertical in (False, True):
+            if (rw < rh) != vertical:
+                rw, rh, angle = rh, rw, angle - 90
+            angle = (angle + 90) % 180 - 90
+            long, thick = (rh, rw) if vertical else (rw, rh)
+            if abs(angle) > 35 or long < 0.8 * thick:
+                continue
+            regions.append(Region(
+                center=((cx + x + 0.5) * level - 0.5, (cy + y + 0.5) * level - 0.5),
+                length=long * level, thickness=thick * level, angle=float(angle),
+                vertical=vertical, score=1.0 + holes, plate=True,
+            ))
+    regions.sort(key=lambda r: -r.score)
+    return regions[:MAX_PLATES]
+
+
+def _boxes_overlap(a: tuple, b: tuple) -> tuple[float, float, float]:
+    """Intersection area and the two areas of (x0, y0, x1, y1) boxes."""
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter, (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
+
+
+def _iou(a: Region, b: Region) -> float:
+    inter, area_a, area_b = _boxes_overlap(a.box(10**6, 10**6), b.box(10**6, 10**6))
+    return inter / max(1, area_a + area_b - inter)
+
+
+def find_text_regions(gray: np.ndarray, max_regions: int = MAX_REGIONS) -> list[Region]:
+    """Candidate text lines in an 8-bit grayscale image, most text-like first.
+
+    A line found at two scales with nearly the same extent is kept once; regions that merely
+    overlap (a line and the plate around it) are both kept, and `read_text` keeps the better read.
+    """
+    found: list[Region] = _plate_candidates(gray)
+    for level in LEVELS:
+        if min(gray.shape) // level >= 2 * MIN_THICK:
+            found.extend(_level_candidates(gray, level))
+    found.sort(key=lambda r: -r.score)
+    kept: list[Region] = []
+    for region in found:
+        if all(region.vertical != other.vertical or _iou(region, other) < 0.7 for other in kept):
+            kept.append(region)
+        if len(kept) >= max_regions:
+            break
+    return kept
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def _warp(gray: np.ndarray, region: Region, margin: float, scale: float) -> np.ndarray:
+    """The region (plus `margin` px all round) cut out upright, its reading direction along x
+    (across) or y (down), scaled by `scale`."""
+    length, thick = region.length + 2 * margin, region.thickness + 2 * margin
+    out_w, out_h = (thick, length) if region.vertical else (length, thick)
+    out_w, out_h = max(8, round(out_w * scale)), max(8, round(out_h * scale))
+    # Affine map: output pixel -> rotate back about the region centre -> source pixel.
+    theta = math.radians(region.angle)
+    cos, sin = math.cos(theta) / scale, math.sin(theta) / scale
+    cx, cy = region.center
+    matrix = np.array([[cos, -sin, cx - cos * out_w / 2 + sin * out_h / 2],
+                       [sin, cos, cy - sin * out_w / 2 - cos * out_h / 2]], np.float64)
+    return cv2.warpAffine(gray, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def prepare_line(gray: np.ndarray, region: Region, line_height: int = 0) -> Image.Image | None:
+    """Cut a region out, level it, clean it and scale its characters to LINE_HEIGHT, dark text
+    on a light ground; None when nothing like text is left in it.
+
+    Cleaning removes the ink that is not this region's text: whatever touches the cut (the
+    neighbouring clutter) and frames (a plate's border, an underline). The characters' height
+    is then measured on what is left, since a region may be a whole plate around its text.
+    """
+    line_height = line_height or LINE_HEIGHT
+    margin = 0.3 * region.thickness
+    scale = min(1.0, 4 * LINE_HEIGHT / max(1.0, region.thickness))  # bound the work on huge plates
+    scale = max(scale, LINE_HEIGHT / max(1.0, region.thickness))
+    line = _warp(gray, region, margin, scale)
+    # Contrast, threshold and polarity come from the region's inside (the plate without what is
+    # around it; the line without its neighbours), then apply to the whole cut.
+    height, width = line.shape
+    cut = int(margin * scale + 0.1 * region.thickness * scale)
+    inner = line[min(cut, height // 3):max(height - cut, height * 2 // 3),
+                 min(cut, width // 3):max(width - cut, width * 2 // 3)]
+    low, high = np.percentile(inner, (2, 98))
+    if high - low < 8:
+        return None
+    line = np.clip((line.astype(np.float32) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
+    inner = np.clip((inner.astype(np.float32) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
+    threshold, inner_binary = cv2.threshold(inner, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    binary = np.where(line > threshold, 255, 0).astype(np.uint8)
+    if np.count_nonzero(inner_binary) < inner_binary.size / 2:  # the text is light: invert
+        line, binary = 255 - line, 255 - binary
+    ground = int(np.median(line[binary > 0])) if np.any(binary) else 255
+    ink = 255 - binary
+    if region.plate:  # a plate's frame, now level with the axes: long straight lines
+        thick = region.thickness * scale
+        along_kernel = max(3, int(min(2 * thick, 0.6 * max(ink.shape))))
+        across_kernel = max(3, int(0.8 * thick))
+        for length, across in ((along_kernel, False), (across_kernel, True)):
+            horizontal = across == region.vertical
+            shape = (length, 1) if horizontal else (1, length)
+            lines = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, shape))
+            ink = cv2.subtract(ink, cv2.dilate(lines, np.ones((3, 3), np.uint8)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    along_size, across_size = (height, width) if region.vertical else (width, height)
+    keep = np.zeros(count, bool)
+    for index in range(1, count):
+        x, y, w, h, area = stats[index]
+        along, across = (h, w) if region.vertical else (w, h)
+        touches = x == 0 or y == 0 or x + w >= width or y + h >= height
+        frame = along > 0.6 * along_size and (across > 0.5 * across_size or across < 0.1 * across_size)
+        keep[index] = not touches and not frame and area >= 4
+    if not keep.any():
+        return None
+    # Character height: the tallest components (parts of a kanji are smaller than the kanji).
+    across_sizes = stats[:, 2] if region.vertical else stats[:, 3]
+    char = float(np.percentile(across_sizes[keep], 90))
+    # Specks (texture, noise) confuse Tesseract's layout analysis; dakuten are larger than this.
+    keep &= np.maximum(stats[:, 2], stats[:, 3]) >= SPECK * char
+    line = line.copy()
+    line[~keep[labels]] = ground
+    kept = stats[keep]
+    x0, y0 = kept[:, 0].min(), kept[:, 1].min()
+    x1, y1 = (kept[:, 0] + kept[:, 2]).max(), (kept[:, 1] + kept[:, 3]).max()
+    pad = int(0.3 * char) + 1
+    line = line[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad]
+    factor = line_height / max(4.0, char)
+    size = (max(8, round(line.shape[1] * factor)), max(8, round(line.shape[0] * factor)))
+    line = cv2.resize(line, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+    # Tesseract's layout analysis wants room around the text, vertical text more so.
+    border = line_height * 3 // 2 if region.vertical else line_height // 2
+    line = cv2.copyMakeBorder(line, border, border, border, border, cv2.BORDER_CONSTANT,
+                              value=ground)
+    return Image.fromarray(line)
+
+
+def _read_region(gray: np.ndarray, region: Region) -> tuple[str, float]:
+    """Read one region; a plate that reads poorly is read again at another text size, since
+    Tesseract's layout analysis of a block is sensitive to it."""
+    best = ("", 0.0)
+    for line_height in (LINE_HEIGHT, RETRY_LINE_HEIGHT) if region.plate else (LINE_HEIGHT,):
+        image = prepare_line(gray, region, line_height)
+        if image is None:
+            break
+        read = _read_image(image, region)
+        if read[1] * letter_count(read[0]) > best[1] * letter_count(best[0]):
+            best = read
+        if best[1] >= RETRY_BELOW:
+            break
+    return best
+
+
+def _read_image(image: Image.Image, region: Region) -> tuple[str, float]:
+    if region.vertical:
+        return _ENGINES.read(LANG_DOWN, image)
+    text, confidence = _ENGINES.read(LANG_ACROSS, image, region.plate)
+    letters = [char for char in text if char.isalnum()]
+    if letters and sum(char.isascii() for char in letters) >= 0.6 * len(letters):
+        latin, latin_confidence = _ENGINES.read(LANG_LATIN, image, region.plate)
+        if latin_confidence > confidence:
+            return latin, latin_confidence
+    return text, confidence
+
+
+def read_text(image: Image.Image, max_side: int = MAX_SIDE, max_regions: int = MAX_REGIONS,
+              min_confidence: float = MIN_CONFIDENCE) -> list[TextLine]:
+    """Lines of text legible in `image`, in reading order (top to bottom, right to left for
+    vertical lines); boxes are in `image`'s pixels."""
+    gray = np.asarray(image.convert("L"))
+    scale = min(1.0, max_side / max(gray.shape))
+    if scale < 1.0:
+        size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    lines: list[TextLine] = []
+    for region in find_text_regions(gray, max_regions):
+        raw, confidence = _read_region(gray, region)
+        text = normalise_text(raw)
+        if confidence < min_confidence or letter_count(text) < MIN_CHARS:
+            continue
+        x0, y0, x1, y1 = region.box(gray.shape[1], gray.shape[0])
+        box = tuple(round(v / scale) for v in (x0, y0, x1, y1))
+        lines.append(TextLine(text, raw, box, confidence, region.vertical))
+    # The same text read from overlapping regions (words, and the whole line they form at a
+    # coarser scale): keep the read with the most confidently read letters.
+    lines.sort(key=lambda ln: -ln.confidence * letter_count(ln.text))
+    kept: list[TextLine] = []
+    for line in lines:
+        if all(_covered(line, other) < 0.5 for other in kept):
+            kept.append(line)
+    return reading_order(kept)
+
+
+def reading_order(lines: Sequence[TextLine]) -> list[TextLine]:
+    """Horizontal lines row by row (top to bottom, left to right), then vertical lines right to
+    left, so that a name split over two regions is joined in order."""
+    across = sorted((ln for ln in lines if not ln.vertical), key=lambda ln: ln.box[1] + ln.box[3])
+    rows: list[list[TextLine]] = []
+    for line in across:
+        middle, height = (line.box[1] + line.box[3]) / 2, line.box[3] - line.box[1]
+        last = rows[-1][-1] if rows else None
+        if last is not None and abs((last.box[1] + last.box[3]) / 2 - middle) < 0.5 * min(
+                height, last.box[3] - last.box[1]):
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    ordered = [line for row in rows for line in sorted(row, key=lambda ln: ln.box[0])]
+    return ordered + sorted((ln for ln in lines if ln.vertical), key=lambda ln: -ln.box[2])
+
+
+def _covered(a: TextLine, b: TextLine) -> float:
+    """How much of the smaller of two lines' boxes the other covers."""
+    inter, area_a, area_b = _boxes_overlap(a.box, b.box)
+    return inter / max(1, min(area_a, area_b))
+
+
+def joined_text(lines: Iterable[TextLine]) -> str:
+    """All lines' text as one normalised string (lines separated by a space)."""
+    return " ".join(line.text for line in lines)
+
+
+# -- drawing ------------------------------------------------------------------------------------------
+def _label_font(size: int) -> ImageFont.ImageFont:
+    for path in ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+                 "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        if os.path.isfile(path):
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default()
+
+
+def draw_text_boxes(image: Image.Image, lines: Sequence[TextLine | dict],
+                    color: tuple[int, int, int] = (255, 40, 40)) -> Image.Image:
+    """A copy of `image` with each line's box and what was read (text, confidence) drawn on it.
+
+    `lines` may be `TextLine`s or their JSON dicts (`{"text", "box", "confidence"}`).
+    """
+    canvas = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(canvas)
+    width = max(2, round(max(canvas.size) / 500))
+    font = _label_font(max(12, round(max(canvas.size) / 60)))
+    for line in lines:
+        if isinstance(line, TextLine):
+            line = line.to_json()
+        x0, y0, x1, y1 = line["box"]
+        draw.rectangle((x0, y0, x1, y1), outline=color, width=width)
+        label = f"{line.get('raw') or line['text']} ({line['confidence']:.2f})"
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        ty = y0 - (bottom - top) - 2 * width if y0 - (bottom - top) - 2 * width >= 0 else y1 + width
+        draw.rectangle((x0, ty, x0 + right - left + 2 * width, ty + bottom - top + 2 * width),
+                       fill=color)
+        draw.text((x0 + width - left, ty + width - top), label, font=font, fill=(255, 255, 255))
+    return canvas
