@@ -1,0 +1,733 @@
+"""Identify and verify landmarks in photos against a gallery index, in two stages.
+
+Why two stages: comparing a photo with every reference one by one (the study's way) costs a
+local-feature match per reference. Here a global AugNet vector shortlists the most similar
+references (one FAISS search), and only the best few landmarks of that shortlist are checked
+by local features with geometric verification (`verified`: RootSIFT + MAGSAC++; AKAZE + a
+USAC_MAGSAC homography when `verified` is absent). The evidence per candidate landmark (best
+cosine similarity, its margin over the best other landmark, inlier count and spread) goes
+through a logistic model fit on the dev photos by leave-one-out (`lookalike/data/`), giving a
+probability that the photo shows that landmark; below the threshold the answer is `unknown`.
+
+Where a photo carries EXIF GPS and a landmark has a location, each candidate reports the
+distance; with `use_gps` a photo taken far away lowers that landmark's log-odds.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from lookalike.index import GalleryIndex, normalise
+from lookalike.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
+from lookalike.methods.base import Method
+
+CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "identify_calibration.json"
+FEATURES = ("similarity", "margin", "log_inliers", "sqrt_spread")
+UNKNOWN = "unknown"
+MAX_POINTS = 300  # inlier points returned as evidence
+
+
+# -- settings and calibration ----------------------------------------------------------------------
+@dataclass
+class Settings:
+    """How much work each query does, and when to answer `unknown`."""
+
+    shortlist: int = 40  # references returned by the vector search
+    verify_landmarks: int = 4  # landmarks of the shortlist checked by local features
+    verify_per_landmark: int = 2  # references per landmark checked
+    top: int = 3  # candidates reported
+    threshold: float | None = None  # None: the calibration's threshold
+    use_gps: bool = False
+    gps_radius_km: float = 1.0  # no penalty within this distance
+    gps_weight: float = 1.5  # log-odds lost per doubling of the distance beyond the radius
+    max_pixels: int = 40_000_000
+
+
+@dataclass
+class Calibration:
+    """Logistic model: P(photo shows landmark | evidence) = sigmoid(w . x + b)."""
+
+    coef: list[float]
+    intercept: float
+    threshold: float = 0.5
+    local_method: str = "verified"
+    fitted_on: str = ""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> Calibration:
+        path = Path(path) if path else CALIBRATION_FILE
+        if not path.is_file():
+            # A hand-set fallback until a calibration is fit (`evaluate --identify --fit`).
+            return cls([8.0, 6.0, 0.6, 0.5], -7.5, 0.5, "", "default")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(list(map(float, data["coef"])), float(data["intercept"]),
+                   float(data.get("threshold", 0.5)), data.get("local_method", ""),
+                   data.get("fitted_on", ""))
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps({
+            "features": list(FEATURES), "coef": self.coef, "intercept": self.intercept,
+            "threshold": self.threshold, "local_method": self.local_method,
+            "fitted_on": self.fitted_on}, indent=2) + "\n", encoding="utf-8")
+
+    def logit(self, x: Sequence[float]) -> float:
+        return float(np.dot(self.coef, x) + self.intercept)
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+# -- GPS -------------------------------------------------------------------------------------------
+def read_gps(data: bytes) -> tuple[float, float] | None:
+    """(latitude, longitude) from a photo's EXIF GPS block, or None."""
+    try:
+        gps = Image.open(io.BytesIO(data)).getexif().get_ifd(0x8825)
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError):  # no or broken EXIF
+        return None
+    try:
+        def degrees(value) -> float:
+            d, m, s = (float(v) for v in value)
+            return d + m / 60.0 + s / 3600.0
+
+        lat, lon = degrees(gps[2]), degrees(gps[4])
+        if str(gps.get(1, "N")).upper().startswith("S"):
+            lat = -lat
+        if str(gps.get(3, "E")).upper().startswith("W"):
+            lon = -lon
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat == 0 and lon == 0):
+        return None
+    return lat, lon
+
+
+def haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance in kilometres between two (lat, lon) points."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + \
+        math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def gps_penalty(distance_km: float, settings: Settings) -> float:
+    """Log-odds to subtract for a photo taken `distance_km` from the landmark."""
+    if distance_km <= settings.gps_radius_km:
+        return 0.0
+    return settings.gps_weight * math.log2(distance_km / settings.gps_radius_km)
+
+
+# -- local verification ----------------------------------------------------------------------------
+@dataclass
+class LocalMatch:
+    """Geometric verification of the query against one reference."""
+
+    inliers: int = 0
+    spread: float = 0.0  # grid cells covered by inliers (verified), else inliers
+    query_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    ref_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+
+
+def with_original_scale(local: dict, original_size: Sequence[int]) -> dict:
+    """Set `scale` = feature pixels per original pixel (JPEGs may be decoded at reduced size)."""
+    local = dict(local)
+    local["scale"] = np.array([float(local["size"][0]) / max(1, original_size[0])], np.float32)
+    return local
+
+
+def feature_scale(feature: dict[str, np.ndarray]) -> float:
+    return float(feature["scale"][0]) if "scale" in feature else 1.0
+
+
+def verify_local(method: Method, query: dict, reference: dict) -> LocalMatch:
+    """Inliers between two local features, points in original pixels where the scale is known."""
+    if hasattr(method, "verify"):
+        result = method.verify(query, reference)
+        if not result.verified:
+            return LocalMatch(inliers=int(result.inliers))
+        return LocalMatch(int(result.inliers), float(result.score),
+                          np.asarray(result.points_a, np.float32) / feature_scale(query),
+                          np.asarray(result.points_b, np.float32) / feature_scale(reference))
+    import cv2
+
+    from lookalike.methods.akaze import ratio_test_matches  # stand-in without `verified`
+
+    pairs = ratio_test_matches(query["descriptors"], reference["descriptors"], 0.8)
+    if len(pairs) < 8:
+        return LocalMatch()
+    pa = query["keypoints"][pairs[:, 0], :2].astype(np.float32)
+    pb = reference["keypoints"][pairs[:, 1], :2].astype(np.float32)
+    _, mask = cv2.findHomography(pa, pb, cv2.USAC_MAGSAC, 4.0, maxIters=2000, confidence=0.999)
+    if mask is None or mask.sum() < 8:
+        return LocalMatch()
+    keep = mask.ravel().astype(bool)
+    spread = min(grid_cells(pa[keep], query["size"]), grid_cells(pb[keep], reference["size"]))
+    return LocalMatch(int(keep.sum()), float(spread),
+                      pa[keep] / feature_scale(query), pb[keep] / feature_scale(reference))
+
+
+def grid_cells(points: np.ndarray, size: np.ndarray, grid: int = 8) -> int:
+    """Cells of a grid x grid partition of the image that hold an inlier (as `verified`)."""
+    cells = np.clip(np.floor(points / np.maximum(size.astype(np.float64), 1.0) * grid), 0,
+                    grid - 1).astype(np.int64)
+    return len(np.unique(cells[:, 0] * grid + cells[:, 1]))
+
+
+# -- ranking ---------------------------------------------------------------------------------------
+@dataclass
+class Candidate:
+    landmark: str
+    probability: float
+    similarity: float
+    margin: float
+    inliers: int
+    spread: float
+    reference: int | None = None  # best-matching reference (index id or position)
+    distance_km: float | None = None
+    match: LocalMatch | None = None
+    logit: float = 0.0
+
+    def evidence(self) -> list[float]:
+        return [self.similarity, self.margin, math.log1p(self.inliers), math.sqrt(self.spread)]
+
+
+def group_shortlist(ids: Sequence[int], sims: Sequence[float], landmark_of: Callable[[int], str]
+                    ) -> dict[str, list[tuple[int, float]]]:
+    """Shortlisted references grouped by landmark, landmarks in order of their best similarity."""
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for ref, sim in sorted(zip(ids, sims), key=lambda item: -item[1]):
+        groups.setdefault(landmark_of(int(ref)), []).append((int(ref), float(sim)))
+    return groups
+
+
+def score_candidates(groups: dict[str, list[tuple[int, float]]], query_local: dict,
+                     local_of: Callable[[int], dict], method: Method, settings: Settings,
+                     calibration: Calibration, only: str | None = None,
+                     distance_of: Callable[[str], float | None] | None = None
+                     ) -> list[Candidate]:
+    """Verify the best landmarks of a shortlist and give each a calibrated probability."""
+    order = list(groups)
+    chosen = [only] if only is not None else order[:settings.verify_landmarks]
+    candidates = []
+    for landmark in chosen:
+        refs = groups.get(landmark, [])
+        best_sim = refs[0][1] if refs else -1.0
+        other = max((groups[o][0][1] for o in order if o != landmark), default=0.0)
+        best = LocalMatch()
+        best_ref = refs[0][0] if refs else None
+        for ref, _ in refs[:settings.verify_per_landmark]:
+            match = verify_local(method, query_local, local_of(ref))
+            if (match.spread, match.inliers) > (best.spread, best.inliers):
+                best, best_ref = match, ref
+        candidate = Candidate(landmark, 0.0, best_sim, best_sim - other, best.inliers,
+                              best.spread, best_ref, None, best)
+        candidate.logit = calibration.logit(candidate.evidence())
+        if distance_of is not None:
+            candidate.distance_km = distance_of(landmark)
+            if settings.use_gps and candidate.distance_km is not None:
+                candidate.logit -= gps_penalty(candidate.distance_km, settings)
+        candidate.probability = sigmoid(candidate.logit)
+        candidates.append(candidate)
+    candidates.sort(key=lambda c: -c.probability)
+    return candidates
+
+
+# -- answers ---------------------------------------------------------------------------------------
+@dataclass
+class Answer:
+    """The JSON object printed per photo (and returned by the HTTP API)."""
+
+    photo: str
+    landmark: str
+    probability: float
+    candidates: list[Candidate]
+    size: tuple[int, int] | None = None  # query width, height in pixels (evidence coordinates)
+    gps: tuple[float, float] | None = None
+    verified: bool | None = None  # set by verify
+    references: dict[int, str] = field(default_factory=dict)  # reference id -> path
+
+    def to_json(self, names: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "photo": self.photo,
+            "landmark": self.landmark,
+            "probability": round(self.probability, 4),
+            "candidates": [
+                {key: value for key, value in {
+                    "landmark": c.landmark,
+                    "probability": round(c.probability, 4),
+                    "similarity": round(c.similarity, 4),
+                    "inliers": c.inliers,
+                    "distance_km": None if c.distance_km is None else round(c.distance_km, 3),
+                }.items() if value is not None}
+                for c in self.candidates
+            ],
+        }
+        if self.verified is not None:
+            data["verified"] = self.verified
+        if self.gps is not None:
+            data["gps"] = {"lat": self.gps[0], "lon": self.gps[1]}
+        if names is not None and self.landmark in names:
+            data["names"] = names[self.landmark]
+        evidence = self.evidence()
+        if evidence is not None:
+            data["evidence"] = evidence
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Answer:
+        """Rebuild an answer (without its inlier points) from `to_json` output."""
+        candidates = [Candidate(c["landmark"], c["probability"], c.get("similarity", 0.0), 0.0,
+                                c.get("inliers", 0), 0.0, None, c.get("distance_km"))
+                      for c in data.get("candidates", [])]
+        gps = (data["gps"]["lat"], data["gps"]["lon"]) if data.get("gps") else None
+        return cls(data["photo"], data["landmark"], data["probability"], candidates,
+                   gps=gps, verified=data.get("verified"))
+
+    def evidence(self) -> dict[str, Any] | None:
+        """Where the answered (or asked) landmark matched: inlier points and their box."""
+        target = self.candidates[0] if self.candidates else None
+        if target is None or target.match is None or target.match.inliers == 0:
+            return None
+        if self.landmark not in (target.landmark, UNKNOWN) or len(target.match.query_points) == 0:
+            return None
+        points = target.match.query_points
+        step = max(1, len(points) // MAX_POINTS)
+        x0, y0 = points.min(axis=0)
+        x1, y1 = points.max(axis=0)
+        return {
+            "landmark": target.landmark,
+            "reference": self.references.get(target.reference, None),
+            "inliers": target.match.inliers,
+            "size": list(self.size) if self.size else None,
+            "box": [round(float(v), 1) for v in (x0, y0, x1, y1)],
+            "points": [[round(float(x), 1), round(float(y), 1)] for x, y in points[::step]],
+        }
+
+
+def decide(photo: str, candidates: list[Candidate], threshold: float, top: int) -> Answer:
+    """The best candidate when it passes the threshold, else `unknown` (P = 1 - best)."""
+    best = candidates[0] if candidates else None
+    if best is not None and best.probability >= threshold:
+        return Answer(photo, best.landmark, best.probability, candidates[:top])
+    return Answer(photo, UNKNOWN, 1.0 - (best.probability if best else 0.0), candidates[:top])
+
+
+# -- the identifier --------------------------------------------------------------------------------
+@dataclass
+class QueryFeatures:
+    vector: np.ndarray
+    local: dict
+    size: tuple[int, int]
+    gps: tuple[float, float] | None
+    image: Image.Image | None = None
+
+
+class Identifier:
+    """Identify or verify photos against one open index; safe to share between threads."""
+
+    def __init__(self, index: GalleryIndex | str | os.PathLike, settings: Settings | None = None,
+                 calibration: Calibration | str | os.PathLike | None = None):
+        self.index = index if isinstance(index, GalleryIndex) else GalleryIndex(index)
+        self.settings = settings or Settings()
+        self.calibration = calibration if isinstance(calibration, Calibration) \
+            else Calibration.load(calibration)
+        self.global_method = self.index.global_method()
+        self.local_method = self.index.local_method()
+        self._model_lock = threading.Lock()
+
+    @property
+    def threshold(self) -> float:
+        return self.settings.threshold if self.settings.threshold is not None \
+            else self.calibration.threshold
+
+    def names(self) -> dict[str, dict[str, str]]:
+        return {lid: lm.names for lid, lm in self.index.landmarks.items()}
+
+    # -- features ----------------------------------------------------------------------------
+    def features_from_bytes(self, data: bytes, name: str, keep_image: bool = False) -> QueryFeatures:
+        """Decode once and extract both features; raises ImageLoadError for bad input."""
+        side = getattr(self.local_method, "max_side", 1024)
+        image = decode_image(data, name, LoadOptions(min_long_side=side, min_short_side=350,
+                                                     max_pixels=self.settings.max_pixels))
+        original = image.info.get("original_size", image.size)
+        with self._model_lock:  # one forward pass at a time: threads would fight for the cores
+            vector = self.global_method.extract(image)
+        local = with_original_scale(self.local_method.extract(image), original)
+        return QueryFeatures(normalise(vector[None, :])[0], local, tuple(original),
+                             read_gps(data), image if keep_image else None)
+
+    def _distance_fn(self, gps: tuple[float, float] | None):
+        if gps is None:
+            return None
+
+        def distance(landmark: str) -> float | None:
+            location = self.index.landmarks[landmark].location
+            return haversine_km(gps, location) if location else None
+        return distance
+
+    # -- the two questions -------------------------------------------------------------------
+    def identify_features(self, photo: str, query: QueryFeatures) -> Answer:
+        ids, sims = self.index.search(query.vector, self.settings.shortlist)
+        groups = group_shortlist(ids, sims, lambda r: self.index.references[r].landmark)
+        candidates = score_candidates(groups, query.local, self.index.local_features,
+                                      self.local_method, self.settings, self.calibration,
+                                      distance_of=self._distance_fn(query.gps))
+        answer = decide(photo, candidates, self.threshold, self.settings.top)
+        return self._finish(answer, query)
+
+    def verify_features(self, photo: str, query: QueryFeatures, landmark: str) -> Answer:
+        if landmark not in self.index.landmarks:
+            raise KeyError(landmark)
+        ids, sims = self.index.search(query.vector, self.settings.shortlist)
+        groups = group_shortlist(ids, sims, lambda r: self.index.references[r].landmark)
+        own = self.index.references_of(landmark)
+        own_sims = self.index.vectors_of(own) @ query.vector
+        groups[landmark] = sorted(zip(own, map(float, own_sims)), key=lambda item: -item[1])
+        candidates = score_candidates(groups, query.local, self.index.local_features,
+                                      self.local_method, self.settings, self.calibration,
+                                      only=landmark, distance_of=self._distance_fn(query.gps))
+        best = candidates[0]
+        verified = best.probability >= self.threshold
+        answer = Answer(photo, landmark, best.probability, candidates, verified=verified)
+        return self._finish(answer, query)
+
+    def _finish(self, answer: Answer, query: QueryFeatures) -> Answer:
+        answer.size = query.size
+        answer.gps = query.gps
+        answer.references = {c.reference: self.index.references[c.reference].path
+                             for c in answer.candidates if c.reference is not None}
+        return answer
+
+    def identify(self, photo: str | os.PathLike) -> Answer:
+        return self.identify_features(str(photo), self.features_from_bytes(read_bytes(photo),
+                                                                           str(photo)))
+
+    def verify(self, photo: str | os.PathLike, landmark: str) -> Answer:
+        return self.verify_features(str(photo), self.features_from_bytes(read_bytes(photo),
+                                                                         str(photo)), landmark)
+
+    def match_picture(self, answer: Answer, query_image: Image.Image) -> Image.Image | None:
+        """Query and best reference side by side with inlier lines; None without evidence."""
+        if not answer.candidates or answer.candidates[0].match is None:
+            return None
+        candidate = answer.candidates[0]
+        match = candidate.match
+        ref_path = self.index.references[candidate.reference].path
+        try:
+            # Decoded as at indexing time, so the stored scale maps its points.
+            reference = decode_image(read_bytes(ref_path), ref_path,
+                                     self.local_method.load_options())
+        except ImageLoadError:  # the reference photo moved since indexing
+            return None
+        return draw_matches(query_image, reference, match.query_points, match.ref_points)
+
+
+def draw_matches(query: Image.Image, reference: Image.Image, points_q: np.ndarray,
+                 points_r: np.ndarray, height: int = 480) -> Image.Image:
+    """Two photos side by side at the same height, inliers joined by lines."""
+    q_scale = height / query.height
+    r_scale = height / reference.height
+    q = query.convert("RGB").resize((max(1, round(query.width * q_scale)), height))
+    r = reference.convert("RGB").resize((max(1, round(reference.width * r_scale)), height))
+    canvas = Image.new("RGB", (q.width + r.width, height), "white")
+    canvas.paste(q, (0, 0))
+    canvas.paste(r, (q.width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for (xq, yq), (xr, yr) in list(zip(points_q, points_r))[:MAX_POINTS]:
+        a = (xq * q_scale, yq * q_scale)
+        b = (q.width + xr * r_scale, yr * r_scale)
+        draw.line([a, b], fill=(0, 200, 80), width=1)
+        draw.ellipse([a[0] - 2, a[1] - 2, a[0] + 2, a[1] + 2], outline=(255, 40, 40))
+    return canvas
+
+
+# -- many photos -----------------------------------------------------------------------------------
+CHUNK = 16
+
+
+def probe(data: bytes) -> tuple[tuple[int, int] | None, tuple[float, float] | None]:
+    """Oriented pixel size and GPS position from a file's header, without decoding pixels."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) >= 5:
+            width, height = height, width
+    except (OSError, ValueError, SyntaxError):
+        return None, None
+    return (width, height), read_gps(data)
+
+
+def identify_many(identifier: Identifier, paths: Sequence[str], landmark: str | None = None,
+                  cache=None, jobs: int = 1, quiet: bool = True
+                  ) -> Iterator[tuple[str, Answer | None, str | None]]:
+    """Yield (photo, answer, error) for each photo, in order, chunk by chunk.
+
+    Features go through `extract_features` (cache, `jobs` workers); the shortlist and the
+    verification of a chunk's photos run in `jobs` threads (OpenCV and NumPy release the GIL).
+    """
+    from lookalike.features import extract_features
+
+    pool = futures.ThreadPoolExecutor(jobs) if jobs > 1 else None
+    try:
+        for start in range(0, len(paths), CHUNK):
+            chunk = list(paths[start:start + CHUNK])
+            gset = extract_features(identifier.global_method, chunk, cache, jobs, quiet)
+            lset = extract_features(identifier.local_method, chunk, cache, jobs, quiet)
+            errors = {**gset.errors, **lset.errors}
+
+            one = functools.partial(_answer_one, identifier, landmark, gset, lset, errors)
+            yield from (pool.map(one, chunk) if pool is not None else map(one, chunk))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _answer_one(identifier: Identifier, landmark: str | None, gset, lset, errors: dict[str, str],
+                path: str) -> tuple[str, Answer | None, str | None]:
+    if path in errors:
+        return path, None, errors[path]
+    try:
+        size, gps = probe(read_bytes(path))
+    except ImageLoadError as error:
+        return path, None, error.reason
+    size = size or (1, 1)
+    query = QueryFeatures(normalise(gset.feature_of(path)[None, :])[0],
+                          with_original_scale(lset.feature_of(path), size), size, gps)
+    if landmark is None:
+        return path, identifier.identify_features(path, query), None
+    return path, identifier.verify_features(path, query, landmark), None
+
+
+CSV_COLUMNS = ["photo", "landmark", "probability", "name_en", "name_ja", "distance_km",
+               "candidates", "error"]
+
+
+def done_in_csv(path: str | os.PathLike) -> set[str]:
+    """Photos already answered in an existing results CSV (to resume an interrupted run)."""
+    if not os.path.isfile(path):
+        return set()
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames != CSV_COLUMNS:
+            raise ValueError(f"{path}: not a results file of `lookalike identify --csv` "
+                             f"(columns {reader.fieldnames}); choose another file")
+        return {row["photo"] for row in reader}
+
+
+def csv_row(photo: str, answer: Answer | None, error: str | None,
+            names: dict[str, dict[str, str]]) -> list[str]:
+    if answer is None:
+        return [photo, "", "", "", "", "", "", error or ""]
+    data = answer.to_json()
+    best = answer.candidates[0] if answer.candidates else None
+    distance = "" if best is None or best.distance_km is None else f"{best.distance_km:.3f}"
+    label = names.get(answer.landmark, {})
+    return [photo, answer.landmark, f"{answer.probability:.4f}", label.get("en", ""),
+            label.get("ja", ""), distance,
+            json.dumps(data["candidates"], ensure_ascii=False), ""]
+
+
+# -- command line ----------------------------------------------------------------------------------
+def settings_from_args(args) -> Settings:
+    return Settings(top=args.top, threshold=args.threshold, use_gps=args.use_gps,
+                    gps_radius_km=args.gps_radius)
+
+
+def describe(answer: Answer, names: dict[str, dict[str, str]]) -> str:
+    def label(landmark: str) -> str:
+        return (names.get(landmark) or {}).get("en") or landmark
+
+    best = answer.candidates[0] if answer.candidates else None
+    if answer.verified is not None:
+        verdict = "yes" if answer.verified else "no"
+        return f"{answer.photo}: {verdict} ({label(answer.landmark)}, p={answer.probability:.2f}" \
+               f", {best.inliers if best else 0} inliers)"
+    if answer.landmark == UNKNOWN:
+        hint = f"; best {label(best.landmark)} p={best.probability:.2f}" if best else ""
+        return f"{answer.photo}: unknown{hint}"
+    distance = f", {best.distance_km:.1f} km away" if best and best.distance_km is not None else ""
+    return f"{answer.photo}: {label(answer.landmark)} (p={answer.probability:.2f}, " \
+           f"{best.inliers if best else 0} inliers{distance})"
+
+
+def run_identify(args) -> int:
+    from lookalike.cli import EXIT_INPUT_ERRORS, EXIT_OK, UsageError, cache_from_args
+    from lookalike.index import GalleryError
+    from lookalike.loading import find_images
+
+    paths = find_images(args.photos)
+    if not paths:
+        raise UsageError("no image files found in the given paths")
+    try:
+        identifier = Identifier(args.index, settings_from_args(args), args.calibration)
+    except GalleryError as error:
+        raise UsageError(str(error)) from None
+    landmark = getattr(args, "landmark", None)
+    if landmark is not None and landmark not in identifier.index.landmarks:
+        raise UsageError(f"no landmark {landmark!r} in {args.index}; "
+                         f"choose from: {', '.join(identifier.index.landmarks)}")
+    names = identifier.names()
+    done: set[str] = set()
+    writer = handle = None
+    if getattr(args, "csv", None):
+        try:
+            done = done_in_csv(args.csv)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        fresh = not os.path.isfile(args.csv) or os.path.getsize(args.csv) == 0
+        handle = open(args.csv, "a", newline="", encoding="utf-8")
+        writer = csv.writer(handle)
+        if fresh:
+            writer.writerow(CSV_COLUMNS)
+        if done and not args.quiet:
+            print(f"resuming: {len(done)} photo(s) already in {args.csv}", file=sys.stderr)
+    todo = [p for p in paths if p not in done]
+    errors: dict[str, str] = {}
+    picture_dir = getattr(args, "match_picture", None)
+    try:
+        if getattr(args, "engine", "local") == "ray":
+            from lookalike.scale import ray_identify
+
+            results = ray_identify(args.index, todo, identifier.settings, landmark,
+                                   calibration=args.calibration)
+        else:
+            results = identify_many(identifier, todo, landmark, cache_from_args(args), args.jobs,
+                                    args.quiet)
+        for photo, answer, error in results:
+            if writer is not None:
+                writer.writerow(csv_row(photo, answer, error, names))
+                handle.flush()
+            if answer is None:
+                errors[photo] = error or "failed"
+                continue
+            if args.json:
+                print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+            elif writer is None:
+                print(describe(answer, names), flush=True)
+            if picture_dir:
+                write_match_picture(identifier, answer, photo, picture_dir)
+    finally:
+        if handle is not None:
+            handle.close()
+    if writer is not None and not args.quiet:
+        print(f"wrote {len(todo) - len(errors)} answer(s) to {args.csv}", file=sys.stderr)
+    for photo, reason in sorted(errors.items()):
+        print(f"error: {photo}: {reason}", file=sys.stderr)
+    return EXIT_INPUT_ERRORS if errors else EXIT_OK
+
+
+def write_match_picture(identifier: Identifier, answer: Answer, photo: str, folder: str) -> None:
+    try:
+        image = decode_image(read_bytes(photo), photo, LoadOptions())
+    except ImageLoadError:
+        return
+    picture = identifier.match_picture(answer, image)
+    if picture is not None:
+        os.makedirs(folder, exist_ok=True)
+        target = Path(folder) / f"{Path(photo).stem}--{answer.landmark}.png"
+        picture.save(target)
+
+
+def _add_answer_options(parser) -> None:
+    from lookalike.cli import add_common_options
+
+    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="photo files or folders")
+    parser.add_argument("--index", required=True, metavar="NAME.lkidx", help="gallery index")
+    parser.add_argument("--json", action="store_true", help="one JSON object per photo")
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="probability below which the answer is no/unknown "
+                             "(default: the calibration's)")
+    parser.add_argument("--top", type=int, default=3, metavar="N", help="candidates reported")
+    parser.add_argument("--use-gps", action="store_true",
+                        help="let a photo's EXIF GPS position count as evidence (far = unlikely)")
+    parser.add_argument("--gps-radius", type=float, default=1.0, metavar="KM",
+                        help="distance within which GPS never counts against (default 1 km)")
+    parser.add_argument("--calibration", metavar="FILE.json",
+                        help="calibration from `evaluate --identify --fit-calibration`")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local processes (default) or a Ray cluster (RAY_ADDRESS)")
+    add_common_options(parser)
+
+
+def add_command(subparsers) -> None:
+    identify = subparsers.add_parser(
+        "identify", help="which landmark of an index a photo shows, if any",
+        description="Identify landmarks: a global shortlist from the index, local geometric "
+                    "verification of the best candidates, a calibrated probability per "
+                    "landmark; `unknown` when none passes the threshold.",
+    )
+    _add_answer_options(identify)
+    identify.add_argument("--csv", metavar="OUT.csv",
+                          help="write one row per photo; an interrupted run resumes where it "
+                               "stopped")
+    identify.set_defaults(handler=run_identify, landmark=None, match_picture=None)
+
+    verify = subparsers.add_parser(
+        "verify", help="does a photo show this landmark? (yes/no with probability and evidence)",
+        description="Verify that photos show one landmark of the index.",
+    )
+    _add_answer_options(verify)
+    verify.add_argument("--landmark", required=True, metavar="ID", help="landmark id")
+    verify.add_argument("--match-picture", metavar="DIR",
+                        help="also write a side-by-side picture of the matches per photo")
+    verify.set_defaults(handler=run_identify, csv=None)
+    _hook_evaluate(subparsers)
+
+
+def _hook_evaluate(subparsers) -> None:
+    """Add `--identify` to `lookalike evaluate` (registered by lookalike.evaluation)."""
+    evaluate = subparsers.choices.get("evaluate")
+    if evaluate is None:
+        return
+    evaluate.add_argument("--identify", action="store_true",
+                          help="open-set evaluation of `identify`: leave-one-out over the "
+                               "labelled photos, distractors must come back unknown")
+    evaluate.add_argument("--fit-calibration", metavar="FILE.json",
+                          help="with --identify: also write the calibration fit on all queries")
+    for action in evaluate._actions:
+        if action.dest == "output":
+            action.required = False
+    original = evaluate.get_default("handler")
+
+    def handler(args) -> int:
+        from lookalike.cli import UsageError
+
+        if not args.identify:
+            if args.output is None:
+                raise UsageError("the following arguments are required: --output/-o")
+            return original(args)
+        return run_evaluate_identify(args)
+
+    evaluate.set_defaults(handler=handler)
+
+
+def run_evaluate_identify(args) -> int:
+    from lookalike.cli import UsageError, cache_from_args, report_errors
+    from lookalike.evaluation import DatasetError
+    from lookalike.openset import evaluate_identify, markdown_summary
+
+    try:
+        summary = evaluate_identify(args.dataset, args.output, cache_from_args(args), args.jobs,
+                                    args.quiet, fit_calibration=args.fit_calibration)
+    except DatasetError as error:
+        raise UsageError(str(error)) from None
+    print(markdown_summary(summary))
+    if args.output and not args.quiet:
+        print(f"wrote identify_results.csv, identify_curve.csv/.png and identify_summary.json "
+              f"to {args.output}", file=sys.stderr)
+    return report_errors(summary["errors"])

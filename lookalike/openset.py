@@ -1,0 +1,267 @@
+"""Open-set evaluation of `identify` (leave-one-out) and the fit of its calibration.
+
+Each labelled photo is queried against a gallery of all the other labelled photos (its own
+landmark's other photos included); each distractor is queried against all labelled photos and
+must come back `unknown`. The two stages run exactly as in `Identifier` (same shortlist,
+same verification, same evidence), on features computed once through the cache.
+
+The logistic calibration is fit on the evidence of these queries. The reported numbers use
+cross-fitted probabilities (each query scored by a model fit on the other folds), so the
+accuracy and false-accept rate are not measured on the data the model was fit on.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.features import extract_features
+from lookalike.identify import (
+    FEATURES,
+    UNKNOWN,
+    Calibration,
+    Candidate,
+    Settings,
+    group_shortlist,
+    score_candidates,
+    sigmoid,
+)
+from lookalike.index import global_method, local_method, normalise
+
+DISTRACTOR = "distractor"
+TARGET_FAR = 0.05
+
+
+@dataclass
+class QueryOutcome:
+    photo: str
+    label: str
+    candidates: list[Candidate]  # evidence of the verified candidates (probabilities refit later)
+
+
+def leave_one_out(paths: Sequence[str], labels: Sequence[str], cache=None, jobs: int = 1,
+                  settings: Settings | None = None, quiet: bool = True
+                  ) -> tuple[list[QueryOutcome], dict[str, str]]:
+    """Run the two identify stages for every photo against all other labelled photos."""
+    settings = settings or Settings()
+    gmethod, lmethod = global_method(), local_method()
+    gset = extract_features(gmethod, list(paths), cache, jobs, quiet)
+    lset = extract_features(lmethod, list(paths), cache, jobs, quiet)
+    errors = {**gset.errors, **lset.errors}
+    ok = [p for p in paths if p not in errors]
+    label_of = dict(zip(paths, labels))
+    vectors = normalise(np.stack([gset.feature_of(p) for p in ok]))
+    locals_ = [lset.feature_of(p) for p in ok]
+    similarity = vectors @ vectors.T
+    gallery = np.array([i for i, p in enumerate(ok) if label_of[p] != DISTRACTOR])
+    calibration = Calibration.load()
+    outcomes = []
+    started = time.perf_counter()
+    for i, photo in enumerate(ok):
+        others = gallery[gallery != i]
+        row = similarity[i, others]
+        top = np.argsort(-row)[:settings.shortlist]
+        groups = group_shortlist(others[top], row[top], lambda j: label_of[ok[j]])
+        candidates = score_candidates(groups, locals_[i], lambda j: locals_[j], lmethod, settings,
+                                      calibration)
+        for candidate in candidates:
+            candidate.match = None  # keep memory small: only the evidence numbers are needed
+        outcomes.append(QueryOutcome(photo, label_of[photo], candidates))
+        if not quiet and (i + 1) % 20 == 0:
+            print(f"  {i + 1}/{len(ok)} queries, {time.perf_counter() - started:.0f} s",
+                  file=sys.stderr)
+    return outcomes, errors
+
+
+def evidence_rows(outcomes: Sequence[QueryOutcome]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, query index) over every verified candidate of every query."""
+    xs, ys, qs = [], [], []
+    for q, outcome in enumerate(outcomes):
+        for candidate in outcome.candidates:
+            xs.append(candidate.evidence())
+            ys.append(int(candidate.landmark == outcome.label))
+            qs.append(q)
+    return np.array(xs, np.float64).reshape(-1, len(FEATURES)), np.array(ys), np.array(qs)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[list[float], float]:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, max_iter=2000)
+    model.fit(x, y)
+    return [float(c) for c in model.coef_[0]], float(model.intercept_[0])
+
+
+def cross_fitted_probabilities(outcomes: Sequence[QueryOutcome], folds: int = 5,
+                               seed: int = 0) -> list[list[tuple[str, float]]]:
+    """Per query, (landmark, probability) of each candidate from a model not fit on it."""
+    x, y, q = evidence_rows(outcomes)
+    rng = np.random.default_rng(seed)
+    fold_of_query = rng.permutation(len(outcomes)) % folds
+    probabilities = np.zeros(len(y))
+    for fold in range(folds):
+        test = fold_of_query[q] == fold
+        coef, intercept = fit_logistic(x[~test], y[~test])
+        probabilities[test] = [sigmoid(float(np.dot(coef, row) + intercept)) for row in x[test]]
+    result: list[list[tuple[str, float]]] = [[] for _ in outcomes]
+    position = 0
+    for index, outcome in enumerate(outcomes):
+        for candidate in outcome.candidates:
+            result[index].append((candidate.landmark, float(probabilities[position])))
+            position += 1
+        result[index].sort(key=lambda item: -item[1])
+    return result
+
+
+def open_set_curve(outcomes: Sequence[QueryOutcome], probabilities: Sequence[Sequence[tuple]]
+                   ) -> list[dict[str, float]]:
+    """Top-1 accuracy on landmark photos and false-accept rate on distractors per threshold."""
+    best = [(p[0] if p else (UNKNOWN, 0.0)) for p in probabilities]
+    landmark_q = [i for i, o in enumerate(outcomes) if o.label != DISTRACTOR]
+    distractor_q = [i for i, o in enumerate(outcomes) if o.label == DISTRACTOR]
+    thresholds = sorted({0.0, 1.0, *(round(p, 4) for _, p in best)})
+    curve = []
+    for t in thresholds:
+        correct = sum(best[i][1] >= t and best[i][0] == outcomes[i].label for i in landmark_q)
+        wrong = sum(best[i][1] >= t and best[i][0] != outcomes[i].label for i in landmark_q)
+        accepted = sum(best[i][1] >= t for i in distractor_q)
+        curve.append({
+            "threshold": t,
+            "top1_accuracy": correct / max(1, len(landmark_q)),
+            "wrong_landmark_rate": wrong / max(1, len(landmark_q)),
+            "false_accept_rate": accepted / max(1, len(distractor_q)),
+        })
+    return curve
+
+
+def operating_point(curve: Sequence[dict[str, float]], far: float = TARGET_FAR) -> dict[str, float]:
+    """The lowest threshold whose false-accept rate is at most `far` (best accuracy there)."""
+    allowed = [point for point in curve if point["false_accept_rate"] <= far]
+    return max(allowed, key=lambda p: (p["top1_accuracy"], -p["threshold"]))
+
+
+def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | None = None,
+                      cache=None, jobs: int = 1, quiet: bool = True,
+                      settings: Settings | None = None,
+                      fit_calibration: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Leave-one-out open-set evaluation; writes results, the curve and a figure to `outdir`."""
+    from lookalike.evaluation import load_dataset
+
+    paths, labels = load_dataset(dataset)
+    started = time.perf_counter()
+    outcomes, errors = leave_one_out(paths, labels, cache, jobs, settings, quiet)
+    probabilities = cross_fitted_probabilities(outcomes)
+    curve = open_set_curve(outcomes, probabilities)
+    at_half = next(p for p in curve if p["threshold"] >= 0.5)
+    chosen = operating_point(curve)
+    x, y, _ = evidence_rows(outcomes)
+    coef, intercept = fit_logistic(x, y)
+    summary = {
+        "dataset": str(dataset),
+        "queries": len(outcomes),
+        "landmark_queries": sum(o.label != DISTRACTOR for o in outcomes),
+        "distractor_queries": sum(o.label == DISTRACTOR for o in outcomes),
+        "at_threshold_0.5": at_half,
+        f"at_far_{TARGET_FAR:g}": chosen,
+        "shortlist_top1_accuracy": float(np.mean([
+            bool(o.candidates) and max(o.candidates, key=lambda c: c.similarity).landmark == o.label
+            for o in outcomes if o.label != DISTRACTOR])),
+        "calibration": {"features": list(FEATURES), "coef": coef, "intercept": intercept},
+        "seconds": round(time.perf_counter() - started, 1),
+        "errors": errors,
+    }
+    if fit_calibration:
+        Calibration(coef, intercept, float(chosen["threshold"]), local_method().name,
+                    f"{dataset}: leave-one-out, {len(outcomes)} queries").save(fit_calibration)
+    if outdir is not None:
+        write_outputs(Path(outdir), outcomes, probabilities, curve, summary)
+    return summary
+
+
+def write_outputs(outdir: Path, outcomes, probabilities, curve, summary) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    threshold = summary[f"at_far_{TARGET_FAR:g}"]["threshold"]
+    with open(outdir / "identify_results.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["photo", "label", "answer", "probability", "correct", "candidates"])
+        for outcome, probs in zip(outcomes, probabilities):
+            best = probs[0] if probs else (UNKNOWN, 0.0)
+            answer = best[0] if best[1] >= threshold else UNKNOWN
+            expected = outcome.label if outcome.label != DISTRACTOR else UNKNOWN
+            writer.writerow([outcome.photo, outcome.label, answer, f"{best[1]:.4f}",
+                             int(answer == expected),
+                             json.dumps([[lm, round(p, 4)] for lm, p in probs])])
+    with open(outdir / "identify_curve.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+    (outdir / "identify_summary.json").write_text(json.dumps(summary, indent=2) + "\n",
+                                                  encoding="utf-8")
+    plot_curve(outdir / "identify_curve.png", outcomes, probabilities, curve, threshold)
+
+
+def plot_curve(path: Path, outcomes, probabilities, curve, threshold: float) -> None:
+    """Accuracy against false-accept rate, and a reliability diagram of the probabilities."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    far = [p["false_accept_rate"] for p in curve]
+    acc = [p["top1_accuracy"] for p in curve]
+    left.plot(far, acc, drawstyle="steps-post", color="tab:blue")
+    chosen = next(p for p in curve if p["threshold"] == threshold)
+    left.scatter([chosen["false_accept_rate"]], [chosen["top1_accuracy"]], color="tab:red",
+                 zorder=3, label=f"threshold {threshold:.2f}")
+    left.axvline(TARGET_FAR, color="gray", ls=":", lw=1)
+    left.set_xlabel("false-accept rate on distractors")
+    left.set_ylabel("top-1 accuracy on landmark photos")
+    left.set_title("open-set identify (leave-one-out)")
+    left.set_xlim(0, 1)
+    left.set_ylim(0, 1.02)
+    left.legend(loc="lower right")
+    predicted, observed = [], []
+    for outcome, probs in zip(outcomes, probabilities):
+        for landmark, p in probs:
+            predicted.append(p)
+            observed.append(float(landmark == outcome.label))
+    predicted, observed = np.array(predicted), np.array(observed)
+    bins = np.linspace(0, 1, 11)
+    centres, rates, counts = [], [], []
+    for lo, hi in itertools.pairwise(bins):
+        inside = (predicted >= lo) & (predicted < hi if hi < 1 else predicted <= hi)
+        if inside.any():
+            centres.append(predicted[inside].mean())
+            rates.append(observed[inside].mean())
+            counts.append(int(inside.sum()))
+    right.plot([0, 1], [0, 1], color="gray", ls=":", lw=1)
+    right.plot(centres, rates, marker="o", color="tab:green")
+    for c, r, n in zip(centres, rates, counts):
+        right.annotate(str(n), (c, r), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    right.set_xlabel("predicted probability (cross-fitted)")
+    right.set_ylabel("fraction that were the right landmark")
+    right.set_title("calibration (counts per bin)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def markdown_summary(summary: dict[str, Any]) -> str:
+    lines = ["| operating point | threshold | top-1 accuracy | wrong landmark | false accepts |",
+             "|---|---|---|---|---|"]
+    for key in ("at_threshold_0.5", f"at_far_{TARGET_FAR:g}"):
+        p = summary[key]
+        lines.append(f"| {key} | {p['threshold']:.3f} | {p['top1_accuracy']:.3f} | "
+                     f"{p['wrong_landmark_rate']:.3f} | {p['false_accept_rate']:.3f} |")
+    return "\n".join(lines)

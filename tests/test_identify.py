@@ -1,0 +1,209 @@
+"""identify / verify: the two stages, calibrated answers, JSON shape, GPS, CSV resume, jobs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from landmark_gallery import DISTRACTOR, QUERIES, make_gallery, photo
+from PIL import Image
+
+from lookalike.cli import main
+from lookalike.identify import (
+    Calibration,
+    Identifier,
+    Settings,
+    gps_penalty,
+    haversine_km,
+    read_gps,
+)
+from lookalike.index import build_index
+
+
+@pytest.fixture(scope="module")
+def index_path(tmp_path_factory):
+    root = tmp_path_factory.mktemp("identify")
+    gallery = make_gallery(root / "gallery")
+    output = root / "gallery.lkidx"
+    report = build_index(gallery, output)
+    assert report.added == 9 and not report.errors
+    return output
+
+
+@pytest.fixture(scope="module")
+def identifier(index_path):
+    return Identifier(index_path)
+
+
+def with_gps(source: Path, target: Path, lat: float, lon: float) -> Path:
+    """A copy of a photo carrying EXIF GPS coordinates."""
+    def dms(value: float) -> tuple[float, float, float]:
+        value = abs(value)
+        d = int(value)
+        m = int((value - d) * 60)
+        return float(d), float(m), round((value - d - m / 60) * 3600, 3)
+
+    image = Image.open(source)
+    exif = image.getexif()
+    exif[0x8825] = {1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W",
+                    4: dms(lon)}
+    image.save(target, exif=exif, quality=92)
+    return target
+
+
+@pytest.mark.parametrize("landmark", sorted(QUERIES))
+def test_held_out_photo_is_identified(identifier, landmark):
+    answer = identifier.identify(photo(QUERIES[landmark]))
+    assert answer.landmark == landmark, answer.to_json()
+    assert answer.probability >= identifier.threshold
+    best = answer.candidates[0]
+    assert best.landmark == landmark and best.inliers >= 12
+    # Probabilities are sorted and the other landmarks are far less likely.
+    probabilities = [c.probability for c in answer.candidates]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(c.probability < 0.5 for c in answer.candidates[1:])
+
+
+def test_distractor_is_unknown(identifier):
+    answer = identifier.identify(photo(DISTRACTOR))
+    assert answer.landmark == "unknown"
+    assert all(c.probability < identifier.threshold for c in answer.candidates)
+    assert answer.probability == pytest.approx(1 - answer.candidates[0].probability, abs=1e-9)
+
+
+def test_verify_yes_and_no_with_evidence(identifier):
+    query = photo(QUERIES["strecha_castle"])
+    yes = identifier.verify(query, "strecha_castle")
+    assert yes.verified is True and yes.landmark == "strecha_castle"
+    evidence = yes.to_json()["evidence"]
+    width, height = Image.open(query).size
+    assert evidence["size"] == [width, height]
+    x0, y0, x1, y1 = evidence["box"]
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    assert len(evidence["points"]) >= 12
+    no = identifier.verify(query, "st_pauls_cathedral")
+    assert no.verified is False and no.probability < yes.probability
+    with pytest.raises(KeyError):
+        identifier.verify(query, "nowhere")
+
+
+def test_json_lines_shape(index_path, capsys):
+    query = photo(QUERIES["chateau_de_sceaux"])
+    assert main(["identify", "--index", str(index_path), str(query), str(photo(DISTRACTOR)),
+                 "--json", "-q"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["photo"] for line in lines] == [str(query), str(photo(DISTRACTOR))]
+    assert [line["landmark"] for line in lines] == ["chateau_de_sceaux", "unknown"]
+    for line in lines:
+        assert 0.0 <= line["probability"] <= 1.0
+        assert {"landmark", "probability"} <= set(line["candidates"][0])
+        assert "verified" not in line
+    assert main(["verify", "--index", str(index_path), "--landmark", "chateau_de_sceaux",
+                 str(query), "--json", "-q"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["verified"] is True and verdict["landmark"] == "chateau_de_sceaux"
+    assert main(["verify", "--index", str(index_path), "--landmark", "nowhere", str(query)]) == 1
+
+
+def test_match_picture(index_path, tmp_path):
+    query = photo(QUERIES["chateau_de_sceaux"])
+    assert main(["verify", "--index", str(index_path), "--landmark", "chateau_de_sceaux",
+                 str(query), "--match-picture", str(tmp_path), "-q"]) == 0
+    pictures = list(tmp_path.glob("*.png"))
+    assert len(pictures) == 1
+    picture = Image.open(pictures[0])
+    assert picture.height == 480 and picture.width > 480
+
+
+def test_gps_distance_and_prior(identifier, tmp_path):
+    assert haversine_km((51.5074, -0.1278), (48.8566, 2.3522)) == pytest.approx(343.5, abs=1)
+    query = photo(QUERIES["chateau_de_sceaux"])
+    near = with_gps(query, tmp_path / "near.jpg", 48.7790, 2.3000)
+    far = with_gps(query, tmp_path / "far.jpg", 35.6812, 139.7671)  # Tokyo
+    assert read_gps(near.read_bytes()) == pytest.approx((48.7790, 2.3000), abs=1e-4)
+    assert read_gps(query.read_bytes()) is None
+    plain = identifier.identify(near)
+    best = plain.candidates[0]
+    assert best.landmark == "chateau_de_sceaux" and best.distance_km < 0.2
+    assert plain.to_json()["candidates"][0]["distance_km"] < 0.2
+    gps = Identifier(identifier.index, Settings(use_gps=True))
+    assert gps.identify(near).probability == pytest.approx(plain.probability, abs=1e-6)
+    far_answer = gps.identify(far)
+    sceaux = next(c for c in far_answer.candidates if c.landmark == "chateau_de_sceaux")
+    assert sceaux.distance_km > 9000 and sceaux.probability < 0.01
+    assert far_answer.landmark == "unknown"  # 9,700 km away: the photo cannot show it
+    assert gps_penalty(0.5, Settings()) == 0 < gps_penalty(2, Settings()) < gps_penalty(20,
+                                                                                         Settings())
+
+
+def test_folder_to_csv_resumes_and_reports_bad_files(index_path, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for landmark in ("strecha_castle", "st_pauls_cathedral"):
+        (folder / Path(QUERIES[landmark]).name).symlink_to(photo(QUERIES[landmark]))
+    (folder / "broken.jpg").write_bytes(b"not an image at all")
+    out = tmp_path / "answers.csv"
+    args = ["identify", "--index", str(index_path), str(folder), "--csv", str(out), "-q"]
+    assert main(args) == 2
+    assert "broken.jpg" in capsys.readouterr().err
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 3
+    by_name = {Path(r["photo"]).name: r for r in rows}
+    assert by_name["broken.jpg"]["error"]
+    assert by_name[Path(QUERIES["strecha_castle"]).name]["landmark"] == "strecha_castle"
+    # Interrupted run: drop the last answer; a rerun only does the missing photo.
+    lines = out.read_text(encoding="utf-8").splitlines()
+    out.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    assert main(args) in (0, 2)
+    rows_again = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert sorted(r["photo"] for r in rows_again) == sorted(r["photo"] for r in rows)
+    assert main(args) == 0  # nothing left to do
+    assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == 3
+
+
+def test_jobs_give_the_same_answers(index_path, capsys):
+    queries = [str(photo(QUERIES[k])) for k in sorted(QUERIES)] + [str(photo(DISTRACTOR))]
+    answers = {}
+    for jobs in ("1", "2"):
+        assert main(["identify", "--index", str(index_path), *queries, "--json", "-q",
+                     "-j", jobs]) == 0
+        answers[jobs] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [a["landmark"] for a in answers["1"]] == [a["landmark"] for a in answers["2"]]
+    for a, b in zip(answers["1"], answers["2"]):
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-3)
+
+
+def test_calibration_file_round_trip(tmp_path):
+    calibration = Calibration([1.0, 2.0, 3.0, 4.0], -5.0, 0.3, "verified", "test")
+    calibration.save(tmp_path / "c.json")
+    loaded = Calibration.load(tmp_path / "c.json")
+    assert loaded == calibration
+    shipped = Calibration.load()
+    assert len(shipped.coef) == 4 and 0 < shipped.threshold < 1
+
+
+def test_evaluate_identify_small(tmp_path, capsys):
+    manifest = tmp_path / "manifest.csv"
+    rows = ["path,label"]
+    for landmark in sorted(QUERIES):
+        rows += [f"{photo(p)},{landmark}" for p in make_gallery_paths(landmark)]
+    rows.append(f"{photo(DISTRACTOR)},distractor")
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--identify", str(manifest), "-o", str(out), "-q",
+                 "--fit-calibration", str(tmp_path / "cal.json")]) == 0
+    summary = json.loads((out / "identify_summary.json").read_text())
+    assert summary["landmark_queries"] == 12 and summary["distractor_queries"] == 1
+    point = summary["at_far_0.05"]
+    assert point["false_accept_rate"] <= 0.05 and 0 <= point["top1_accuracy"] <= 1
+    assert (out / "identify_curve.png").stat().st_size > 1000
+    assert Calibration.load(tmp_path / "cal.json").fitted_on.endswith("13 queries")
+    assert "top-1 accuracy" in capsys.readouterr().out
+
+
+def make_gallery_paths(landmark: str) -> list[str]:
+    from landmark_gallery import GALLERY
+
+    return [*GALLERY[landmark], QUERIES[landmark]]

@@ -1,0 +1,147 @@
+"""Gallery index: build, add, remove, info, atomic updates, bad files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from landmark_gallery import GALLERY, REPO, SCEAUX, make_gallery, photo
+
+from lookalike.cli import main
+from lookalike.index import GalleryError, GalleryIndex, build_index, read_gallery
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """An index of two landmarks, built once per module (features are cached per session)."""
+    root = tmp_path_factory.mktemp("index")
+    gallery = make_gallery(root / "gallery", ["chateau_de_sceaux", "strecha_castle"])
+    output = root / "base.lkidx"
+    assert main(["index", "build", str(gallery), "-o", str(output), "-q", "-j", "1"]) == 0
+    return gallery, output
+
+
+def copy_of(path: Path, tmp_path: Path) -> Path:
+    target = tmp_path / path.name
+    target.write_bytes(path.read_bytes())
+    return target
+
+
+def test_build_records_landmarks_names_location_and_vectors(built):
+    _, output = built
+    with GalleryIndex(output) as index:
+        assert set(index.landmarks) == {"chateau_de_sceaux", "strecha_castle"}
+        sceaux = index.landmarks["chateau_de_sceaux"]
+        assert sceaux.names["ja"] == SCEAUX["ja"] and sceaux.names["en"] == SCEAUX["en"]
+        assert sceaux.location == (SCEAUX["location"]["lat"], SCEAUX["location"]["lon"])
+        assert index.landmarks["strecha_castle"].location is None
+        assert len(index.references) == 6
+        assert index.vectors.ntotal == 6
+        # Every reference finds itself first in the vector index, with cosine ~1.
+        for ref in index.references.values():
+            vector = index.vectors_of([ref.id])[0]
+            ids, sims = index.search(vector, 3)
+            assert ids[0] == ref.id and sims[0] == pytest.approx(1.0, abs=1e-4)
+            local = index.local_features(ref.id)
+            assert len(local["keypoints"]) == len(local["descriptors"]) > 50
+            assert np.allclose(np.linalg.norm(local["descriptors"], axis=1), 1, atol=1e-3)
+
+
+def test_info_json(built, capsys):
+    _, output = built
+    assert main(["index", "info", str(output), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["references"] == 6 and info["landmarks"] == 2
+    assert info["bytes_per_reference"] == round(output.stat().st_size / 6)
+    per = {item["id"]: item for item in info["per_landmark"]}
+    assert per["chateau_de_sceaux"]["references"] == 3
+
+
+def test_add_remove_and_skip_duplicates(built, tmp_path):
+    gallery, output = built
+    target = copy_of(output, tmp_path)
+    extra = make_gallery(tmp_path / "more", ["st_pauls_cathedral"])
+    assert main(["index", "add", str(target), str(extra), "-q", "-j", "1"]) == 0
+    with GalleryIndex(target) as index:
+        assert len(index.references) == 9 and "st_pauls_cathedral" in index.landmarks
+    # The same photos again are skipped, not duplicated.
+    with GalleryIndex(target) as index:
+        report = index.add(read_gallery(extra))
+        assert report.added == 0 and report.skipped == 3 and len(index.references) == 9
+    # One more photo for an existing landmark, by id.
+    new = photo(GALLERY["strecha_castle"][0]).with_name("sfm_quality_evaluation__images_0012.jpg")
+    assert main(["index", "add", str(target), str(new), "--landmark", "strecha_castle", "-q"]) == 0
+    assert main(["index", "remove", str(target), "--landmark", "chateau_de_sceaux", "-q"]) == 0
+    removed = gallery / "strecha_castle" / Path(GALLERY["strecha_castle"][1]).name
+    assert main(["index", "remove", str(target), "--photo", str(removed), "-q"]) == 0
+    with GalleryIndex(target) as index:
+        assert set(index.landmarks) == {"strecha_castle", "st_pauls_cathedral"}
+        assert len(index.references) == 3 + 3 and index.vectors.ntotal == 6
+        paths = {Path(r.path).name for r in index.references.values()}
+        assert Path(removed).name not in paths and new.name in paths
+    assert main(["index", "remove", str(target), "--landmark", "nowhere"]) == 1
+
+
+def test_crash_in_the_middle_of_add_leaves_the_index_as_it_was(built, tmp_path):
+    """Kill the process inside the write transaction (after the rows went in): no change."""
+    _, output = built
+    target = copy_of(output, tmp_path)
+    before = GalleryIndex(target).info()
+    extra = make_gallery(tmp_path / "more", ["st_pauls_cathedral"])
+    script = (
+        "import os, sys\n"
+        "import lookalike.index as ix\n"
+        "def crash(*args, **kwargs):\n"
+        "    os._exit(3)\n"
+        "ix.store_vector_index = crash\n"
+        "from lookalike.cli import main\n"
+        f"main(['index', 'add', {str(target)!r}, {str(extra)!r}, '-q', '-j', '1'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            timeout=300)
+    assert result.returncode == 3, result.stderr.decode()
+    with GalleryIndex(target) as index:
+        after = index.info()
+        assert after["references"] == before["references"] == 6
+        assert [x["id"] for x in after["per_landmark"]] == [x["id"] for x in before["per_landmark"]]
+        assert index.vectors.ntotal == 6
+
+
+def test_failed_build_keeps_the_old_file(built, tmp_path):
+    _, output = built
+    target = copy_of(output, tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(GalleryError):
+        build_index(empty, target)
+    assert GalleryIndex(target).info()["references"] == 6
+    assert not list(tmp_path.glob(".*tmp-*"))
+
+
+def test_bad_photo_is_reported_and_skipped(tmp_path, capsys):
+    gallery = make_gallery(tmp_path / "gallery", ["strecha_castle"])
+    (gallery / "strecha_castle" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    output = tmp_path / "x.lkidx"
+    assert main(["index", "build", str(gallery), "-o", str(output), "-q"]) == 2
+    assert "broken.jpg" in capsys.readouterr().err
+    assert GalleryIndex(output).info()["references"] == 3
+
+
+def test_manifest_as_gallery_and_bad_inputs(tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    rows = ["path,label"] + [f"{photo(p)},strecha_castle" for p in GALLERY["strecha_castle"]]
+    rows.append(f"{photo('distractors/image-matching-webui__kn-church_02.jpg')},distractor")
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    entries = read_gallery(manifest)
+    assert [e.landmark.id for e in entries] == ["strecha_castle"]
+    assert len(entries[0].photos) == 3
+    with pytest.raises(GalleryError):
+        read_gallery(tmp_path / "missing")
+    not_index = tmp_path / "not.lkidx"
+    not_index.write_text("hello")
+    assert main(["index", "info", str(not_index)]) == 1
+    assert main(["index", "info", str(tmp_path / "none.lkidx")]) == 1
