@@ -1,0 +1,282 @@
+"""Speed and memory of every study method, side by side with the stock libraries, in one run.
+
+    make bench                      # or: .venv/bin/python benchmarks/run.py --data ../shared/data/landmarks
+
+Each measurement runs in a fresh subprocess so that its peak memory (max RSS, children
+included) is its own. Per method it records extraction images/s from file and scoring pairs/s,
+for lookalike and for the stock path the study used:
+  - hashes: ImageHash on `Image.open` files, one at a time; scoring by `ImageHash - ImageHash`;
+  - augnet: imgsim's own `Vectorizer.vectorize` steps one image at a time (cv2.imread,
+    resize_short, float64 normalise, forward without inference mode); scoring by imgsim.distance;
+  - akaze: full-size cv2.imread + AKAZE, brute-force kNN + ratio test per pair.
+It also checks that the outputs agree (hash bits, vectors) and times a first and a cached
+`compare` run. Results go into docs/benchmarks.md between the `speed` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+HASHES = ["ahash", "phash", "dhash", "whash", "colorhash", "crophash"]
+SCORING_SUBSET = 40  # akaze/crophash pairs are slow; score a 40 x 40 block for both sides
+
+
+def dataset_paths(data: Path) -> list[str]:
+    with open(data / "manifest.csv", newline="") as handle:
+        return [str(data / row["path"]) for row in csv.DictReader(handle)]
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0
+
+
+# -- one measurement (runs inside its own subprocess) ------------------------------------------
+def stock_imgsim_functions():
+    """imgsim's resize_short/normalize/distance taken from its source (no torchvision import)."""
+    import cv2
+
+    from lookalike.methods.augnet import stock_weights_path
+
+    source = Path(stock_weights_path()).with_name("imgsim.py")
+    tree = ast.parse(source.read_text())
+    body = [n for n in tree.body if isinstance(n, ast.FunctionDef)
+            and n.name in ("resize_short", "normalize", "distance")]
+    namespace = {"cv2": cv2, "np": np}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(source), "exec"), namespace)
+    return namespace
+
+
+def stock_extract(method: str, paths: list[str]):
+    import cv2
+    import imagehash
+    from PIL import Image
+
+    if method in HASHES:
+        function = {"ahash": imagehash.average_hash, "phash": imagehash.phash,
+                    "dhash": imagehash.dhash, "whash": imagehash.whash,
+                    "colorhash": imagehash.colorhash,
+                    "crophash": imagehash.crop_resistant_hash}[method]
+        return [function(Image.open(path)) for path in paths]
+    if method == "augnet":
+        import torch
+
+        from lookalike.methods.augnet import load_augnet
+
+        steps = stock_imgsim_functions()
+        model = load_augnet(None, "cpu")
+        vectors = []
+        for path in paths:
+            image = cv2.imread(path)
+            batch = np.array([steps["resize_short"](image, 350)[..., ::-1] / 255.0])
+            inputs = steps["normalize"](batch.transpose([0, 3, 1, 2]), mean=[0.485, 0.456, 0.406],
+                                        std=[0.229, 0.224, 0.225]).astype(np.float32)
+            output = model(torch.from_numpy(inputs))  # stock: no inference_mode, batch of one
+            vectors.append(output.detach().cpu().numpy()[0])
+        return vectors
+    if method == "akaze":
+        from lookalike.methods.akaze import create_akaze
+
+        detector = create_akaze()
+        return [detector.detectAndCompute(cv2.imread(path, cv2.IMREAD_GRAYSCALE), None)[1]
+                for path in paths]
+    raise ValueError(method)
+
+
+def stock_score(method: str, features) -> int:
+    import cv2
+
+    if method in HASHES:
+        for a in features:
+            for b in features:
+                _ = a - b
+    elif method == "augnet":
+        distance = stock_imgsim_functions()["distance"]
+        for a in features:
+            for b in features:
+                distance(a, b)
+    elif method == "akaze":
+        matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        for a in features:
+            for b in features:
+                pairs = matcher.knnMatch(a, b, k=2)
+                _ = sum(1 for p in pairs if len(p) == 2 and p[0].distance < 0.75 * p[1].distance)
+    return len(features) ** 2
+
+
+def measure(side: str, method_name: str, paths: list[str], jobs: int) -> dict:
+    """Time extraction and scoring of one method on one side; return the numbers as a dict."""
+    from lookalike.cache import NoCache
+    from lookalike.features import extract_features
+    from lookalike.methods import get_method
+
+    slow_scoring = method_name in ("akaze", "crophash")
+    # Warm up both sides on two photos (lazy imports, model loading) before timing.
+    if side == "stock":
+        stock_extract(method_name, paths[:2])
+    else:
+        method = get_method(method_name, device="cpu")
+        extract_features(method, paths[:2], NoCache(), jobs=1, quiet=True)
+    start = time.perf_counter()
+    if side == "stock":
+        features = stock_extract(method_name, paths)
+    else:
+        method = get_method(method_name, device="cpu")
+        features = extract_features(method, paths, NoCache(), jobs=jobs, quiet=True).features
+    extract_seconds = time.perf_counter() - start
+    scored = features[:SCORING_SUBSET] if slow_scoring else features
+    start = time.perf_counter()
+    if side == "stock":
+        pairs = stock_score(method_name, scored)
+    else:
+        from lookalike.compare import score_matrix
+
+        pairs = score_matrix(method, scored, scored, jobs=jobs).size
+    score_seconds = time.perf_counter() - start
+    output = None
+    if method_name in HASHES[:5]:
+        output = [np.asarray(f.hash if side == "stock" else f, dtype=np.uint8).reshape(-1).tolist()
+                  for f in features]
+    elif method_name == "augnet":
+        output = [np.asarray(f, dtype=np.float32).tolist() for f in features]
+    return {"images_per_s": len(paths) / extract_seconds, "pairs_per_s": pairs / score_seconds,
+            "peak_mb": peak_rss_mb(), "output": output}
+
+
+def run_isolated(side: str, method: str, data: Path, jobs: int, limit: int | None) -> dict:
+    command = [sys.executable, __file__, "--one", side, method, "--data", str(data),
+               "--jobs", str(jobs)] + (["--limit", str(limit)] if limit else [])
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(f"{side} {method} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def time_compare(data: Path, cache: Path, jobs: int) -> float:
+    start = time.perf_counter()
+    subprocess.run([str(REPO / ".venv/bin/lookalike"), "compare", str(data), "--methods", "all",
+                    "-o", str(cache.parent / "out"), "--cache", str(cache), "-q", "-j", str(jobs)],
+                   check=False, cwd=REPO, capture_output=True)
+    return time.perf_counter() - start
+
+
+def agreement(method: str, stock: dict, ours: dict) -> str:
+    if stock["output"] is None:
+        return "-"
+    a, b = np.array(stock["output"]), np.array(ours["output"])
+    if method == "augnet":
+        return f"max abs diff {np.abs(a - b).max():.1e}"
+    differing = (a != b).sum(axis=1)
+    return f"{(differing == 0).mean():.0%} identical, max {differing.max()} bits apart"
+
+
+def machine_line() -> str:
+    import torch
+
+    cpu = "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores, {memory:.0f} GiB RAM, "
+            f"Python {platform.python_version()}, torch {torch.__version__} (CPU)")
+
+
+def write_section(markdown: str) -> None:
+    doc = REPO / "docs" / "benchmarks.md"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    start, end = "<!-- speed:start -->", "<!-- speed:end -->"
+    block = f"{start}\n{markdown}\n{end}"
+    if start in text:
+        text = text.split(start)[0] + block + text.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(exist_ok=True)
+    doc.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/landmarks")
+    parser.add_argument("--methods", default=",".join(HASHES + ["akaze", "augnet"]))
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--limit", type=int, help="use only the first N photos (quick check)")
+    parser.add_argument("--one", nargs=2, metavar=("SIDE", "METHOD"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true", help="print, do not update the doc")
+    args = parser.parse_args()
+    paths = dataset_paths(args.data)[: args.limit]
+    if args.one:
+        side, method = args.one
+        print(json.dumps(measure(side, method, paths, args.jobs if side == "lookalike" else 1)))
+        return
+
+    rows = []
+    for method in args.methods.split(","):
+        stock = run_isolated("stock", method, args.data, 1, args.limit)
+        single = run_isolated("lookalike", method, args.data, 1, args.limit)
+        parallel = run_isolated("lookalike", method, args.data, args.jobs, args.limit)
+        rows.append((method, stock, single, parallel, agreement(method, stock, single)))
+        print(f"{method}: stock {stock['images_per_s']:.1f} img/s, lookalike "
+              f"{single['images_per_s']:.1f} (1 job) / {parallel['images_per_s']:.1f} "
+              f"({args.jobs} jobs); {rows[-1][4]}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = Path(scratch) / "cache.sqlite"
+        first = time_compare(args.data, cache, args.jobs)
+        second = time_compare(args.data, cache, args.jobs)
+
+    lines = [
+        "## Speed and memory of the study methods (`make bench`)",
+        "",
+        f"Machine: {machine_line()}. {len(paths)} dev photos from `{args.data.name}`; "
+        f"run on {time.strftime('%Y-%m-%d')} with `.venv/bin/python benchmarks/run.py`. "
+        f"Stock = the study's path (ImageHash on `Image.open`, imgsim's vectorize steps one "
+        f"image at a time, full-size AKAZE with brute-force kNN); lookalike = `extract_features` "
+        f"from file with no cache, 1 job and {args.jobs} jobs. akaze and crophash scoring on a "
+        f"{SCORING_SUBSET} x {SCORING_SUBSET} block. Peak memory = max RSS of the process.",
+        "",
+        "| method | stock img/s | lookalike img/s (1 job) | ratio | lookalike img/s "
+        f"({args.jobs} jobs) | ratio | stock pairs/s | lookalike pairs/s | ratio | "
+        "stock peak MB | lookalike peak MB | outputs vs stock |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, stock, single, parallel, agrees in rows:
+        lines.append(
+            f"| {method} | {stock['images_per_s']:.1f} | {single['images_per_s']:.1f} | "
+            f"{single['images_per_s'] / stock['images_per_s']:.2f}x | "
+            f"{parallel['images_per_s']:.1f} | "
+            f"{parallel['images_per_s'] / stock['images_per_s']:.2f}x | "
+            f"{stock['pairs_per_s']:,.0f} | {single['pairs_per_s']:,.0f} | "
+            f"{single['pairs_per_s'] / stock['pairs_per_s']:.1f}x | {stock['peak_mb']:.0f} | "
+            f"{single['peak_mb']:.0f} | {agrees} |"
+        )
+    lines += [
+        "",
+        f"`lookalike compare {args.data.name} --methods all` ({args.jobs} jobs): first run "
+        f"{first:.1f} s with an empty cache, cached re-run {second:.1f} s "
+        f"(**{first / second:.1f}x** faster).",
+    ]
+    markdown = "\n".join(lines)
+    print(markdown)
+    if not args.no_write:
+        write_section(markdown)
+
+
+if __name__ == "__main__":
+    main()
