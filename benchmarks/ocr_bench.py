@@ -14,6 +14,7 @@ any benchmark landmark reaches the threshold. Reports the rates, the OCR time pe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import random
@@ -91,7 +92,7 @@ def run_cases(paths, count: int, kind: str, rng: random.Random, failures: Path |
                      "area": round(sign.area, 4), "angle": round(sign.angle, 1),
                      "contrast": sign.contrast, "style": sign.style, "blur": sign.blur,
                      "read": str(feature["text"]), "score": round(score, 3), "recognised": ok,
-                     "seconds": round(seconds, 3)})
+                     "seconds": round(seconds, 3), "spec": dataclasses.asdict(sign)})
         if failures is not None and not ok:
             lines = [dict(text=t, box=list(b), confidence=float(c)) for t, b, c in
                      zip(feature["lines"], feature["boxes"], feature["confidence"])]

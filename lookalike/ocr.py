@@ -39,7 +39,8 @@ PLATE_SIDE = 800  # plates are looked for at about this size
 PLATE_MIN_AREA, PLATE_MAX_AREA = 0.004, 0.4  # plate size as a share of the photo
 MAX_PLATES = 6  # plates read per photo (each orientation counts)
 MAX_REGIONS = 24  # most text-like candidates read per photo (bounds the time per photo)
-RETRY_LINE_HEIGHT, RETRY_BELOW = 32, 0.8  # plates read with less confidence are read again
+PLATE_LINE_HEIGHTS = (48, 32, 64)  # text sizes a plate is read at ...
+RETRY_BELOW = 0.9  # ... unless the first reading is at least this confident
 LINE_HEIGHT = 48  # candidates are scaled so that their text is this high for Tesseract
 MIN_CONFIDENCE = 0.55  # lines read with less (Tesseract's mean word confidence, 0..1) are dropped
 SPECK = 0.15  # ink smaller than this share of the character height is noise
@@ -73,10 +74,14 @@ class TextLine:
     box: tuple[int, int, int, int]
     confidence: float
     vertical: bool = False
+    # Other readings of the same region (other text sizes / layouts), normalised: Tesseract
+    # drops different characters in each, so a name is looked for in all of them.
+    alternatives: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {"text": self.text, "raw": self.raw, "box": list(self.box),
-                "confidence": round(self.confidence, 3), "vertical": self.vertical}
+                "confidence": round(self.confidence, 3), "vertical": self.vertical,
+                "alternatives": list(self.alternatives)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -423,6 +428,15 @@ def prepare_line(gray: np.ndarray, region: Region, line_height: int = 0) -> Imag
     char = float(np.percentile(across_sizes[keep], 90))
     # Specks (texture, noise) confuse Tesseract's layout analysis; dakuten are larger than this.
     keep &= np.maximum(stats[:, 2], stats[:, 3]) >= SPECK * char
+    # A bar across the line at either end is what is left of a plate's frame, not a letter.
+    along_start = stats[:, 1] if region.vertical else stats[:, 0]
+    along_extent = stats[:, 3] if region.vertical else stats[:, 2]
+    bars = keep & (along_extent < 0.15 * char) & (across_sizes > 0.8 * char)
+    if keep.any():
+        first, last = along_start[keep].min(), (along_start + along_extent)[keep].max()
+        keep &= ~(bars & ((along_start == first) | (along_start + along_extent == last)))
+    if not keep.any():
+        return None
     line = line.copy()
     line[~keep[labels]] = ground
     kept = stats[keep]
@@ -440,20 +454,19 @@ def prepare_line(gray: np.ndarray, region: Region, line_height: int = 0) -> Imag
     return Image.fromarray(line)
 
 
-def _read_region(gray: np.ndarray, region: Region) -> tuple[str, float]:
-    """Read one region; a plate that reads poorly is read again at another text size, since
-    Tesseract's layout analysis of a block is sensitive to it."""
-    best = ("", 0.0)
-    for line_height in (LINE_HEIGHT, RETRY_LINE_HEIGHT) if region.plate else (LINE_HEIGHT,):
+def _read_region(gray: np.ndarray, region: Region) -> list[tuple[str, float]]:
+    """All readings of one region, best first (by confidence). A plate is read at several text
+    sizes unless the first reading is confident, since Tesseract's layout analysis of a block
+    is sensitive to it; a line is read once."""
+    reads: list[tuple[str, float]] = []
+    for line_height in PLATE_LINE_HEIGHTS if region.plate else (LINE_HEIGHT,):
         image = prepare_line(gray, region, line_height)
         if image is None:
             break
-        read = _read_image(image, region)
-        if read[1] * letter_count(read[0]) > best[1] * letter_count(best[0]):
-            best = read
-        if best[1] >= RETRY_BELOW:
+        reads.append(_read_image(image, region))
+        if reads[0][1] >= RETRY_BELOW:
             break
-    return best
+    return sorted(reads, key=lambda read: -read[1])
 
 
 def _read_image(image: Image.Image, region: Region) -> tuple[str, float]:
@@ -479,13 +492,17 @@ def read_text(image: Image.Image, max_side: int = MAX_SIDE, max_regions: int = M
         gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     lines: list[TextLine] = []
     for region in find_text_regions(gray, max_regions):
-        raw, confidence = _read_region(gray, region)
-        text = normalise_text(raw)
-        if confidence < min_confidence or letter_count(text) < MIN_CHARS:
+        reads = [(raw, normalise_text(raw), confidence) for raw, confidence in
+                 _read_region(gray, region)]
+        reads = [read for read in reads
+                 if read[2] >= min_confidence and letter_count(read[1]) >= MIN_CHARS]
+        if not reads:
             continue
+        (raw, text, confidence), others = reads[0], reads[1:]
+        alternatives = tuple(dict.fromkeys(t for _, t, _ in others if t != text))
         x0, y0, x1, y1 = region.box(gray.shape[1], gray.shape[0])
         box = tuple(round(v / scale) for v in (x0, y0, x1, y1))
-        lines.append(TextLine(text, raw, box, confidence, region.vertical))
+        lines.append(TextLine(text, raw, box, confidence, region.vertical, alternatives))
     # The same text read from overlapping regions (words, and the whole line they form at a
     # coarser scale): keep the read with the most confidently read letters.
     lines.sort(key=lambda ln: -ln.confidence * letter_count(ln.text))

@@ -59,16 +59,25 @@ def make_feature(lines: Iterable[ocr.TextLine]) -> dict[str, np.ndarray]:
         "boxes": np.array([line.box for line in lines], np.int32).reshape(-1, 4),
         "confidence": np.array([line.confidence for line in lines], np.float32),
         "vertical": np.array([line.vertical for line in lines], np.uint8),
+        # Other readings of the lines, and which line each belongs to.
+        "alternatives": np.array([alt for line in lines for alt in line.alternatives] or [""],
+                                 dtype=str)[:sum(len(line.alternatives) for line in lines)],
+        "alternative_line": np.array([i for i, line in enumerate(lines) for _ in line.alternatives],
+                                     np.int32),
     }
 
 
 def feature_lines(feature: Mapping[str, np.ndarray]) -> list[ocr.TextLine]:
     """The lines of a `text` feature, back as `TextLine`s (e.g. for `ocr.draw_text_boxes`)."""
+    alternatives: dict[int, list[str]] = {}
+    for alt, index in zip(feature.get("alternatives", ()), feature.get("alternative_line", ())):
+        alternatives.setdefault(int(index), []).append(str(alt))
     return [
-        ocr.TextLine(str(text), str(raw), tuple(int(v) for v in box), float(conf), bool(vertical))
-        for text, raw, box, conf, vertical in zip(
+        ocr.TextLine(str(text), str(raw), tuple(int(v) for v in box), float(conf), bool(vertical),
+                     tuple(alternatives.get(i, ())))
+        for i, (text, raw, box, conf, vertical) in enumerate(zip(
             feature["lines"], feature["raw"], feature["boxes"], feature["confidence"],
-            feature["vertical"])
+            feature["vertical"]))
     ]
 
 
@@ -157,10 +166,13 @@ def load_landmark_names(path: str | os.PathLike) -> list[str]:
 def match_names(feature: Mapping[str, np.ndarray] | str, names: Iterable[str]) -> TextMatch | None:
     """Best match of a photo's text (a `text` feature or a string) with a landmark's names;
     None when no legible text was read or the landmark has no usable name."""
-    text = feature if isinstance(feature, str) else feature_text(feature)
-    if not ocr.compact(text):
+    if isinstance(feature, str):
+        texts = [feature]
+    else:
+        texts = [feature_text(feature)] + [str(alt) for alt in feature.get("alternatives", ())]
+    if not ocr.compact(texts[0]):
         return None
-    scored = [(name_similarity(text, name), name) for name in names
+    scored = [(max(name_similarity(text, name) for text in texts), name) for name in names
               if usable_name(name)]
     if not scored:
         return None
@@ -187,7 +199,7 @@ class TextMethod(Method):
     description: ClassVar[str] = "signboard text (Tesseract jpn/jpn_vert/eng); score = bigram Dice"
     feature_kind: ClassVar[str] = LOCAL
     order: ClassVar[int] = 70
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     # About 0.5-1 s per photo: too slow to join `--methods all` on 2 cores; ask for it by name.
     in_all: ClassVar[bool] = False
     max_side: int = ocr.MAX_SIDE
