@@ -1,17 +1,19 @@
 """Local features with geometric verification: only matches that agree on one geometry count.
 
 Why: raw match counts (the study's AKAZE score) reward shared texture such as foliage, sky or
-cobbles. Here tentative matches (RootSIFT, mutual nearest neighbours + Lowe's ratio test) must
-also fit one homography or one fundamental matrix (OpenCV USAC MAGSAC++), and the score counts
-how widely the inliers are spread over *both* images, so a few hundred inliers on one repeated
-window pattern cannot outscore a modest set spread over a whole facade.
+cobbles. Here tentative matches (RootSIFT, mutual nearest neighbours + Lowe's ratio test, which
+also drops most repeated-pattern matches) must fit a homography or a fundamental matrix
+(OpenCV USAC MAGSAC++). Score = homography inliers + fundamental inliers; `verified` = more
+inliers than unrelated photos reach. The spread of the inliers (grid cells covered in both
+photos) is reported too: as a score it measured worse on the dev photos, because chance
+inliers of unrelated photos are spread out as well.
 
 Keypoints are computed on the image bounded to `max_side` pixels and capped to the strongest
-`max_keypoints`, which bounds matching at roughly `max_keypoints**2` dot products per pair.
-SIFT keypoints carry an orientation, so rotated photos (90/180/270 degrees) still match.
+`max_keypoints`, which bounds matching at `max_keypoints**2` dot products per pair. SIFT
+keypoints carry an orientation, so rotated photos (90/180/270 degrees) still match.
 
-`verify_pair(a, b)` is the API for other modules (focus, fusion, the index, explain): it returns
-a `VerifyResult` with the inlier coordinates and the fitted geometry.
+`verify_pair(a, b)` (or `Verified().verify(a, b)`) is the API for other modules (focus, fusion,
+the index, explain): it returns a `VerifyResult` with inlier coordinates and the geometry.
 """
 
 from __future__ import annotations

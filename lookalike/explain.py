@@ -1,0 +1,167 @@
+"""`lookalike explain A B -o match.png`: show why two photos were judged the same (or not).
+
+The picture puts both photos side by side, draws a line for every verified inlier (the matches
+that fit one geometry), outlines the region those inliers cover in each photo (the part of the
+scene the two photos share, i.e. the landmark) and, where a regions sidecar is given, the
+hand-drawn regions. The caption gives the verdict, the inlier counts and, when the fused model
+is available, the calibrated probability.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from lookalike.focus import Region, read_regions, regions_for
+from lookalike.loading import ImageLoadError, LoadOptions, load_image
+from lookalike.methods.verified import Verified, VerifyResult
+
+HEIGHT = 640  # each photo is drawn at this height
+INLIER = (40, 220, 60)
+REGION = (255, 200, 0)
+HAND = (0, 160, 255)
+
+
+@dataclass
+class Explanation:
+    result: VerifyResult
+    probability: float | None
+    picture: Image.Image
+
+
+def _scaled(image: Image.Image) -> tuple[Image.Image, float]:
+    factor = HEIGHT / image.height
+    size = (max(1, round(image.width * factor)), HEIGHT)
+    return image.convert("RGB").resize(size, Image.Resampling.BILINEAR), factor
+
+
+def _hull(points: np.ndarray) -> list[tuple[float, float]]:
+    if len(points) < 3:
+        return []
+    hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2)
+    return [(float(x), float(y)) for x, y in hull]
+
+
+def draw(image_a: Image.Image, image_b: Image.Image, result: VerifyResult, scale_a: float,
+         scale_b: float, caption: str, regions_a: list[Region] | None = None,
+         regions_b: list[Region] | None = None, max_lines: int = 150) -> Image.Image:
+    """Side-by-side picture; `scale_*` = feature pixels per original pixel of each photo."""
+    left, fa = _scaled(image_a)
+    right, fb = _scaled(image_b)
+    canvas = Image.new("RGB", (left.width + right.width, HEIGHT + 40), "white")
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width, 0))
+    pen = ImageDraw.Draw(canvas)
+    pa = result.points_a / scale_a * fa
+    pb = result.points_b / scale_b * fb + np.array([left.width, 0.0])
+    for regions, factor, offset in ((regions_a, fa, 0), (regions_b, fb, left.width)):
+        for region in regions or []:
+            points = [(x * factor + offset, y * factor) for x, y in region.points]
+            pen.line(points + points[:1], fill=HAND, width=3)
+    if result.verified:
+        for points in (pa, pb):
+            hull = _hull(points)
+            if hull:
+                pen.line(hull + hull[:1], fill=REGION, width=3)
+    step = max(1, len(pa) // max_lines)
+    colour = INLIER if result.verified else (200, 60, 60)
+    for (xa, ya), (xb, yb) in zip(pa[::step], pb[::step]):
+        pen.line([(xa, ya), (xb, yb)], fill=colour, width=1)
+        pen.ellipse([xa - 2, ya - 2, xa + 2, ya + 2], outline=colour)
+        pen.ellipse([xb - 2, yb - 2, xb + 2, yb + 2], outline=colour)
+    pen.text((8, HEIGHT + 12), caption, fill="black", font=ImageFont.load_default())
+    return canvas
+
+
+def explain(path_a: str, path_b: str, regions_path: str | None = None, cache=None,
+            with_probability: bool = True) -> Explanation:
+    """Verify two photos and draw the result; raises `ImageLoadError` for an unreadable photo."""
+    from lookalike.compare import open_cache
+    from lookalike.features import extract_features
+
+    method = Verified()
+    features = extract_features(method, [path_a, path_b], open_cache(cache), quiet=True)
+    if features.errors:
+        path, reason = next(iter(features.errors.items()))
+        raise ImageLoadError(path, reason)
+    fa, fb = features.features
+    result = method.verify(fa, fb)
+    probability = None
+    if with_probability:
+        probability = fused_probability(path_a, path_b, cache)
+    verdict = "same landmark" if result.verified else "not verified"
+    caption = (f"{verdict}: {result.inliers} inliers ({result.model_kind or 'no model'}), "
+               f"homography {result.inliers_h}, fundamental {result.inliers_f}, "
+               f"{result.matches} tentative matches")
+    if probability is not None:
+        caption += f"; fused probability {probability:.2f}"
+    regions = read_regions(regions_path) if regions_path else {}
+    image_a = load_image(path_a, LoadOptions())
+    image_b = load_image(path_b, LoadOptions())
+    picture = draw(image_a, image_b, result, float(fa["scale"][0]), float(fb["scale"][0]),
+                   caption, regions_for(path_a, regions, regions_path),
+                   regions_for(path_b, regions, regions_path))
+    return Explanation(result, probability, picture)
+
+
+def fused_probability(path_a: str, path_b: str, cache=None) -> float | None:
+    """The fused model's probability for the pair, or None when it is not available."""
+    try:
+        from lookalike.compare import open_cache
+        from lookalike.features import extract_features
+        from lookalike.methods import get_method
+
+        method = get_method("fused")
+        features = extract_features(method, [path_a, path_b], open_cache(cache), quiet=True)
+        if features.errors:
+            return None
+        return float(method.score(*features.features))
+    except (ImportError, FileNotFoundError, ValueError):
+        return None
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from lookalike.cli import EXIT_INPUT_ERRORS, EXIT_OK
+
+    try:
+        explanation = explain(args.photo_a, args.photo_b, args.regions,
+                              cache=False if args.no_cache else args.cache,
+                              with_probability=not args.no_fused)
+    except ImageLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERRORS
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    explanation.picture.save(args.output)
+    result = explanation.result
+    line = f"{'verified' if result.verified else 'not verified'}: {result.inliers} inliers"
+    if explanation.probability is not None:
+        line += f", fused probability {explanation.probability:.3f}"
+    print(line)
+    if not args.quiet:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def add_command(subparsers) -> None:
+    from lookalike.cli import add_common_options
+
+    parser = subparsers.add_parser(
+        "explain", help="draw the verified matches between two photos",
+        description="Verify two photos with local features and draw the inliers, the region "
+                    "they cover (the shared landmark) and any hand-drawn regions.",
+    )
+    parser.add_argument("photo_a", metavar="A", help="first photo")
+    parser.add_argument("photo_b", metavar="B", help="second photo")
+    parser.add_argument("--output", "-o", required=True, metavar="MATCH.png", help="picture to write")
+    parser.add_argument("--regions", metavar="ROI.json",
+                        help="sidecar JSON of boxes/polygons per photo (see lookalike.focus)")
+    parser.add_argument("--no-fused", action="store_true",
+                        help="skip the fused probability (no deep model is run)")
+    add_common_options(parser, gray=False)
+    parser.set_defaults(handler=run_explain)

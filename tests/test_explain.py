@@ -1,0 +1,60 @@
+"""`lookalike explain` draws the verified matches and reports bad input by name."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from lookalike.cli import main
+
+SCEAUX = "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7102.jpg"
+SCEAUX_2 = "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7103.jpg"
+OTHER_CHURCH = "distractors/image-matching-webui__kn-church_01.jpg"
+
+
+def test_explain_writes_a_picture_of_both_photos(tmp_path, landmarks_dir, capsys):
+    output = tmp_path / "out" / "match.png"
+    code = main(["explain", str(landmarks_dir / SCEAUX), str(landmarks_dir / SCEAUX_2),
+                 "-o", str(output), "--no-fused", "-q"])
+    assert code == 0
+    assert capsys.readouterr().out.startswith("verified:")
+    picture = Image.open(output)
+    a = Image.open(landmarks_dir / SCEAUX)
+    b = Image.open(landmarks_dir / SCEAUX_2)
+    expected_width = round(a.width * 640 / a.height) + round(b.width * 640 / b.height)
+    assert abs(picture.width - expected_width) <= 2 and picture.height == 680
+    # The inlier lines are drawn in green somewhere between the two photos.
+    pixels = picture.convert("RGB").load()
+    greens = sum(1 for x in range(0, picture.width, 3) for y in range(0, 640, 3)
+                 if pixels[x, y] == (40, 220, 60))
+    assert greens > 50
+
+
+def test_explain_says_not_verified_for_another_building(tmp_path, landmarks_dir, capsys):
+    code = main(["explain", str(landmarks_dir / SCEAUX), str(landmarks_dir / OTHER_CHURCH),
+                 "-o", str(tmp_path / "m.png"), "--no-fused", "-q"])
+    assert code == 0
+    assert capsys.readouterr().out.startswith("not verified")
+
+
+def test_explain_draws_hand_regions(tmp_path, landmarks_dir):
+    sidecar = tmp_path / "roi.json"
+    sidecar.write_text(json.dumps({SCEAUX.split("/")[-1]: [{"box": [100, 100, 600, 500]}]}))
+    output = tmp_path / "m.png"
+    assert main(["explain", str(landmarks_dir / SCEAUX), str(landmarks_dir / SCEAUX_2),
+                 "-o", str(output), "--regions", str(sidecar), "--no-fused", "-q"]) == 0
+    pixels = Image.open(output).convert("RGB")
+    hand = sum(1 for x in range(0, pixels.width // 2) for y in range(0, 640, 2)
+               if pixels.getpixel((x, y)) == (0, 160, 255))
+    assert hand > 20
+
+
+def test_explain_reports_an_unreadable_photo(tmp_path, landmarks_dir, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    code = main(["explain", str(broken), str(landmarks_dir / SCEAUX), "-o",
+                 str(tmp_path / "m.png"), "--no-fused", "-q"])
+    assert code == 2
+    assert "broken.jpg" in capsys.readouterr().err
+    assert not (tmp_path / "m.png").exists()
