@@ -44,7 +44,6 @@ RETRY_BELOW = 0.9  # ... unless the first reading is at least this confident
 LINE_HEIGHT = 48  # candidates are scaled so that their text is this high for Tesseract
 MIN_CONFIDENCE = 0.55  # lines read with less (Tesseract's mean word confidence, 0..1) are dropped
 SPECK = 0.15  # ink smaller than this share of the character height is noise
-MIN_WORD_CONFIDENCE = 0.25  # words read with less are dropped from a line
 MIN_CHARS = 2  # lines with fewer letters/digits after normalisation are dropped
 
 LANG_ACROSS, LANG_DOWN, LANG_LATIN = "jpn", "jpn_vert", "eng"
@@ -218,11 +217,11 @@ class _Engines:
                         continue
                     if text and text.strip():
                         words.append((text.strip(), word.Confidence(level) / 100.0))
-        # Junk read from texture next to the text comes as low-confidence words: drop them.
-        good = [(text, conf) for text, conf in words if conf >= MIN_WORD_CONFIDENCE]
-        if not good:
-            return "", (max(conf for _, conf in words) if words else 0.0)
-        return " ".join(text for text, _ in good), float(np.mean([conf for _, conf in good]))
+        # Every word is kept: dropping doubtful ones loses real characters of a name more often
+        # than it removes junk (which name matching tolerates anyway).
+        if not words:
+            return "", 0.0
+        return " ".join(text for text, _ in words), float(np.mean([conf for _, conf in words]))
 
 
 _ENGINES = _Engines()
@@ -382,7 +381,9 @@ def prepare_line(gray: np.ndarray, region: Region, line_height: int = 0) -> Imag
     is then measured on what is left, since a region may be a whole plate around its text.
     """
     line_height = line_height or LINE_HEIGHT
-    margin = 0.3 * region.thickness
+    # A line is cut with some of its surroundings (the detector's box is tight); a plate exactly
+    # (what is around it is clutter; the frame touching the cut is then removed).
+    margin = -0.02 * region.thickness if region.plate else 0.3 * region.thickness
     scale = min(1.0, 4 * LINE_HEIGHT / max(1.0, region.thickness))  # bound the work on huge plates
     scale = max(scale, LINE_HEIGHT / max(1.0, region.thickness))
     line = _warp(gray, region, margin, scale)
@@ -456,29 +457,81 @@ def prepare_line(gray: np.ndarray, region: Region, line_height: int = 0) -> Imag
 
 def _read_region(gray: np.ndarray, region: Region) -> list[tuple[str, float]]:
     """All readings of one region, best first (by confidence). A plate is read at several text
-    sizes unless the first reading is confident, since Tesseract's layout analysis of a block
-    is sensitive to it; a line is read once."""
+    sizes unless a reading is confident, since Tesseract's layout analysis of a block is
+    sensitive to it; a line is read once."""
     reads: list[tuple[str, float]] = []
     for line_height in PLATE_LINE_HEIGHTS if region.plate else (LINE_HEIGHT,):
         image = prepare_line(gray, region, line_height)
         if image is None:
             break
-        reads.append(_read_image(image, region))
-        if reads[0][1] >= RETRY_BELOW:
+        reads.extend(_read_image(image, region))
+        if max(confidence for _, confidence in reads) >= RETRY_BELOW:
             break
     return sorted(reads, key=lambda read: -read[1])
 
 
-def _read_image(image: Image.Image, region: Region) -> tuple[str, float]:
+def _read_image(image: Image.Image, region: Region) -> list[tuple[str, float]]:
+    """Readings of one prepared image. Vertical text is read twice: its characters laid out
+    in a row and read across (Tesseract's `jpn` reads single lines far more reliably than its
+    vertical layout analysis finds a single column), and as a column with `jpn_vert`."""
     if region.vertical:
-        return _ENGINES.read(LANG_DOWN, image)
+        reads = []
+        row = vertical_to_row(image)
+        if row is not None:
+            reads.append(_ENGINES.read(LANG_ACROSS, row))
+        if not reads or reads[0][1] < RETRY_BELOW:
+            reads.append(_ENGINES.read(LANG_DOWN, image))
+        return reads
     text, confidence = _ENGINES.read(LANG_ACROSS, image, region.plate)
     letters = [char for char in text if char.isalnum()]
     if letters and sum(char.isascii() for char in letters) >= 0.6 * len(letters):
         latin, latin_confidence = _ENGINES.read(LANG_LATIN, image, region.plate)
         if latin_confidence > confidence:
-            return latin, latin_confidence
-    return text, confidence
+            return [(latin, latin_confidence)]
+    return [(text, confidence)]
+
+
+def vertical_to_row(image: Image.Image) -> Image.Image | None:
+    """A prepared single column of vertical text with its characters set side by side.
+
+    Characters are cut at blank rows; pieces are merged while they stay no taller than the
+    column is wide (kanji are square; 宀 over 呂 is one character). Japanese characters are
+    upright in vertical writing, so the row reads as ordinary horizontal text.
+    """
+    pixels = np.asarray(image.convert("L"))
+    _, ink = cv2.threshold(pixels, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    columns = np.flatnonzero(ink.any(axis=0))
+    rows = ink.any(axis=1)
+    if len(columns) == 0 or not rows.any():
+        return None
+    left, right = columns[0], columns[-1] + 1
+    width = right - left
+    pieces: list[list[int]] = []  # [top, bottom) of runs of inked rows
+    for y in np.flatnonzero(rows):
+        if pieces and y == pieces[-1][1]:
+            pieces[-1][1] = y + 1
+        else:
+            pieces.append([y, y + 1])
+    chars: list[list[int]] = []
+    for top, bottom in pieces:
+        if chars and bottom - chars[-1][0] <= 1.15 * width:
+            chars[-1][1] = bottom
+        else:
+            chars.append([top, bottom])
+    if len(chars) < 2:
+        return None
+    ground = int(np.median(pixels[ink == 0])) if np.any(ink == 0) else 255
+    gap = max(2, width // 8)
+    height = max(bottom - top for top, bottom in chars)
+    border = LINE_HEIGHT // 2
+    row = np.full((height + 2 * border, len(chars) * (width + gap) - gap + 2 * border), ground,
+                  np.uint8)
+    x = border
+    for top, bottom in chars:
+        y = border + (height - (bottom - top)) // 2
+        row[y:y + bottom - top, x:x + width] = pixels[top:bottom, left:right]
+        x += width + gap
+    return Image.fromarray(row)
 
 
 def read_text(image: Image.Image, max_side: int = MAX_SIDE, max_regions: int = MAX_REGIONS,
