@@ -14,8 +14,8 @@ any benchmark landmark reaches the threshold. Reports the rates, the OCR time pe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
+import dataclasses
 import json
 import random
 import statistics
