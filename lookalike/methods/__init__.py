@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[Method]] = {}
+_UNAVAILABLE: dict[str, str] = {}  # module name -> why it could not be imported
 _LOADED = False
 
 
@@ -45,8 +46,12 @@ def _load_all() -> None:
         return
     _LOADED = True
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if module.name != "base":
+        if module.name == "base":
+            continue
+        try:
             importlib.import_module(f"{__name__}.{module.name}")
+        except ImportError as error:  # a method whose dependency is missing must not break others
+            _UNAVAILABLE[module.name] = f"{type(error).__name__}: {error}"
 
 
 def method_classes() -> dict[str, type[Method]]:
@@ -63,9 +68,7 @@ def get_method(name: str, **settings: Any) -> Method:
     """Build a method by name; unknown names and settings fail with a clear message."""
     classes = method_classes()
     if name not in classes:
-        raise UnknownMethodError(
-            f"unknown method {name!r}; choose from: {', '.join(classes)} (or 'all')"
-        )
+        raise UnknownMethodError(_unknown(name, classes))
     cls = classes[name]
     fields = {f.name for f in cls.__dataclass_fields__.values()}
     usable = {key: value for key, value in settings.items() if key in fields and value is not None}
@@ -81,7 +84,12 @@ def parse_methods(spec: str | list[str]) -> list[str]:
         return [name for name, cls in known.items() if getattr(cls, "in_all", True)]
     for name in names:
         if name not in known:
-            raise UnknownMethodError(
-                f"unknown method {name!r}; choose from: {', '.join(known)} (or 'all')"
-            )
+            raise UnknownMethodError(_unknown(name, known))
     return names
+
+
+def _unknown(name: str, known: dict) -> str:
+    message = f"unknown method {name!r}; choose from: {', '.join(known)} (or 'all')"
+    if name in _UNAVAILABLE:
+        message = f"method module {name!r} could not be loaded ({_UNAVAILABLE[name]})"
+    return message
