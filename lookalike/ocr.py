@@ -1,13 +1,21 @@
-"""Read the text on signboards and plaques in a photo: Japanese (horizontal and vertical) and English.
+"""Read the text on signboards and plaques in a photo: Japanese (across and down) and English.
 
 Tesseract reads a clean line well but does poorly on a whole photo, where a plaque is a small
-part of a busy scene. So text regions are found first, with a classic morphological detector
-run at three scales (edges -> remove long straight lines such as a plate's border -> close
-along the reading direction -> elongated, edge-dense blobs), each region is cut out, levelled
-(rotated by its own angle), brought to a standard line height with dark text on light ground,
-and read by Tesseract as one line: `jpn` across (re-read with `eng` when the line is Latin),
-`jpn_vert` down. Tesseract is driven through tesserocr, which keeps the models loaded in the
-process: a line then costs tens of milliseconds instead of a new Tesseract process per line.
+part of a busy scene. So text regions are found first, by two classic detectors:
+
+- plates: flat, roughly rectangular areas with holes (connected components of the non-edge
+  pixels), i.e. signboards and plaques, found whatever their frame or surroundings;
+- lines: edges, minus long straight lines (borders), closed along the reading direction into
+  elongated blobs, at three scales - text without a plate around it.
+
+Each region is cut out along its own angle (levelled), cleaned (ink touching the cut, frames,
+specks removed), scaled so that its characters are a standard height, dark on light, and read
+with Tesseract: `jpn` across (re-read with `eng` when Latin), and vertical text both as a
+column with `jpn_vert` and with its characters set side by side and read by `jpn`, which is
+far more reliable for a single column. A plate that reads with little confidence is read again
+at other text sizes; the other readings are kept as `alternatives`, since each drops different
+characters. Tesseract is driven through tesserocr, which keeps the models loaded in the
+process: a line costs tens of milliseconds instead of a new Tesseract process per line.
 
 Text is normalised (`normalise_text`) so that a comparison ignores what OCR and typography
 vary: NFKC (full-width -> ASCII, half-width kana -> full-width), case, Latin accents
@@ -292,7 +300,10 @@ def _plate_candidates(gray: np.ndarray) -> list[Region]:
     ellipse = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     gradient = cv2.morphologyEx(small, cv2.MORPH_GRADIENT, ellipse)
     threshold, _ = cv2.threshold(gradient, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    flat = np.where(gradient < max(threshold, 20), 255, 0).astype(np.uint8)
+    # A low edge threshold, and edges thickened, so that a faint or blurred frame still closes
+    # the plate off from what is around it.
+    edges = np.where(gradient >= max(0.5 * threshold, 12), 255, 0).astype(np.uint8)
+    flat = 255 - cv2.dilate(edges, ellipse)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=4)
     total = small.shape[0] * small.shape[1]
     regions = []
