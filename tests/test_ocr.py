@@ -18,6 +18,7 @@ from lookalike.methods.text import (
     TEXT_MATCH_THRESHOLD,
     landmark_names,
     make_feature,
+    match_names,
     name_similarity,
     text_evidence,
 )
@@ -104,6 +105,15 @@ def test_signboard_on_a_real_photo_is_read(photo, wide_photo, sign, landmark):
     others = [m for m in (INO_STATUE, INO_HOUSE, OTHER) if m is not landmark and
               not any(name_similarity(sign.text, n) == 1.0 for n in landmark_names(m))]
     assert all((text_evidence(feature, landmark_names(m)) or 0) < TEXT_MATCH_THRESHOLD for m in others)
+
+
+def test_real_street_sign_in_a_dev_photo_is_read(landmarks_dir):
+    """A Hertford Bridge photo shows the street sign NEW COLLEGE LANE."""
+    path = landmarks_dir / "hertford_bridge/pixel-retrieval-system__tp_519_hertford_000035.jpg"
+    feature = make_feature(ocr.read_text(load_image(path, LoadOptions())))
+    match = match_names(feature, ["New College Lane", "ニューカレッジ・レーン"])
+    assert match is not None and match.matched and match.name == "New College Lane"
+    assert (text_evidence(feature, landmark_names(INO_STATUE)) or 0) < TEXT_MATCH_THRESHOLD
 
 
 def test_photos_without_text_match_no_landmark(manifest, landmarks_dir):
