@@ -158,9 +158,10 @@ def verify_local(method: Method, query: dict, reference: dict) -> LocalMatch:
     """Inliers between two local features, points in original pixels where the scale is known."""
     if hasattr(method, "verify"):
         result = method.verify(query, reference)
-        if not result.verified:
-            return LocalMatch(inliers=int(result.inliers))
-        return LocalMatch(int(result.inliers), float(result.score),
+        # Inliers below `verified`'s chance level still count as (weak) evidence: the
+        # calibration weighs them.
+        spread = getattr(result, "spread", min(result.cells_a, result.cells_b))
+        return LocalMatch(int(result.inliers), float(spread),
                           np.asarray(result.points_a, np.float32) / feature_scale(query),
                           np.asarray(result.points_b, np.float32) / feature_scale(reference))
     import cv2

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 LANDMARK_FILE = "landmark.json"
-HNSW_AUTO = 50_000  # galleries larger than this get an HNSW index unless told otherwise
+HNSW_AUTO = 50_000
+LOCAL_CACHE_SIZE = 256  # references whose local features stay in memory  # galleries larger than this get an HNSW index unless told otherwise
 
 
 class GalleryError(Exception):
@@ -77,8 +78,9 @@ def pack_local(feature: dict[str, np.ndarray]) -> bytes:
     return encode_arrays(stored)
 
 
-def unpack_local(data: bytes) -> dict[str, np.ndarray]:
-    feature = decode_arrays(data)
+def unpack_local(data: bytes | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Stored bytes (or their decoded arrays) -> local features ready for verification."""
+    feature = dict(decode_arrays(data) if isinstance(data, bytes) else data)
     if "quantised" in feature:
         feature.pop("quantised")
         descriptors = feature["descriptors"].astype(np.float32) / 255.0
@@ -302,19 +304,23 @@ class GalleryIndex:
         return [r.id for r in self.references.values() if r.landmark == landmark]
 
     def local_features(self, ref_id: int) -> dict[str, np.ndarray]:
-        """Local features of one reference, read on demand and kept in a small LRU cache."""
+        """Local features of one reference, read on demand.
+
+        A bounded LRU cache keeps the compact 8-bit form (~200 kB per reference), so memory
+        stays flat however many queries a server answers.
+        """
         with self._lock:
             if ref_id in self._local_cache:
                 self._local_cache.move_to_end(ref_id)
-                return self._local_cache[ref_id]
+                return unpack_local(self._local_cache[ref_id])
             row = self.connection.execute("SELECT local FROM refs WHERE id = ?", (ref_id,)).fetchone()
             if row is None:
                 raise KeyError(ref_id)
-            feature = unpack_local(row[0])
-            self._local_cache[ref_id] = feature
-            while len(self._local_cache) > 512:
+            compact = decode_arrays(row[0])
+            self._local_cache[ref_id] = compact
+            while len(self._local_cache) > LOCAL_CACHE_SIZE:
                 self._local_cache.popitem(last=False)
-            return feature
+        return unpack_local(compact)
 
     def info(self) -> dict[str, Any]:
         counts: dict[str, int] = {}

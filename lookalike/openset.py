@@ -111,7 +111,11 @@ def cross_fitted_probabilities(outcomes: Sequence[QueryOutcome], folds: int = 5,
     probabilities = np.zeros(len(y))
     for fold in range(folds):
         test = fold_of_query[q] == fold
-        coef, intercept = fit_logistic(x[~test], y[~test])
+        if len(set(y[~test].tolist())) < 2:  # too few queries to fit: use the shipped model
+            shipped = Calibration.load()
+            coef, intercept = shipped.coef, shipped.intercept
+        else:
+            coef, intercept = fit_logistic(x[~test], y[~test])
         probabilities[test] = [sigmoid(float(np.dot(coef, row) + intercept)) for row in x[test]]
     result: list[list[tuple[str, float]]] = [[] for _ in outcomes]
     position = 0
@@ -155,7 +159,7 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
                       settings: Settings | None = None,
                       fit_calibration: str | os.PathLike | None = None) -> dict[str, Any]:
     """Leave-one-out open-set evaluation; writes results, the curve and a figure to `outdir`."""
-    from lookalike.evaluation import load_dataset
+    from lookalike.evaluation import DatasetError, load_dataset
 
     paths, labels = load_dataset(dataset)
     started = time.perf_counter()
@@ -165,6 +169,9 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
     at_half = next(p for p in curve if p["threshold"] >= 0.5)
     chosen = operating_point(curve)
     x, y, _ = evidence_rows(outcomes)
+    if len(set(y.tolist())) < 2:
+        raise DatasetError(f"{dataset}: too few photos per landmark to evaluate identification "
+                           "(no query found its landmark among its candidates)")
     coef, intercept = fit_logistic(x, y)
     summary = {
         "dataset": str(dataset),
