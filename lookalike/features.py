@@ -81,6 +81,8 @@ def extract_features(
 ) -> FeatureSet:
     """Features of `method` for `paths`, in order; unreadable files go to `.errors`."""
     cache = cache if cache is not None else NoCache()
+    if hasattr(method, "combine_features"):  # a method built from others reuses their caches
+        return method.combine_features(paths, cache, jobs, quiet)
     method_key = method.cache_key()
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}

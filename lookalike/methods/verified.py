@@ -66,6 +66,15 @@ class VerifyResult:
     def spread(self) -> int:
         return min(self.cells_a, self.cells_b)
 
+    def swapped(self) -> VerifyResult:
+        """The same verification seen from B to A (the matching is symmetric)."""
+        model = self.model
+        if model is not None:
+            model = np.linalg.inv(model) if self.model_kind == "homography" else model.T
+        return dataclasses.replace(
+            self, cells_a=self.cells_b, cells_b=self.cells_a, index_a=self.index_b,
+            index_b=self.index_a, points_a=self.points_b, points_b=self.points_a, model=model)
+
 
 def create_sift(max_keypoints: int, contrast: float):
     if hasattr(cv2, "SIFT_create"):
@@ -100,6 +109,10 @@ def extract_local(image: Image.Image, max_side: int = 1024, max_keypoints: int =
     }
 
 
+def as_float32(feature: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return dict(feature, descriptors=np.asarray(feature["descriptors"], np.float32))
+
+
 def mutual_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
     """(index in a, index in b) pairs that are mutual nearest neighbours and pass the ratio test.
 
@@ -108,7 +121,7 @@ def mutual_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
     """
     if len(a) < 2 or len(b) < 2:
         return np.zeros((0, 2), np.int64)
-    similarity = a.astype(np.float32) @ b.astype(np.float32).T
+    similarity = np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
     best_b = similarity.argmax(axis=1)
     best_a = similarity.argmax(axis=0)
     rows = np.arange(len(a))
@@ -206,6 +219,7 @@ class Verified(Method):
     )
     feature_kind: ClassVar[str] = LOCAL
     order: ClassVar[int] = 40
+    cache_scores: ClassVar[bool] = True  # a pair's score depends on the two photos only
     max_side: int = 1024
     max_keypoints: int = 1500
     contrast: float = 0.02
@@ -221,9 +235,30 @@ class Verified(Method):
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
         return extract_local(image, self.max_side, self.max_keypoints, self.contrast)
 
+    def decode(self, data: bytes) -> dict[str, np.ndarray]:
+        """Cached descriptors are float16 on disk; match in float32 without converting per pair."""
+        return as_float32(super().decode(data))
+
     def verify(self, a: dict, b: dict, weights_a: np.ndarray | None = None,
                weights_b: np.ndarray | None = None) -> VerifyResult:
         return verify_pair(a, b, self.ratio, weights_a=weights_a, weights_b=weights_b)
 
     def score(self, a: dict, b: dict) -> float:
         return self.verify(a, b).score
+
+    def score_matrix(self, queries, gallery) -> np.ndarray:
+        """Scores are symmetric, so a pair met in both directions (even in another row block
+        of the same matrix) is verified once. The memo holds the features it saw, so their
+        ids stay unique while it lives."""
+        known = self.__dict__.setdefault("_known", {})
+        if len(known) > 500_000:
+            known.clear()
+        matrix = np.empty((len(queries), len(gallery)))
+        for i, query in enumerate(queries):
+            for j, item in enumerate(gallery):
+                hit = known.get((id(item), id(query)))
+                if hit is None:
+                    hit = (self.score(query, item), query, item)
+                    known[(id(query), id(item))] = hit
+                matrix[i, j] = hit[0]
+        return matrix

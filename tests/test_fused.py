@@ -1,0 +1,94 @@
+"""`fused` and `lookalike calibrate` on a small subset of the dev photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from lookalike.cli import main
+from lookalike.compare import open_cache
+from lookalike.features import extract_features
+from lookalike.fusion import FEATURE_NAMES, FusedScorer, FusionModel
+from lookalike.methods import get_method
+
+LANDMARKS = {"chateau_de_sceaux": 3, "sacre_coeur": 3}
+DISTRACTORS = 2
+PHOTOS = 8
+
+
+@pytest.fixture(scope="module")
+def subset(manifest, landmarks_dir, tmp_path_factory):
+    """A manifest of 6 landmark photos and 2 distractors."""
+    rows, taken = [], {}
+    for row in manifest:
+        label = row["label"]
+        wanted = LANDMARKS.get(label, DISTRACTORS if label == "distractor" else 0)
+        if taken.get(label, 0) < wanted:
+            taken[label] = taken.get(label, 0) + 1
+            rows.append({"path": str(landmarks_dir / row["path"]), "label": label})
+    path = tmp_path_factory.mktemp("subset") / "manifest.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["path", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, rows
+
+
+@pytest.fixture(scope="module")
+def model_path(subset, tmp_path_factory):
+    output = tmp_path_factory.mktemp("model") / "model.json"
+    assert main(["calibrate", str(subset[0]), "-o", str(output), "-q", "--jobs", "1"]) == 0
+    return output
+
+
+def test_calibrate_writes_a_model_with_its_evidence(model_path):
+    data = json.loads(model_path.read_text())
+    assert data["features"] == FEATURE_NAMES
+    assert len(data["coef"]) == len(FEATURE_NAMES)
+    assert data["info"]["photos"] == PHOTOS and data["info"]["landmarks"] == 2
+    assert "cross_validated" in data["info"] and "fitted" in data["info"]
+    model = FusionModel.load(model_path)
+    # More verified inliers never lowers the probability.
+    base = np.array([[0.5, 0.5, np.log1p(5), np.log1p(10), np.log1p(20), 0.0]])
+    more = np.array([[0.5, 0.5, np.log1p(80), np.log1p(120), np.log1p(200), 1.0]])
+    assert model.probability(more)[0] > model.probability(base)[0]
+
+
+def test_fused_ranks_the_same_landmark_first(subset, model_path):
+    _, rows = subset
+    method = get_method("fused", model=str(model_path))
+    paths = [row["path"] for row in rows]
+    features = extract_features(method, paths, open_cache(None), quiet=True)
+    assert not features.errors
+    matrix = method.score_matrix(features.features, features.features)
+    assert matrix.shape == (PHOTOS, PHOTOS)
+    assert np.all((matrix >= 0) & (matrix <= 1))
+    labels = [row["label"] for row in rows]
+    hits = 0
+    for i, label in enumerate(labels):
+        if label == "distractor":
+            continue
+        order = [j for j in np.argsort(-matrix[i]) if j != i]
+        hits += labels[order[0]] == label
+    assert hits >= 5  # of 6 queries
+    pair = method.score(features.features[0], features.features[1])
+    assert 0.0 <= pair <= 1.0
+
+
+def test_shortlist_limits_verification(subset, model_path):
+    _, rows = subset
+    method = get_method("fused", model=str(model_path))
+    features = extract_features(method, [row["path"] for row in rows], open_cache(None),
+                                quiet=True).features
+    ranking = FusedScorer(FusionModel.load(model_path), shortlist=5).rank(features[0], features)
+    assert len(ranking.verified) == 5
+    assert ranking.probabilities.shape == (PHOTOS,)
+
+
+def test_calibrate_rejects_an_unlabelled_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["calibrate", str(tmp_path / "empty"), "-o", str(tmp_path / "m.json")]) == 1
+    assert "calibrate" in capsys.readouterr().err
