@@ -71,7 +71,7 @@ def photos(data: Path) -> list[Path]:
 
 def read(image) -> tuple[dict, float]:
     start = time.perf_counter()
-    feature = make_feature(ocr.read_text(image))
+    feature = make_feature(*ocr.read_signs(image))
     return feature, time.perf_counter() - start
 
 

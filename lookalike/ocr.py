@@ -51,6 +51,7 @@ PLATE_LINE_HEIGHTS = (48, 32, 64)  # text sizes a plate is read at ...
 RETRY_BELOW = 0.9  # ... unless the first reading is at least this confident
 LINE_HEIGHT = 48  # candidates are scaled so that their text is this high for Tesseract
 MIN_CONFIDENCE = 0.55  # lines read with less (Tesseract's mean word confidence, 0..1) are dropped
+DOUBTFUL_CONFIDENCE = 0.3  # ... but kept down to this for finding names in (see read_signs)
 SPECK = 0.15  # ink smaller than this share of the character height is noise
 MIN_CHARS = 2  # lines with fewer letters/digits after normalisation are dropped
 
@@ -549,17 +550,29 @@ def read_text(image: Image.Image, max_side: int = MAX_SIDE, max_regions: int = M
               min_confidence: float = MIN_CONFIDENCE) -> list[TextLine]:
     """Lines of text legible in `image`, in reading order (top to bottom, right to left for
     vertical lines); boxes are in `image`'s pixels."""
+    return read_signs(image, max_side, max_regions, min_confidence)[0]
+
+
+def read_signs(image: Image.Image, max_side: int = MAX_SIDE, max_regions: int = MAX_REGIONS,
+               min_confidence: float = MIN_CONFIDENCE) -> tuple[list[TextLine], list[str]]:
+    """`read_text`'s lines, and the doubtful readings (normalised; confidence between
+    DOUBTFUL_CONFIDENCE and `min_confidence`). Those are not shown as text, but a name can be
+    looked for in them: Tesseract often reads a blurred or bold name right with little
+    confidence, while texture it reads at low confidence seldom spells 3/4 of a name."""
     gray = np.asarray(image.convert("L"))
     scale = min(1.0, max_side / max(gray.shape))
     if scale < 1.0:
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
         gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     lines: list[TextLine] = []
+    doubtful: list[str] = []
     for region in find_text_regions(gray, max_regions):
         reads = [(raw, normalise_text(raw), confidence) for raw, confidence in
                  _read_region(gray, region)]
-        reads = [read for read in reads
-                 if read[2] >= min_confidence and letter_count(read[1]) >= MIN_CHARS]
+        reads = [read for read in reads if letter_count(read[1]) >= MIN_CHARS]
+        doubtful.extend(text for _, text, confidence in reads
+                        if DOUBTFUL_CONFIDENCE <= confidence < min_confidence)
+        reads = [read for read in reads if read[2] >= min_confidence]
         if not reads:
             continue
         (raw, text, confidence), others = reads[0], reads[1:]
@@ -574,7 +587,7 @@ def read_text(image: Image.Image, max_side: int = MAX_SIDE, max_regions: int = M
     for line in lines:
         if all(_covered(line, other) < 0.5 for other in kept):
             kept.append(line)
-    return reading_order(kept)
+    return reading_order(kept), list(dict.fromkeys(doubtful))
 
 
 def reading_order(lines: Sequence[TextLine]) -> list[TextLine]:

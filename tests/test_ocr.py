@@ -72,6 +72,10 @@ def test_text_evidence_is_none_without_text():
     line = ocr.TextLine("伊能忠敬像", "伊能 忠敬 像", (0, 0, 10, 50), 0.9, True)
     assert text_evidence(make_feature([line]), landmark_names(INO_STATUE)) == 1.0
     assert text_evidence(make_feature([line]), []) is None
+    # A doubtful reading (too unsure to show) is still searched for names.
+    doubtful = make_feature([], ["伊能思敬像"])
+    assert str(doubtful["text"]) == ""
+    assert text_evidence(doubtful, landmark_names(INO_STATUE)) == pytest.approx(0.8)
 
 
 # -- reading generated signboards on real photos --------------------------------------------------

@@ -49,9 +49,11 @@ class TextMatch:
 
 
 # -- features -------------------------------------------------------------------------------------
-def make_feature(lines: Iterable[ocr.TextLine]) -> dict[str, np.ndarray]:
-    """A `text` feature (dict of arrays, cacheable without pickle) from lines read by `ocr`."""
+def make_feature(lines: Iterable[ocr.TextLine], doubtful: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """A `text` feature (dict of arrays, cacheable without pickle) from lines read by `ocr`
+    (and the doubtful readings of `ocr.read_signs`, used only to look for names in)."""
     lines = list(lines)
+    doubtful = list(doubtful)
     return {
         "text": np.array(ocr.joined_text(lines)),
         "lines": np.array([line.text for line in lines] or [""], dtype=str)[:len(lines)],
@@ -64,6 +66,7 @@ def make_feature(lines: Iterable[ocr.TextLine]) -> dict[str, np.ndarray]:
                                  dtype=str)[:sum(len(line.alternatives) for line in lines)],
         "alternative_line": np.array([i for i, line in enumerate(lines) for _ in line.alternatives],
                                      np.int32),
+        "doubtful": np.array(doubtful or [""], dtype=str)[:len(doubtful)],
     }
 
 
@@ -170,7 +173,9 @@ def match_names(feature: Mapping[str, np.ndarray] | str, names: Iterable[str]) -
         texts = [feature]
     else:
         texts = [feature_text(feature)] + [str(alt) for alt in feature.get("alternatives", ())]
-    if not ocr.compact(texts[0]):
+        texts += [str(text) for text in feature.get("doubtful", ())]
+    texts = [text for text in texts if ocr.compact(text)]
+    if not texts:
         return None
     scored = [(max(name_similarity(text, name) for text in texts), name) for name in names
               if usable_name(name)]
@@ -199,7 +204,7 @@ class TextMethod(Method):
     description: ClassVar[str] = "signboard text (Tesseract jpn/jpn_vert/eng); score = bigram Dice"
     feature_kind: ClassVar[str] = LOCAL
     order: ClassVar[int] = 70
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     # About 0.5-1 s per photo: too slow to join `--methods all` on 2 cores; ask for it by name.
     in_all: ClassVar[bool] = False
     max_side: int = ocr.MAX_SIDE
@@ -209,8 +214,8 @@ class TextMethod(Method):
         return LoadOptions(gray=self.gray, min_long_side=self.max_side)
 
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
-        return make_feature(ocr.read_text(image, max_side=self.max_side,
-                                          min_confidence=self.min_confidence))
+        return make_feature(*ocr.read_signs(image, max_side=self.max_side,
+                                            min_confidence=self.min_confidence))
 
     def score(self, a: dict, b: dict) -> float:
         return text_similarity(feature_text(a), feature_text(b))
