@@ -645,7 +645,8 @@ def draw_text_boxes(image: Image.Image, lines: Sequence[TextLine | dict],
         label = f"{line.get('raw') or line['text']} ({line['confidence']:.2f})"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         ty = y0 - (bottom - top) - 2 * width if y0 - (bottom - top) - 2 * width >= 0 else y1 + width
-        draw.rectangle((x0, ty, x0 + right - left + 2 * width, ty + bottom - top + 2 * width),
+        tx = max(0, min(x0, canvas.width - (right - left) - 2 * width))  # keep the label inside
+        draw.rectangle((tx, ty, tx + right - left + 2 * width, ty + bottom - top + 2 * width),
                        fill=color)
-        draw.text((x0 + width - left, ty + width - top), label, font=font, fill=(255, 255, 255))
+        draw.text((tx + width - left, ty + width - top), label, font=font, fill=(255, 255, 255))
     return canvas
