@@ -392,6 +392,7 @@ def plot_figures(results: dict, folder: Path) -> list[Path]:
         ax.barh(labels, [r[2] for r in rows], left=[r[1] for r in rows], color="tab:blue",
                 label="shortlist + verification / matching")
         ax.set_xscale("log")
+        ax.set_xlim(left=0.05)
         ax.set_xlabel("seconds per query photo (p50, log scale)")
         ax.invert_yaxis()
         ax.legend(loc="lower right", fontsize=8)

@@ -49,7 +49,7 @@ class Settings:
 
     shortlist: int = 40  # references returned by the vector search
     verify_landmarks: int = 4  # landmarks of the shortlist checked by local features
-    verify_per_landmark: int = 2  # references per landmark checked
+    verify_per_landmark: int = 1  # references per landmark checked (2 measured no better)
     top: int = 3  # candidates reported
     threshold: float | None = None  # None: the calibration's threshold
     use_gps: bool = False

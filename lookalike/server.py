@@ -9,12 +9,14 @@ The only folder the server may write to is its data directory (temporary files o
 libraries it uses are pointed there).
 """
 
+import asyncio
 import base64
 import io
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -90,7 +92,6 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
                workers: int = 2, calibration: str | None = None,
                settings: Settings | None = None) -> "FastAPI":  # noqa: F821
     """The application for one index; `data_dir` is the only place it may write."""
-    import anyio
     from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
@@ -106,7 +107,9 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
         tempfile.tempdir = str(data_dir / "tmp")
     # Uploads up to the limit stay in memory: Starlette would otherwise spool them to disk.
     MultiPartParser.spool_max_size = max_bytes + MULTIPART_OVERHEAD
-    limiter = anyio.CapacityLimiter(workers)
+    # The heavy work runs on `workers` dedicated threads: a bounded queue, and few threads
+    # touching large buffers keeps the allocator's per-thread arenas (and so memory) flat.
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="lookalike")
     started = time.time()
 
     app = FastAPI(
@@ -163,7 +166,7 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
             answer = Identifier.identify_features(_with_settings(identifier, local), name, query)
             return answer.to_json(identifier.names())
 
-        return await run_in_threadpool_limited(work, limiter)
+        return await asyncio.get_running_loop().run_in_executor(executor, work)
 
     @app.post("/verify", summary="Does this photo show this landmark?")
     async def verify(file: Annotated[UploadFile, File(description="the photo")],
@@ -191,7 +194,7 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
                         base64.b64encode(buffer.getvalue()).decode()
             return result
 
-        return await run_in_threadpool_limited(work, limiter)
+        return await asyncio.get_running_loop().run_in_executor(executor, work)
 
     @app.get("/landmarks", summary="The landmarks this index knows")
     def landmarks() -> dict[str, Any]:
@@ -218,13 +221,6 @@ def _with_settings(identifier: Identifier, settings: Settings) -> Identifier:
     view.__dict__.update(identifier.__dict__)
     view.settings = settings
     return view
-
-
-async def run_in_threadpool_limited(function, limiter):
-    from starlette.concurrency import run_in_threadpool
-
-    async with limiter:
-        return await run_in_threadpool(function)
 
 
 def _version() -> str:
