@@ -52,6 +52,7 @@ RETRY_BELOW = 0.9  # ... unless the first reading is at least this confident
 LINE_HEIGHT = 48  # candidates are scaled so that their text is this high for Tesseract
 MIN_CONFIDENCE = 0.55  # lines read with less (Tesseract's mean word confidence, 0..1) are dropped
 DOUBTFUL_CONFIDENCE = 0.3  # ... but kept down to this for finding names in (see read_signs)
+MAX_LINE_CHARS, MAX_LINES = 48, 8  # a region holding more (in character heights) is not a sign
 SPECK = 0.15  # ink smaller than this share of the character height is noise
 MIN_CHARS = 2  # lines with fewer letters/digits after normalisation are dropped
 
@@ -455,6 +456,10 @@ def prepare_line(gray: np.ndarray, region: Region, line_height: int = 0) -> Imag
     kept = stats[keep]
     x0, y0 = kept[:, 0].min(), kept[:, 1].min()
     x1, y1 = (kept[:, 0] + kept[:, 2]).max(), (kept[:, 1] + kept[:, 3]).max()
+    along_chars = ((y1 - y0) if region.vertical else (x1 - x0)) / max(1.0, char)
+    across_chars = ((x1 - x0) if region.vertical else (y1 - y0)) / max(1.0, char)
+    if along_chars > MAX_LINE_CHARS or across_chars > MAX_LINES:
+        return None  # texture, not a sign: its "characters" are specks in a large area
     pad = int(0.3 * char) + 1
     line = line[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad]
     factor = line_height / max(4.0, char)
