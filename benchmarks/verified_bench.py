@@ -38,15 +38,18 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/landmarks")
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--queries", type=int, default=10)
+    parser.add_argument("--photos", type=int, default=40,
+                        help="pairs are drawn among this many photos (their features extracted)")
     args = parser.parse_args()
     paths, _ = load_dataset(args.data)
     cache = open_cache(None)
     rng = np.random.default_rng(0)
-    pairs = [tuple(rng.choice(len(paths), 2, replace=False)) for _ in range(args.pairs)]
+    sample = [paths[i] for i in rng.choice(len(paths), min(args.photos, len(paths)), replace=False)]
+    pairs = [tuple(rng.choice(len(sample), 2, replace=False)) for _ in range(args.pairs)]
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     for name in ("akaze", "verified"):
         method = get_method(name)
-        features = extract_features(method, paths, cache, quiet=True).features
+        features = extract_features(method, sample, cache, quiet=True).features
         ms = median_ms(method.score, [(features[i], features[j]) for i, j in pairs])
         print(f"{name:>9}: {ms:6.1f} ms per pair (median of {len(pairs)} pairs)")
     fused = get_method("fused")

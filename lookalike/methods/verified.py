@@ -117,27 +117,22 @@ def mutual_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
     """(index in a, index in b) pairs that are mutual nearest neighbours and pass the ratio test.
 
     Descriptors have unit L2 norm, so squared distance = 2 - 2 * dot product; one matrix
-    product gives every distance.
+    product gives every distance, and the best and second-best of each row are read from it
+    in place (no copies: this is the cost of verifying a pair).
     """
     if len(a) < 2 or len(b) < 2:
         return np.zeros((0, 2), np.int64)
     similarity = np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
+    rows = np.arange(len(a))
     best_b = similarity.argmax(axis=1)
     best_a = similarity.argmax(axis=0)
-    rows = np.arange(len(a))
-    mutual = best_a[best_b] == rows
-    rows = rows[mutual]
-    cols = best_b[mutual]
-    if len(rows) == 0:
-        return np.zeros((0, 2), np.int64)
-    top = similarity[rows, cols]
-    masked = similarity[rows]
-    masked[np.arange(len(rows)), cols] = -1.0
-    second = masked.max(axis=1)
+    top = similarity[rows, best_b]
+    similarity[rows, best_b] = -1.0
+    second = similarity.max(axis=1)
     d1 = np.sqrt(np.maximum(2.0 - 2.0 * top, 0.0))
     d2 = np.sqrt(np.maximum(2.0 - 2.0 * second, 0.0))
-    keep = d1 < ratio * d2
-    return np.stack([rows[keep], cols[keep]], axis=1)
+    keep = (best_a[best_b] == rows) & (d1 < ratio * d2)
+    return np.stack([rows[keep], best_b[keep]], axis=1)
 
 
 def occupied_cells(points: np.ndarray, size: np.ndarray, grid: int = GRID) -> int:
