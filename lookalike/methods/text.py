@@ -187,10 +187,12 @@ def match_names(feature: Mapping[str, np.ndarray] | str, names: Iterable[str]) -
 
 def text_evidence(feature: Mapping[str, np.ndarray] | str, landmark_names: Iterable[str]) -> float | None:
     """How well the text read in a photo names the landmark: 0..1, >= TEXT_MATCH_THRESHOLD
-    meaning the name was read; None when nothing legible was read (so it must change nothing).
+    meaning the name was read; None when nothing was read at all (no line, no doubtful
+    reading) or the landmark has no usable name - it must then change nothing.
 
     `feature` is the `text` method's feature (`extract_features(get_method("text"), ...)`)
-    and `landmark_names` e.g. `landmark_names(json.load(open("landmark.json")))`.
+    and `landmark_names` e.g. `landmark_names(json.load(open("landmark.json")))`. Use a score
+    below the threshold as no evidence either way: a photo may show another sign nearby.
     """
     match = match_names(feature, landmark_names)
     return None if match is None else match.score
