@@ -199,6 +199,7 @@ def summary(values) -> dict:
 def vector_search_ms(vectors: np.ndarray, queries: np.ndarray, kind: str, k: int = 40) -> float:
     import faiss
 
+    faiss.omp_set_num_threads(1)  # as GalleryIndex does
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = 128

@@ -268,6 +268,9 @@ class GalleryIndex:
             }
             import faiss
 
+            # One query at a time gains nothing from OpenMP threads, and on a busy machine
+            # their spin-waiting costs 20x (2 ms -> 40 ms at 10,000 references).
+            faiss.omp_set_num_threads(1)
             row = self.connection.execute("SELECT value FROM blobs WHERE name = 'faiss'").fetchone()
             if row is None:
                 self.vectors = _vector_index(np.zeros((0, 768), np.float32), np.zeros(0), "flat")
