@@ -68,7 +68,7 @@ def cross_validate(evidence: np.ndarray, labels: Sequence[str], shortlist: int, 
 
 
 def calibrate(paths: Sequence[str], labels: Sequence[str], features: Sequence[dict],
-              shortlist: int = 40, expansion: int = 5, source: str = "") -> FusionModel:
+              shortlist: int = 150, expansion: int = 5, source: str = "") -> FusionModel:
     """Fit the fused model on labelled features; `info` records data and CV metrics."""
     scorer = FusedScorer(None, shortlist=shortlist, expansion=expansion)
     evidence = evidence_matrix(features, scorer)
@@ -134,8 +134,8 @@ def add_command(subparsers) -> None:
                         help="folder of landmark subfolders (+ distractors/) or a manifest CSV")
     parser.add_argument("--output", "-o", required=True, metavar="MODEL.json")
     parser.add_argument("--negatives", metavar="DIR", help="extra photos of no landmark")
-    parser.add_argument("--shortlist", type=int, default=40, metavar="K",
-                        help="gallery photos verified per query (default 40)")
+    parser.add_argument("--shortlist", type=int, default=150, metavar="K",
+                        help="gallery photos verified per query (default 150)")
     parser.add_argument("--expansion", type=int, default=5, metavar="N",
                         help="verified photos averaged into the query (default 5)")
     add_common_options(parser)
