@@ -53,6 +53,8 @@ class Settings:
     top: int = 3  # candidates reported
     threshold: float | None = None  # None: the calibration's threshold
     use_gps: bool = False
+    use_text: bool = False  # read signboards (OCR) and count a landmark's name as evidence
+    text_bonus: float = 3.0  # log-odds added when a candidate's name is read on the photo
     gps_radius_km: float = 1.0  # no penalty within this distance
     gps_weight: float = 1.5  # log-odds lost per doubling of the distance beyond the radius
     max_pixels: int = 40_000_000
@@ -202,9 +204,16 @@ class Candidate:
     distance_km: float | None = None
     match: LocalMatch | None = None
     logit: float = 0.0
+    text: float | None = None  # how well signboard text names the landmark (use_text)
 
     def evidence(self) -> list[float]:
         return [self.similarity, self.margin, math.log1p(self.inliers), math.sqrt(self.spread)]
+
+
+def text_threshold() -> float:
+    from lookalike.methods.text import TEXT_MATCH_THRESHOLD
+
+    return TEXT_MATCH_THRESHOLD
 
 
 def group_shortlist(ids: Sequence[int], sims: Sequence[float], landmark_of: Callable[[int], str]
@@ -219,7 +228,8 @@ def group_shortlist(ids: Sequence[int], sims: Sequence[float], landmark_of: Call
 def score_candidates(groups: dict[str, list[tuple[int, float]]], query_local: dict,
                      local_of: Callable[[int], dict], method: Method, settings: Settings,
                      calibration: Calibration, only: str | None = None,
-                     distance_of: Callable[[str], float | None] | None = None
+                     distance_of: Callable[[str], float | None] | None = None,
+                     text_of: Callable[[str], float | None] | None = None,
                      ) -> list[Candidate]:
     """Verify the best landmarks of a shortlist and give each a calibrated probability."""
     order = list(groups)
@@ -242,6 +252,12 @@ def score_candidates(groups: dict[str, list[tuple[int, float]]], query_local: di
             candidate.distance_km = distance_of(landmark)
             if settings.use_gps and candidate.distance_km is not None:
                 candidate.logit -= gps_penalty(candidate.distance_km, settings)
+        if text_of is not None:
+            candidate.text = text_of(landmark)
+            if candidate.text is not None and candidate.text >= text_threshold():
+                # Not part of the fitted calibration (the dev photos carry no signs): a fixed
+                # bonus, documented as such.
+                candidate.logit += settings.text_bonus
         candidate.probability = sigmoid(candidate.logit)
         candidates.append(candidate)
     candidates.sort(key=lambda c: -c.probability)
@@ -274,6 +290,7 @@ class Answer:
                     "similarity": round(c.similarity, 4),
                     "inliers": c.inliers,
                     "distance_km": None if c.distance_km is None else round(c.distance_km, 3),
+                    "text": None if c.text is None else round(c.text, 3),
                 }.items() if value is not None}
                 for c in self.candidates
             ],
@@ -336,6 +353,7 @@ class QueryFeatures:
     size: tuple[int, int]
     gps: tuple[float, float] | None
     image: Image.Image | None = None
+    text: dict | None = None  # the `text` method's feature (signboard text) with use_text
 
 
 class Identifier:
@@ -369,8 +387,22 @@ class Identifier:
         with self._model_lock:  # one forward pass at a time: threads would fight for the cores
             vector = self.global_method.extract(image)
         local = with_original_scale(self.local_method.extract(image), original)
+        text = None
+        if self.settings.use_text:
+            from lookalike.methods import get_method
+
+            text = get_method("text").extract(image)
         return QueryFeatures(normalise(vector[None, :])[0], local, tuple(original),
-                             read_gps(data), image if keep_image else None)
+                             read_gps(data), image if keep_image else None, text)
+
+    def _text_fn(self, text: dict | None):
+        if text is None:
+            return None
+        from lookalike.methods.text import landmark_names, text_evidence
+
+        def score(landmark: str) -> float | None:
+            return text_evidence(text, landmark_names(self.index.landmarks[landmark].names))
+        return score
 
     def _distance_fn(self, gps: tuple[float, float] | None):
         if gps is None:
@@ -387,7 +419,8 @@ class Identifier:
         groups = group_shortlist(ids, sims, lambda r: self.index.references[r].landmark)
         candidates = score_candidates(groups, query.local, self.index.local_features,
                                       self.local_method, self.settings, self.calibration,
-                                      distance_of=self._distance_fn(query.gps))
+                                      distance_of=self._distance_fn(query.gps),
+                                      text_of=self._text_fn(query.text))
         answer = decide(photo, candidates, self.threshold, self.settings.top)
         return self._finish(answer, query)
 
@@ -401,7 +434,8 @@ class Identifier:
         groups[landmark] = sorted(zip(own, map(float, own_sims)), key=lambda item: -item[1])
         candidates = score_candidates(groups, query.local, self.index.local_features,
                                       self.local_method, self.settings, self.calibration,
-                                      only=landmark, distance_of=self._distance_fn(query.gps))
+                                      only=landmark, distance_of=self._distance_fn(query.gps),
+                                      text_of=self._text_fn(query.text))
         best = candidates[0]
         verified = best.probability >= self.threshold
         answer = Answer(photo, landmark, best.probability, candidates, verified=verified)
@@ -490,16 +524,21 @@ def identify_many(identifier: Identifier, paths: Sequence[str], landmark: str | 
             gset = extract_features(identifier.global_method, chunk, cache, jobs, quiet)
             lset = extract_features(identifier.local_method, chunk, cache, jobs, quiet)
             errors = {**gset.errors, **lset.errors}
+            tset = None
+            if identifier.settings.use_text:
+                from lookalike.methods import get_method
 
-            one = functools.partial(_answer_one, identifier, landmark, gset, lset, errors)
+                tset = extract_features(get_method("text"), chunk, cache, jobs, quiet)
+                errors.update(tset.errors)
+            one = functools.partial(_answer_one, identifier, landmark, gset, lset, tset, errors)
             yield from (pool.map(one, chunk) if pool is not None else map(one, chunk))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
-def _answer_one(identifier: Identifier, landmark: str | None, gset, lset, errors: dict[str, str],
-                path: str) -> tuple[str, Answer | None, str | None]:
+def _answer_one(identifier: Identifier, landmark: str | None, gset, lset, tset,
+                errors: dict[str, str], path: str) -> tuple[str, Answer | None, str | None]:
     if path in errors:
         return path, None, errors[path]
     try:
@@ -508,7 +547,8 @@ def _answer_one(identifier: Identifier, landmark: str | None, gset, lset, errors
         return path, None, error.reason
     size = size or (1, 1)
     query = QueryFeatures(normalise(gset.feature_of(path)[None, :])[0],
-                          with_original_scale(lset.feature_of(path), size), size, gps)
+                          with_original_scale(lset.feature_of(path), size), size, gps,
+                          text=tset.feature_of(path) if tset is not None else None)
     if landmark is None:
         return path, identifier.identify_features(path, query), None
     return path, identifier.verify_features(path, query, landmark), None
@@ -546,7 +586,7 @@ def csv_row(photo: str, answer: Answer | None, error: str | None,
 # -- command line ----------------------------------------------------------------------------------
 def settings_from_args(args) -> Settings:
     return Settings(top=args.top, threshold=args.threshold, use_gps=args.use_gps,
-                    gps_radius_km=args.gps_radius)
+                    gps_radius_km=args.gps_radius, use_text=args.use_text)
 
 
 def describe(answer: Answer, names: dict[str, dict[str, str]]) -> str:
@@ -578,6 +618,13 @@ def run_identify(args) -> int:
         identifier = Identifier(args.index, settings_from_args(args), args.calibration)
     except GalleryError as error:
         raise UsageError(str(error)) from None
+    if args.use_text:
+        from lookalike.ocr import OcrUnavailable, check_available
+
+        try:
+            check_available()
+        except OcrUnavailable as error:
+            raise UsageError(f"--use-text needs OCR: {error}") from None
     landmark = getattr(args, "landmark", None)
     if landmark is not None and landmark not in identifier.index.landmarks:
         raise UsageError(f"no landmark {landmark!r} in {args.index}; "
@@ -658,6 +705,8 @@ def _add_answer_options(parser) -> None:
                         help="let a photo's EXIF GPS position count as evidence (far = unlikely)")
     parser.add_argument("--gps-radius", type=float, default=1.0, metavar="KM",
                         help="distance within which GPS never counts against (default 1 km)")
+    parser.add_argument("--use-text", action="store_true",
+                        help="read signboards (OCR) and count a landmark's name as evidence")
     parser.add_argument("--calibration", metavar="FILE.json",
                         help="calibration from `evaluate --identify --fit-calibration`")
     parser.add_argument("--engine", choices=["local", "ray"], default="local",

@@ -143,8 +143,12 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
             raise HTTPException(400, {"error": "empty", "message": "the uploaded file is empty"})
         return data
 
-    def features(data: bytes, name: str, keep_image: bool = False):
+    def features(data: bytes, name: str, keep_image: bool = False, use_text: bool = False):
         try:
+            if use_text and not settings.use_text:
+                view = _with_settings(identifier, Settings(**{**settings.__dict__,
+                                                               "use_text": True}))
+                return view.features_from_bytes(data, name, keep_image)
             return identifier.features_from_bytes(data, name, keep_image)
         except ImageLoadError as error:
             status = 413 if error.reason.startswith("too large") else 415
@@ -156,13 +160,16 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
 
     @app.post("/identify", summary="Which landmark is this photo?")
     async def identify(file: Annotated[UploadFile, File(description="the photo")],
-                       use_gps: Annotated[bool, Form()] = False) -> dict[str, Any]:
+                       use_gps: Annotated[bool, Form()] = False,
+                       use_text: Annotated[bool, Form(description="read signboards")] = False,
+                       ) -> dict[str, Any]:
         data = await read_upload(file)
         name = photo_name(file)
 
         def work():
-            query = features(data, name)
-            local = Settings(**{**settings.__dict__, "use_gps": use_gps or settings.use_gps})
+            query = features(data, name, use_text=use_text)
+            local = Settings(**{**settings.__dict__, "use_gps": use_gps or settings.use_gps,
+                                "use_text": use_text or settings.use_text})
             answer = Identifier.identify_features(_with_settings(identifier, local), name, query)
             return answer.to_json(identifier.names())
 
@@ -172,7 +179,9 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
     async def verify(file: Annotated[UploadFile, File(description="the photo")],
                      landmark: Annotated[str, Form(description="landmark id (see /landmarks)")],
                      picture: Annotated[bool, Form(description="include a match picture")] = False,
-                     use_gps: Annotated[bool, Form()] = False) -> dict[str, Any]:
+                     use_gps: Annotated[bool, Form()] = False,
+                     use_text: Annotated[bool, Form(description="read signboards")] = False,
+                     ) -> dict[str, Any]:
         if landmark not in identifier.index.landmarks:
             raise HTTPException(404, {"error": "unknown_landmark",
                                       "message": f"no landmark {landmark!r} in this index"})
@@ -180,8 +189,9 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
         name = photo_name(file)
 
         def work():
-            query = features(data, name, keep_image=picture)
-            local = Settings(**{**settings.__dict__, "use_gps": use_gps or settings.use_gps})
+            query = features(data, name, keep_image=picture, use_text=use_text)
+            local = Settings(**{**settings.__dict__, "use_gps": use_gps or settings.use_gps,
+                                "use_text": use_text or settings.use_text})
             answer = Identifier.verify_features(_with_settings(identifier, local), name, query,
                                                 landmark)
             result = answer.to_json(identifier.names())

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from landmark_gallery import DISTRACTOR, QUERIES, make_gallery, photo
+from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from PIL import Image
 
 from lookalike.cli import main
@@ -207,3 +207,28 @@ def make_gallery_paths(landmark: str) -> list[str]:
     from landmark_gallery import GALLERY
 
     return [*GALLERY[landmark], QUERIES[landmark]]
+
+
+def test_signboard_text_counts_as_evidence(identifier, tmp_path):
+    from lookalike.ocr import OcrUnavailable, check_available
+    from lookalike.signboards import Sign, paste_sign
+
+    try:
+        check_available()
+    except OcrUnavailable as error:
+        pytest.skip(str(error))
+    query = photo(QUERIES["chateau_de_sceaux"])
+    signed, _ = paste_sign(Image.open(query), Sign(SCEAUX["en"], area=0.04,
+                                                   position=(0.5, 0.8)))
+    signed.save(tmp_path / "signed.jpg", quality=92)
+    plain = Identifier(identifier.index, Settings()).identify(tmp_path / "signed.jpg")
+    reading = Identifier(identifier.index, Settings(use_text=True))
+    with_text = reading.identify(tmp_path / "signed.jpg")
+    sceaux = next(c for c in with_text.candidates if c.landmark == "chateau_de_sceaux")
+    before = next(c for c in plain.candidates if c.landmark == "chateau_de_sceaux")
+    assert sceaux.text >= 0.75 and before.text is None
+    assert sceaux.logit == pytest.approx(before.logit + Settings().text_bonus, abs=1e-6)
+    assert with_text.to_json()["candidates"][0]["text"] >= 0.75
+    # Without a sign nothing is read for the other landmarks: their odds do not move.
+    others = [c for c in with_text.candidates if c.landmark != "chateau_de_sceaux"]
+    assert all(c.text is None or c.text < 0.75 for c in others)
