@@ -132,15 +132,16 @@ def measure(side: str, method_name: str, paths: list[str], jobs: int) -> dict:
     else:
         method = get_method(method_name, device="cpu")
         extract_features(method, paths[:2], NoCache(), jobs=1, quiet=True)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if side == "stock":
         features = stock_extract(method_name, paths)
     else:
         method = get_method(method_name, device="cpu")
         features = extract_features(method, paths, NoCache(), jobs=jobs, quiet=True).features
     extract_seconds = time.perf_counter() - start
+    extract_cpu = time.process_time() - cpu_start
     scored = features[:SCORING_SUBSET] if slow_scoring else features
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if side == "stock":
         pairs = stock_score(method_name, scored)
     else:
@@ -148,6 +149,7 @@ def measure(side: str, method_name: str, paths: list[str], jobs: int) -> dict:
 
         pairs = score_matrix(method, scored, scored, jobs=jobs).size
     score_seconds = time.perf_counter() - start
+    score_cpu = time.process_time() - cpu_start
     output = None
     if method_name in HASHES[:5]:
         output = [np.asarray(f.hash if side == "stock" else f, dtype=np.uint8).reshape(-1).tolist()
@@ -155,6 +157,8 @@ def measure(side: str, method_name: str, paths: list[str], jobs: int) -> dict:
     elif method_name == "augnet":
         output = [np.asarray(f, dtype=np.float32).tolist() for f in features]
     return {"images_per_s": len(paths) / extract_seconds, "pairs_per_s": pairs / score_seconds,
+            "cpu_images_per_s": len(paths) / max(extract_cpu, 1e-9),
+            "cpu_pairs_per_s": pairs / max(score_cpu, 1e-9),
             "peak_mb": peak_rss_mb(), "output": output}
 
 
@@ -215,7 +219,7 @@ def write_section(markdown: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/landmarks")
-    parser.add_argument("--methods", default=",".join(HASHES + ["akaze", "augnet"]))
+    parser.add_argument("--methods", default=",".join([*HASHES, "akaze", "augnet"]))
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--limit", type=int, help="use only the first N photos (quick check)")
     parser.add_argument("--one", nargs=2, metavar=("SIDE", "METHOD"), help=argparse.SUPPRESS)
@@ -249,17 +253,21 @@ def main() -> None:
         f"Stock = the study's path (ImageHash on `Image.open`, imgsim's vectorize steps one "
         f"image at a time, full-size AKAZE with brute-force kNN); lookalike = `extract_features` "
         f"from file with no cache, 1 job and {args.jobs} jobs. akaze and crophash scoring on a "
-        f"{SCORING_SUBSET} x {SCORING_SUBSET} block. Peak memory = max RSS of the process.",
+        f"{SCORING_SUBSET} x {SCORING_SUBSET} block. Peak memory = max RSS of the process. "
+        f"Load average at the start: {os.getloadavg()[0]:.1f} (wall-clock rates on a shared "
+        f"machine vary with it; images per CPU-second of the process do not).",
         "",
-        "| method | stock img/s | lookalike img/s (1 job) | ratio | lookalike img/s "
-        f"({args.jobs} jobs) | ratio | stock pairs/s | lookalike pairs/s | ratio | "
-        "stock peak MB | lookalike peak MB | outputs vs stock |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | stock img/s | lookalike img/s (1 job) | ratio | per CPU-second: stock / "
+        f"lookalike (ratio) | lookalike img/s ({args.jobs} jobs) | ratio | stock pairs/s | "
+        "lookalike pairs/s | ratio | stock peak MB | lookalike peak MB | outputs vs stock |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, stock, single, parallel, agrees in rows:
         lines.append(
             f"| {method} | {stock['images_per_s']:.1f} | {single['images_per_s']:.1f} | "
             f"{single['images_per_s'] / stock['images_per_s']:.2f}x | "
+            f"{stock['cpu_images_per_s']:.1f} / {single['cpu_images_per_s']:.1f} "
+            f"({single['cpu_images_per_s'] / stock['cpu_images_per_s']:.2f}x) | "
             f"{parallel['images_per_s']:.1f} | "
             f"{parallel['images_per_s'] / stock['images_per_s']:.2f}x | "
             f"{stock['pairs_per_s']:,.0f} | {single['pairs_per_s']:,.0f} | "
