@@ -186,7 +186,7 @@ def plot_curves(result: EvaluationResult, outdir: Path) -> list[str]:
     rows = list(result)
     styles = _styles(rows)
     fig_roc, (linear, logx) = plt.subplots(1, 2, figsize=(13, 5.5))
-    fig_pr, pr = plt.subplots(figsize=(7.5, 5.5))
+    fig_pr, pr = plt.subplots(figsize=(10, 5.5))
     for row in rows:
         scores, positive = pair_scores(result.matrices[row["method"]].scores, result.labels)
         fpr, tpr, _ = roc_curve(scores, positive)
@@ -214,7 +214,7 @@ def plot_curves(result: EvaluationResult, outdir: Path) -> list[str]:
     pr.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01),
            title="Precision-recall, all pairs")
     pr.grid(alpha=0.3)
-    pr.legend(fontsize=7, loc="upper right", ncol=2 if len(rows) > 8 else 1)
+    pr.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves
     fig_pr.tight_layout()
     fig_pr.savefig(outdir / "pr.png", dpi=110)
     plt.close(fig_roc)
