@@ -21,6 +21,21 @@ from lookalike.methods import get_method, register
 from lookalike.methods.base import LOCAL, Method
 from lookalike.methods.verified import Verified
 
+# Log-odds added when two photos' signboards read the same text: text ignores the background
+# entirely, so a shared legible name is strong evidence. Not fitted (the dev photos carry no
+# signs); identify uses the same value for a landmark's name read on a sign.
+TEXT_LOG_ODDS = 3.0
+
+
+def with_text_evidence(probability: float, text_a: str, text_b: str) -> float:
+    """Raise the probability when both photos carry legible text that matches; else unchanged."""
+    from lookalike.methods.text import TEXT_MATCH_THRESHOLD, text_similarity
+
+    if not text_a or not text_b or text_similarity(text_a, text_b) < TEXT_MATCH_THRESHOLD:
+        return probability
+    p = min(max(probability, 1e-9), 1 - 1e-9)
+    return float(1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + TEXT_LOG_ODDS))))
+
 
 @register
 @dataclasses.dataclass
@@ -38,6 +53,7 @@ class Fused(Method):
     weights: str | None = None
     device: str = "auto"
     max_keypoints: int = 1500
+    use_text: bool = False  # read signboards (OCR): the same legible text raises the probability
 
     def __post_init__(self):
         self._scorer = None
@@ -53,7 +69,7 @@ class Fused(Method):
     def cache_settings(self):
         global_part, local_part = self.parts()
         return {"global": [global_part.name, global_part.cache_settings()],
-                "local": local_part.cache_settings()}
+                "local": local_part.cache_settings(), "text": self.use_text}
 
     def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
                          quiet: bool = False):
@@ -63,19 +79,28 @@ class Fused(Method):
         global_part, local_part = self.parts()
         vectors = extract_features(global_part, paths, cache, jobs, quiet)
         local = extract_features(local_part, paths, cache, jobs, quiet)
-        errors = {**vectors.errors, **local.errors}
+        texts = (extract_features(get_method("text", gray=self.gray), paths, cache, jobs, quiet)
+                 if self.use_text else None)
+        errors = {**vectors.errors, **local.errors, **(texts.errors if texts else {})}
         kept = [path for path in paths if path not in errors]
-        features = [self.combine(vectors.feature_of(path), local.feature_of(path))
+        features = [self.combine(vectors.feature_of(path), local.feature_of(path),
+                                 texts.feature_of(path) if texts else None)
                     for path in kept]
         keys = dict(zip(local.paths, local.content_keys))
         return FeatureSet(self, kept, features, errors,
                           [keys[path] for path in kept] if keys else [])
 
     @staticmethod
-    def combine(vector: np.ndarray, local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def combine(vector: np.ndarray, local: dict[str, np.ndarray],
+                text: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         vector = np.asarray(vector, np.float32)
-        return dict(local, descriptors=np.asarray(local["descriptors"], np.float32),
-                    **{"global": vector / (np.linalg.norm(vector) + 1e-12)})
+        combined = dict(local, descriptors=np.asarray(local["descriptors"], np.float32),
+                        **{"global": vector / (np.linalg.norm(vector) + 1e-12)})
+        if text is not None:
+            from lookalike.methods.text import feature_text
+
+            combined["text"] = np.array(feature_text(text))
+        return combined
 
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
         return self.extract_many([image])[0]
@@ -83,7 +108,9 @@ class Fused(Method):
     def extract_many(self, images: Sequence[Image.Image]) -> list[dict[str, np.ndarray]]:
         global_part, local_part = self.parts()
         vectors = global_part.extract_many(images)
-        return [self.combine(vector, local_part.extract(image))
+        reader = get_method("text", gray=self.gray) if self.use_text else None
+        return [self.combine(vector, local_part.extract(image),
+                             reader.extract(image) if reader else None)
                 for image, vector in zip(images, vectors)]
 
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
@@ -106,10 +133,22 @@ class Fused(Method):
         scorer = self.scorer()
         similarity = float(np.dot(a["global"], b["global"]))
         row = evidence_row(similarity, similarity, scorer.verifier.verify(a, b))
-        return float(scorer.model.probability(np.array([row]))[0])
+        probability = float(scorer.model.probability(np.array([row]))[0])
+        return with_text_evidence(probability, _text(a), _text(b))
 
     def score_matrix(self, queries, gallery) -> np.ndarray:
         scorer = self.scorer()
         vectors = np.stack([item["global"] for item in gallery])
-        return np.stack([scorer.rank(query, gallery, vectors).probabilities
-                         for query in queries]) if len(queries) else np.zeros((0, len(gallery)))
+        if not len(queries):
+            return np.zeros((0, len(gallery)))
+        matrix = np.stack([scorer.rank(query, gallery, vectors).probabilities
+                           for query in queries])
+        if self.use_text:
+            for i, query in enumerate(queries):
+                for j, item in enumerate(gallery):
+                    matrix[i, j] = with_text_evidence(matrix[i, j], _text(query), _text(item))
+        return matrix
+
+
+def _text(feature: dict[str, np.ndarray]) -> str:
+    return str(feature["text"]) if "text" in feature else ""
