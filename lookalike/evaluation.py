@@ -87,11 +87,16 @@ class _CountingCache:
 
     def __init__(self, cache):
         self.cache = cache
-        self.hits = 0
+        self.hit_files: set[str] = set()  # content hashes of files with a cached feature
 
-    def get_many(self, keys):
-        found = self.cache.get_many(keys)
-        self.hits += len(found)
+    @property
+    def hits(self) -> int:
+        return len(self.hit_files)
+
+    def get_many(self, keys, table="features"):
+        found = self.cache.get_many(keys, table=table)
+        if table == "features":  # a method built from others looks up one key per part
+            self.hit_files.update(key.rsplit(":", 1)[-1] for key in found)
         return found
 
     def __getattr__(self, name):
@@ -138,11 +143,11 @@ def evaluate(
     for name in names:
         for gray_mode in GRAY_MODES[gray]:
             method = get_method(name, gray=gray_mode, **(method_settings or {}))
-            hits = feature_cache.hits
+            feature_cache.hit_files = set()
             start = time.perf_counter()
             features = extract_features(method, paths, feature_cache, jobs, quiet)
             seconds = time.perf_counter() - start
-            computed = len(paths) - (feature_cache.hits - hits)
+            computed = max(0, len(paths) - feature_cache.hits)
             errors.update(features.errors)
             runs.append((method, features, seconds, computed))
     kept = [i for i, path in enumerate(paths) if path not in errors]
