@@ -103,3 +103,13 @@ def test_embed_matches_the_model_on_prepared_maps(trained, six_photos):
     with torch.inference_mode():
         direct = adapted_model(head)(x)[0].numpy()
     np.testing.assert_allclose(embed(prepared, head)[0], direct, atol=2e-2)
+
+
+def test_minutes_stops_early_and_still_saves(trained, six_photos, tmp_path):
+    result, _ = trained
+    output = str(tmp_path / "model.pt")
+    shutil.copy(result.output + ".prep.pt", output + ".prep.pt")
+    stopped = train(six_photos, output, TrainSettings(epochs=12, seed=3, minutes=1e-6, **QUICK),
+                    resume=True, quiet=True)
+    assert stopped.epochs_done == 1
+    assert torch.load(output, weights_only=True)["lookalike"]["epochs_done"] == 1
