@@ -107,7 +107,9 @@ def decode_image(data: bytes, name: str | os.PathLike, options: LoadOptions = Lo
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
-            original_size = (width, height) if image.getexif().get(0x0112, 1) < 5 else (height, width)
+            orientation = image.getexif().get(0x0112, 1)
+            orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+            original_size = (width, height) if orientation < 5 else (height, width)
             if width * height > options.max_pixels:
                 raise ImageLoadError(
                     name,
@@ -120,7 +122,8 @@ def decode_image(data: bytes, name: str | os.PathLike, options: LoadOptions = Lo
                 if size is not None or single_channel:
                     image.draft("L" if single_channel else "RGB", size or (width, height))
             image.load()
-            image = ImageOps.exif_transpose(image)
+            if orientation != 1:  # exif_transpose copies the image even when there is nothing to do
+                image = ImageOps.exif_transpose(image)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
