@@ -17,7 +17,9 @@ def manifest_rows() -> list[dict[str, str]]:
 
 
 def photos_of(label: str) -> list[Path]:
-    return [LANDMARKS / row["path"] for row in manifest_rows() if row["label"] == label]
+    found = [LANDMARKS / row["path"] for row in manifest_rows() if row["label"] == label]
+    assert found, f"no dev photos labelled {label!r}"  # a typo must not empty a test
+    return found
 
 
 @pytest.fixture(scope="session")

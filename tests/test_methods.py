@@ -47,6 +47,22 @@ def test_hashes_match_stock_imagehash_bits(name):
         assert method.score(bits, bits) == 1.0
 
 
+def test_whash_and_colorhash_shortcuts_give_imagehash_bits_exactly():
+    """whash and colorhash are computed by our own exact routes; they must equal ImageHash."""
+    from lookalike.methods.hashes import color_hash_bits, wavelet_hash_bits
+
+    images = [Image.open(path).convert("RGB") for path in photos_of("piazza_san_marco")[:3]]
+    images += [Image.new("RGB", (300, 200), (120, 120, 120)),  # flat: every block ties
+               Image.new("RGB", (64, 64), (250, 10, 10)),  # saturated colour
+               Image.open(photos_of("hertford_bridge")[0]).convert("L").convert("RGB")]
+    gradient = np.add.outer(np.arange(90), np.arange(130)).astype(np.uint8)
+    images.append(Image.fromarray(np.dstack([gradient, 255 - gradient, gradient // 2])))
+    for image in images:
+        assert np.array_equal(wavelet_hash_bits(image), imagehash.whash(image).hash)
+        assert np.array_equal(color_hash_bits(image), imagehash.colorhash(image).hash)
+        assert np.array_equal(color_hash_bits(image, 4), imagehash.colorhash(image, 4).hash)
+
+
 def test_hash_matrix_equals_pairwise_scores():
     paths = photos_of("tower_bridge")
     method = get_method("dhash")
