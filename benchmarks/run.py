@@ -51,7 +51,7 @@ def stock_imgsim_functions():
     """imgsim's resize_short/normalize/distance taken from its source (no torchvision import)."""
     import cv2
 
-    from lookalike.methods.augnet import stock_weights_path
+    from lookalike.network import stock_weights_path
 
     source = Path(stock_weights_path()).with_name("imgsim.py")
     tree = ast.parse(source.read_text())
@@ -76,7 +76,7 @@ def stock_extract(method: str, paths: list[str]):
     if method == "augnet":
         import torch
 
-        from lookalike.methods.augnet import load_augnet
+        from lookalike.network import load_augnet
 
         steps = stock_imgsim_functions()
         model = load_augnet(None, "cpu")

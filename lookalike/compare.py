@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.cache import FeatureCache, NoCache
-from lookalike.features import FeatureSet, extract_features, progress_bar
+from lookalike.features import FeatureSet, extract_feature_sets, progress_bar
 from lookalike.loading import find_images
 from lookalike.methods import get_method, parse_methods
 from lookalike.methods.base import Method
@@ -139,17 +139,15 @@ def compare(
     feature_cache = open_cache(cache)
     matrices: dict[str, SimilarityMatrix] = {}
     errors: dict[str, str] = {}
-    sets: list[tuple[Method, FeatureSet, FeatureSet]] = []
-    for name in parse_methods(methods):
-        method = get_method(name, gray=gray, **(method_settings or {}))
-        query_set = extract_features(method, query_paths, feature_cache, jobs, quiet)
-        gallery_set = (
-            extract_features(method, gallery_paths, feature_cache, jobs, quiet)
-            if gallery_paths is not None else query_set
-        )
+    chosen = [get_method(name, gray=gray, **(method_settings or {}))
+              for name in parse_methods(methods)]
+    query_sets = extract_feature_sets(chosen, query_paths, feature_cache, jobs, quiet)
+    gallery_sets = (extract_feature_sets(chosen, gallery_paths, feature_cache, jobs, quiet)
+                    if gallery_paths is not None else query_sets)
+    sets = list(zip(chosen, query_sets, gallery_sets))
+    for _, query_set, gallery_set in sets:
         errors.update(query_set.errors)
         errors.update(gallery_set.errors)
-        sets.append((method, query_set, gallery_set))
     # A file that failed for any method is left out of every matrix, so all share their rows.
     for method, query_set, gallery_set in sets:
         query_set, gallery_set = query_set.without(errors), gallery_set.without(errors)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.compare import SimilarityMatrix, open_cache, score_matrix
-from lookalike.features import FeatureSet, extract_features
+from lookalike.features import FeatureSet, extract_feature_sets
 from lookalike.loading import find_images
 from lookalike.methods import get_method, parse_methods
 from lookalike.methods.base import Method
@@ -140,16 +140,24 @@ def evaluate(
     feature_cache = _CountingCache(open_cache(cache))
     runs: list[tuple[Method, FeatureSet, float, int]] = []
     errors: dict[str, str] = {}
-    for name in names:
-        for gray_mode in GRAY_MODES[gray]:
-            method = get_method(name, gray=gray_mode, **(method_settings or {}))
+    for gray_mode in GRAY_MODES[gray]:
+        chosen = [get_method(name, gray=gray_mode, **(method_settings or {})) for name in names]
+        # Plain methods are extracted together (one decode per file); a network or a method
+        # built from others gets its own pass, so each row's time is its own where it can be.
+        together = [m for m in chosen if m.batch_size == 1 and not hasattr(m, "combine_features")]
+        passes = ([together] if together else []) + [[m] for m in chosen if m not in together]
+        for group in passes:
             feature_cache.hit_files = set()
             start = time.perf_counter()
-            features = extract_features(method, paths, feature_cache, jobs, quiet)
-            seconds = time.perf_counter() - start
+            sets = extract_feature_sets(group, paths, feature_cache, jobs, quiet)
+            seconds = (time.perf_counter() - start) / len(group)  # shared time, split evenly
             computed = max(0, len(paths) - feature_cache.hits)
-            errors.update(features.errors)
-            runs.append((method, features, seconds, computed))
+            for method, features in zip(group, sets):
+                errors.update(features.errors)
+                runs.append((method, features, seconds, computed))
+    order = {(name, mode): i for i, (name, mode) in
+             enumerate((n, g) for n in names for g in GRAY_MODES[gray])}
+    runs.sort(key=lambda run: order[(run[0].name, run[0].gray)])
     kept = [i for i, path in enumerate(paths) if path not in errors]
     kept_paths = [paths[i] for i in kept]
     kept_labels = [labels[i] for i in kept]

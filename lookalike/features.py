@@ -18,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from lookalike.cache import FeatureCache, NoCache, content_hash
-from lookalike.loading import ImageLoadError, decode_image, read_bytes
+from lookalike.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
 from lookalike.methods.base import Method
 
 CHUNK = 32
@@ -49,15 +49,30 @@ class FeatureSet:
         return self.features[self._positions[path]]
 
 
-def _extract_one(method: Method, path: str, data: bytes) -> tuple[str, bytes | str]:
-    """Decode and extract in a worker; returns ('ok', encoded) or ('error', reason)."""
-    try:
-        image = decode_image(data, path, method.load_options())
-        return "ok", method.encode(method.extract(image))
-    except ImageLoadError as error:
-        return "error", error.reason
-    except Exception as error:  # a method failing on one odd image must not end the run
-        return "error", f"{method.name} failed: {type(error).__name__}: {error}"
+def _extract_file(methods: Sequence[Method], path: str, data: bytes) -> list[tuple[str, Any]]:
+    """Every method's feature of one file, decoding it once per distinct pixel format asked for.
+
+    Returns ('ok', encoded feature) or ('error', reason) per method, so one method failing on
+    an odd image does not cost the others their result.
+    """
+    decoded: dict[LoadOptions, Any] = {}
+    out: list[tuple[str, Any]] = []
+    for method in methods:
+        options = method.load_options()
+        if options not in decoded:
+            try:
+                decoded[options] = decode_image(data, path, options)
+            except ImageLoadError as error:
+                decoded[options] = error
+        image = decoded[options]
+        if isinstance(image, ImageLoadError):
+            out.append(("error", image.reason))
+            continue
+        try:
+            out.append(("ok", method.encode(method.extract(image))))
+        except Exception as error:  # a method failing on one odd image must not end the run
+            out.append(("error", f"{method.name} failed: {type(error).__name__}: {error}"))
+    return out
 
 
 def _decode_for(method: Method, path: str, data: bytes):
@@ -80,97 +95,199 @@ def extract_features(
     quiet: bool = False,
 ) -> FeatureSet:
     """Features of `method` for `paths`, in order; unreadable files go to `.errors`."""
+    return extract_feature_sets([method], paths, cache, jobs, quiet)[0]
+
+
+def extract_feature_sets(
+    methods: Sequence[Method],
+    paths: Sequence[str],
+    cache: FeatureCache | NoCache | None = None,
+    jobs: int = 1,
+    quiet: bool = False,
+) -> list[FeatureSet]:
+    """Features of several methods for the same files, one `FeatureSet` per method.
+
+    Each file is read and content-hashed once, and decoded once per distinct pixel format the
+    methods ask for, so the hashes of a `compare --methods all` share one JPEG decode.
+    Batched methods (a network) and methods built from others keep their own passes.
+    """
     cache = cache if cache is not None else NoCache()
-    if hasattr(method, "combine_features"):  # a method built from others reuses their caches
-        return method.combine_features(paths, cache, jobs, quiet)
-    method_key = method.cache_key()
-    results: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    digests: dict[str, str] = {}
-    pool: futures.Executor | None = None
-    if jobs > 1 and method.batch_size > 1:
-        pool = futures.ThreadPoolExecutor(jobs)  # decode in threads, infer in batches here
-    elif jobs > 1:
-        pool = futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
-    bar = progress_bar(len(paths), method.label(), quiet)
-    try:
-        for start in range(0, len(paths), CHUNK):
-            chunk = paths[start:start + CHUNK]
-            contents: dict[str, bytes] = {}
-            keys: dict[str, str] = {}
-            for path in chunk:
-                try:
-                    contents[path] = read_bytes(path)
-                    digests[path] = content_hash(contents[path])
-                    keys[path] = f"{method_key}:{digests[path]}"
-                except ImageLoadError as error:
+    sets: list[FeatureSet | None] = [None] * len(methods)
+    plain = []
+    for index, method in enumerate(methods):
+        if hasattr(method, "combine_features"):  # built from other methods: reuses their caches
+            sets[index] = method.combine_features(paths, cache, jobs, quiet)
+        elif method.batch_size > 1:
+            sets[index] = _extract_batched(method, paths, cache, jobs, quiet)
+        else:
+            plain.append(index)
+    if plain:
+        for index, found in zip(plain, _extract_plain([methods[i] for i in plain], paths, cache,
+                                                      jobs, quiet)):
+            sets[index] = found
+    return sets  # type: ignore[return-value]
+
+
+class _Collector:
+    """Per-method results, errors and cache keys for one extraction run."""
+
+    def __init__(self, methods: Sequence[Method]):
+        self.methods = list(methods)
+        self.method_keys = [method.cache_key() for method in methods]
+        self.results: list[dict[str, Any]] = [{} for _ in methods]
+        self.errors: list[dict[str, str]] = [{} for _ in methods]
+        self.digests: dict[str, str] = {}
+
+    def read_chunk(self, chunk: Sequence[str], cache) -> tuple[dict[str, bytes], list[list[str]]]:
+        """Read a chunk's files, fill what the cache has; return contents and, per method,
+        the paths still to compute."""
+        contents: dict[str, bytes] = {}
+        for path in chunk:
+            try:
+                contents[path] = read_bytes(path)
+                self.digests[path] = content_hash(contents[path])
+            except ImageLoadError as error:
+                for errors in self.errors:
                     errors[path] = error.reason
-            cached = cache.get_many(set(keys.values()))
-            missing = []
-            for path, key in keys.items():
+        wanted = {self.key(m, path) for m in range(len(self.methods)) for path in contents}
+        cached = cache.get_many(wanted)
+        missing: list[list[str]] = []
+        for m, method in enumerate(self.methods):
+            todo = []
+            for path in contents:
+                key = self.key(m, path)
                 if key in cached:
                     try:
-                        results[path] = method.decode(cached[key])
+                        self.results[m][path] = method.decode(cached[key])
                         continue
                     except Exception:  # an unreadable entry is recomputed, never fatal
                         cache.delete(key)
-                missing.append(path)
-            bar.update(len(chunk) - len(missing))
-            fresh = _compute(method, missing, contents, pool, bar)
-            stored = []
-            for path, (status, value) in fresh.items():
-                if status == "ok":
-                    results[path] = method.decode(value)
-                    stored.append((keys[path], value))
-                else:
-                    errors[path] = value
+                todo.append(path)
+            missing.append(todo)
+        return contents, missing
+
+    def key(self, m: int, path: str) -> str:
+        return f"{self.method_keys[m]}:{self.digests[path]}"
+
+    def take(self, m: int, path: str, status: str, value: Any, stored: list) -> None:
+        if status == "ok":
+            self.results[m][path] = self.methods[m].decode(value)
+            stored.append((self.key(m, path), value))
+        else:
+            self.errors[m][path] = value
+
+    def feature_sets(self, paths: Sequence[str]) -> list[FeatureSet]:
+        sets = []
+        for method, results, errors in zip(self.methods, self.results, self.errors):
+            ok = [path for path in paths if path in results]
+            sets.append(FeatureSet(method, ok, [results[p] for p in ok], errors,
+                                   [self.digests[p] for p in ok]))
+        return sets
+
+
+def _make_pool(methods: Sequence[Method], jobs: int) -> futures.Executor | None:
+    """Threads where every method's heavy work releases the GIL (no pickling, no fork),
+    otherwise forked processes."""
+    if jobs <= 1:
+        return None
+    if all(getattr(method, "parallel", "processes") == "threads" for method in methods):
+        return futures.ThreadPoolExecutor(jobs)
+    return futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+
+
+def _extract_plain(methods, paths, cache, jobs, quiet) -> list[FeatureSet]:
+    collector = _Collector(methods)
+    pool = _make_pool(methods, jobs)
+    labels = ", ".join(method.label() for method in methods)
+    bar = progress_bar(len(paths), labels if len(methods) == 1 else f"features ({labels})", quiet)
+    try:
+        for start in range(0, len(paths), CHUNK):
+            chunk = paths[start:start + CHUNK]
+            contents, missing = collector.read_chunk(chunk, cache)
+            missing_sets = [set(todo_of_method) for todo_of_method in missing]
+            todo = {path: [m for m in range(len(methods)) if path in missing_sets[m]]
+                    for path in contents}
+            todo = {path: ms for path, ms in todo.items() if ms}
+            bar.update(len(chunk) - len(todo))
+            stored: list = []
+            for path, wanted, outcome in _run_files(methods, todo, contents, pool):
+                for m, (status, value) in zip(wanted, outcome):
+                    collector.take(m, path, status, value, stored)
+                bar.update(1)
             cache.put_many(stored)
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    ok_paths = [path for path in paths if path in results]
-    return FeatureSet(method, ok_paths, [results[p] for p in ok_paths], errors,
-                      [digests[p] for p in ok_paths])
+    return collector.feature_sets(paths)
 
 
-def _compute(method, paths, contents, pool, bar) -> dict[str, tuple[str, Any]]:
-    if not paths:
-        return {}
-    out: dict[str, tuple[str, Any]] = {}
-    if method.batch_size > 1:
-        decode = (pool.map if pool is not None else map)(
-            lambda p: _decode_for(method, p, contents[p]), paths
-        )
-        images, names = [], []
-        for path, image in zip(paths, decode):
-            if isinstance(image, ImageLoadError):
-                out[path] = ("error", image.reason)
-                bar.update(1)
-            else:
-                images.append(image)
-                names.append(path)
-        for start in range(0, len(images), method.batch_size):
-            batch_names = names[start:start + method.batch_size]
-            try:
-                features = method.extract_many(images[start:start + method.batch_size])
-                for path, feature in zip(batch_names, features):
-                    out[path] = ("ok", method.encode(feature))
-            except Exception:
-                for path, image in zip(batch_names, images[start:start + method.batch_size]):
-                    try:
-                        out[path] = ("ok", method.encode(method.extract(image)))
-                    except Exception as error:
-                        out[path] = ("error", f"{method.name} failed: {error}")
-            bar.update(len(batch_names))
-        return out
+def _run_files(methods, todo, contents, pool):
+    """Yield (path, method indices, outcomes) as each file's work finishes."""
     if pool is None:
-        for path in paths:
-            out[path] = _extract_one(method, path, contents[path])
-            bar.update(1)
-        return out
-    jobs = {pool.submit(_extract_one, method, path, contents[path]): path for path in paths}
+        for path, wanted in todo.items():
+            yield path, wanted, _extract_file([methods[m] for m in wanted], path, contents[path])
+        return
+    jobs = {pool.submit(_extract_file, [methods[m] for m in wanted], path, contents[path]):
+            (path, wanted) for path, wanted in todo.items()}
     for job in futures.as_completed(jobs):
-        out[jobs[job]] = job.result()
-        bar.update(1)
-    return out
+        path, wanted = jobs[job]
+        yield path, wanted, job.result()
+
+
+def _extract_batched(method, paths, cache, jobs, quiet) -> FeatureSet:
+    """A batched method (a network): decode in threads, run the model on batches here."""
+    collector = _Collector([method])
+    pool = futures.ThreadPoolExecutor(jobs) if jobs > 1 else None
+    bar = progress_bar(len(paths), method.label(), quiet)
+    try:
+        for start in range(0, len(paths), CHUNK):
+            chunk = paths[start:start + CHUNK]
+            contents, (missing,) = collector.read_chunk(chunk, cache)
+            bar.update(len(chunk) - len(missing))
+            stored: list = []
+            for path, (status, value) in _compute_batched(method, missing, contents, pool, bar):
+                collector.take(0, path, status, value, stored)
+            cache.put_many(stored)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return collector.feature_sets(paths)[0]
+
+
+def _compute_batched(method, paths, contents, pool, bar):
+    """Yield (path, outcome); with a pool, later files decode while a batch runs the model."""
+    if not paths:
+        return
+    decoded = (pool.map if pool is not None else map)(
+        lambda p: _decode_for(method, p, contents[p]), paths
+    )
+    names, images = [], []
+    for path, image in zip(paths, decoded):
+        if isinstance(image, ImageLoadError):
+            yield path, ("error", image.reason)
+            bar.update(1)
+            continue
+        names.append(path)
+        images.append(image)
+        if len(images) == method.batch_size:
+            yield from _run_batch(method, names, images)
+            bar.update(len(names))
+            names, images = [], []
+    if images:
+        yield from _run_batch(method, names, images)
+        bar.update(len(names))
+
+
+def _run_batch(method, names, images):
+    try:
+        outcomes = [("ok", method.encode(feature)) for feature in method.extract_many(images)]
+    except Exception:  # find the image that fails, keep the others
+        outcomes = []
+        for image in images:
+            try:
+                outcomes.append(("ok", method.encode(method.extract(image))))
+            except Exception as error:
+                outcomes.append(("error", f"{method.name} failed: {error}"))
+    return zip(names, outcomes)

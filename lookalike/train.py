@@ -39,15 +39,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lookalike.loading import ImageLoadError, LoadOptions, find_images, load_image
-from lookalike.methods.augnet import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    AugNet,
-    configure_threads,
-    load_state_dict,
-    resize_short_side,
-    stock_weights_path,
-)
+from lookalike.methods.augnet import IMAGENET_MEAN, IMAGENET_STD, resize_short_side
+from lookalike.network import AugNet, configure_threads, load_state_dict, stock_weights_path
 
 STRIDE = 32  # pixels per cell of ResNet50's last feature map
 
