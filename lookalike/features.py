@@ -190,7 +190,7 @@ def _make_pool(methods: Sequence[Method], jobs: int) -> futures.Executor | None:
     otherwise forked processes."""
     if jobs <= 1:
         return None
-    if all(getattr(method, "parallel", "processes") == "threads" for method in methods):
+    if all(method.parallel == "threads" for method in methods):
         return futures.ThreadPoolExecutor(jobs)
     return futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
 

@@ -66,6 +66,7 @@ class Akaze(Method):
     feature_kind: ClassVar[str] = LOCAL
     cache_scores: ClassVar[bool] = True
     order: ClassVar[int] = 20
+    parallel: ClassVar[str] = "threads"  # OpenCV releases the GIL while it detects
     max_side: int = 1024
     ratio: float = 0.75
     threshold: float = 0.001

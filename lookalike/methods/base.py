@@ -57,6 +57,9 @@ class Method:
         return [self.extract(image) for image in images]
 
     batch_size: ClassVar[int] = 1  # >1 means extract_many is worth calling with batches
+    # How --jobs workers run `extract`: "threads" when its heavy work releases the GIL (Pillow,
+    # OpenCV), which avoids forking and pickling; "processes" for work in Python itself.
+    parallel: ClassVar[str] = "processes"
 
     def score_matrix(self, queries: Sequence[Feature], gallery: Sequence[Feature]) -> np.ndarray:
         """All query x gallery scores; vectorised methods override this."""

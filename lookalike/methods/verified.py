@@ -214,6 +214,7 @@ class Verified(Method):
     )
     feature_kind: ClassVar[str] = LOCAL
     order: ClassVar[int] = 40
+    parallel: ClassVar[str] = "threads"  # OpenCV releases the GIL while it detects
     cache_scores: ClassVar[bool] = True  # a pair's score depends on the two photos only
     max_side: int = 1024
     max_keypoints: int = 1500
