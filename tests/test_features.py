@@ -1,0 +1,59 @@
+"""Extracting several methods at once: same features as one by one, one decode per format."""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import numpy as np
+
+import lookalike.features as features_module
+from conftest import photos_of
+from lookalike.cache import FeatureCache
+from lookalike.features import _make_pool, extract_feature_sets, extract_features
+from lookalike.methods import get_method
+
+
+def test_sets_equal_one_by_one_and_share_the_decode(tmp_path, monkeypatch):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    paths = [str(p) for p in photos_of("hertford_bridge")[:3]] + [str(broken)]
+    methods = [get_method(name) for name in ("ahash", "dhash", "whash", "colorhash", "akaze")]
+    alone = [extract_features(method, paths) for method in methods]
+
+    calls = []
+    real_decode = features_module.decode_image
+    monkeypatch.setattr(features_module, "decode_image",
+                        lambda data, path, options: calls.append(options) or
+                        real_decode(data, path, options))
+    together = extract_feature_sets(methods, paths, jobs=2)
+    for single, shared in zip(alone, together):
+        assert shared.method is not None and shared.paths == single.paths == paths[:3]
+        for a, b in zip(single.features, shared.features):
+            if isinstance(a, dict):
+                assert np.array_equal(a["descriptors"], b["descriptors"])
+            else:
+                assert np.array_equal(a, b)
+        assert "not an image" in shared.errors[str(broken)]
+    # Per file: one luma decode (ahash, dhash, whash), one RGB (colorhash), one for akaze.
+    formats = set(calls)
+    assert len(calls) == 4 * len(formats) and len(formats) == 3
+
+
+def test_sets_use_the_cache_per_method(tmp_path):
+    paths = [str(p) for p in photos_of("nle_tower")[:2]]
+    cache = FeatureCache(tmp_path / "cache.sqlite")
+    first = extract_feature_sets([get_method("phash")], paths, cache)
+    both = extract_feature_sets([get_method("phash"), get_method("ahash")], paths, cache)
+    assert all(np.array_equal(a, b) for a, b in zip(first[0].features, both[0].features))
+    assert len(cache.get_many([f"{get_method('ahash').cache_key()}:{d}"
+                               for d in both[1].content_keys])) == 2
+
+
+def test_threads_for_gil_free_methods_processes_otherwise():
+    pool = _make_pool([get_method("phash"), get_method("akaze")], jobs=2)
+    assert isinstance(pool, futures.ThreadPoolExecutor)
+    pool.shutdown()
+    pool = _make_pool([get_method("phash"), get_method("crophash")], jobs=2)
+    assert isinstance(pool, futures.ProcessPoolExecutor)
+    pool.shutdown()
+    assert _make_pool([get_method("phash")], jobs=1) is None
