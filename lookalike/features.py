@@ -12,6 +12,7 @@ import multiprocessing
 import sys
 from collections.abc import Container, Sequence
 from concurrent import futures
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,10 +211,23 @@ def _extract_plain(methods, paths, cache, jobs, quiet) -> list[FeatureSet]:
             todo = {path: ms for path, ms in todo.items() if ms}
             bar.update(len(chunk) - len(todo))
             stored: list = []
+            crashed = []
             for path, wanted, outcome in _run_files(methods, todo, contents, pool):
+                if outcome is None:
+                    crashed.append((path, wanted))
+                    continue
                 for m, (status, value) in zip(wanted, outcome):
                     collector.take(m, path, status, value, stored)
                 bar.update(1)
+            if crashed:  # a worker died: find the file that did it, keep the others
+                pool.shutdown(cancel_futures=True)
+                for path, wanted in crashed:
+                    outcome = _extract_in_own_worker([methods[m] for m in wanted], path,
+                                                     contents[path])
+                    for m, (status, value) in zip(wanted, outcome):
+                        collector.take(m, path, status, value, stored)
+                    bar.update(1)
+                pool = _make_pool(methods, jobs)
             cache.put_many(stored)
     finally:
         bar.close()
@@ -222,8 +236,20 @@ def _extract_plain(methods, paths, cache, jobs, quiet) -> list[FeatureSet]:
     return collector.feature_sets(paths)
 
 
+def _extract_in_own_worker(methods, path: str, data: bytes) -> list[tuple[str, Any]]:
+    """Extract one file in a fresh worker process, so a file that crashes its worker (or
+    gets it killed) is reported by name without taking other files with it."""
+    with futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as own:
+        try:
+            return own.submit(_extract_file, methods, path, data).result()
+        except BrokenProcessPool:
+            reason = "the worker process died while reading this file (crashed or was killed)"
+            return [("error", reason)] * len(methods)
+
+
 def _run_files(methods, todo, contents, pool):
-    """Yield (path, method indices, outcomes) as each file's work finishes."""
+    """Yield (path, method indices, outcomes) as each file's work finishes; outcomes are None
+    for files lost with a worker process that died."""
     if pool is None:
         for path, wanted in todo.items():
             yield path, wanted, _extract_file([methods[m] for m in wanted], path, contents[path])
@@ -232,7 +258,11 @@ def _run_files(methods, todo, contents, pool):
             (path, wanted) for path, wanted in todo.items()}
     for job in futures.as_completed(jobs):
         path, wanted = jobs[job]
-        yield path, wanted, job.result()
+        try:
+            outcome = job.result()
+        except BrokenProcessPool:  # a worker died; the caller retries these files one by one
+            outcome = None
+        yield path, wanted, outcome
 
 
 def _extract_batched(method, paths, cache, jobs, quiet) -> FeatureSet:

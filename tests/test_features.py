@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from concurrent import futures
+from typing import ClassVar
 
 import numpy as np
+from PIL import Image
 
 import lookalike.features as features_module
 from conftest import photos_of
 from lookalike.cache import FeatureCache
 from lookalike.features import _make_pool, extract_feature_sets, extract_features
-from lookalike.methods import get_method
+from lookalike.methods import BITS, Method, get_method
 
 
 def test_sets_equal_one_by_one_and_share_the_decode(tmp_path, monkeypatch):
@@ -57,3 +61,30 @@ def test_threads_for_gil_free_methods_processes_otherwise():
     assert isinstance(pool, futures.ProcessPoolExecutor)
     pool.shutdown()
     assert _make_pool([get_method("phash")], jobs=1) is None
+
+
+@dataclasses.dataclass
+class CrashesOnTinyImages(Method):
+    """A method whose worker process dies on 13-pixel-wide images (like a C library crash)."""
+
+    name: ClassVar[str] = "crash-test"
+    feature_kind: ClassVar[str] = BITS
+
+    def extract(self, image):
+        if image.width == 13:
+            os._exit(1)
+        return np.ones(8, np.uint8)
+
+    def score(self, a, b):
+        return 1.0
+
+
+def test_a_file_that_kills_its_worker_is_reported_and_the_rest_kept(tmp_path):
+    paths = []
+    for index, width in enumerate([40, 13, 50, 60, 70]):
+        path = tmp_path / f"photo{index}.png"
+        Image.new("RGB", (width, 30), (index * 40, 90, 200)).save(path)
+        paths.append(str(path))
+    found = extract_features(CrashesOnTinyImages(), paths, jobs=2)
+    assert found.paths == [p for p in paths if "photo1" not in p]
+    assert "worker process died" in found.errors[paths[1]]
