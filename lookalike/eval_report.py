@@ -131,7 +131,8 @@ def write_tables(result: EvaluationResult, outdir: Path) -> None:
         "every unordered pair, scored by the mean of both directions, positive when both show "
         "the same landmark. Thresholds accept scores >= the value. Ties are grouped, as in "
         "scikit-learn's `average_precision_score`. Times: extraction per computed image "
-        "(cache hits excluded), scoring per ordered pair."),
+        "(cache hits excluded; methods extracted in one pass, such as the hashes, share the "
+        "pass's time evenly), scoring per ordered pair."),
         "",
         markdown_table(rows),
         "",
