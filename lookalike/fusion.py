@@ -19,7 +19,9 @@ API for other modules (the index, `fused` method, calibrate):
 - `FusedScorer(model, verifier).rank(query, gallery)`: a `Ranking` with the probability of
   every gallery item, the global similarities and the `VerifyResult` of the shortlisted ones.
   `query`/`gallery` items are feature dicts holding "global" (unit vector) and the `verified`
-  local arrays ("keypoints", "descriptors", "size", "scale").
+  local arrays ("keypoints", "descriptors", "size", "scale"). With a `store` (the feature
+  cache) and a "content_key" in each item, the counts of every verification are kept across
+  runs, so a re-run ranks without verifying again.
 """
 
 from __future__ import annotations
@@ -100,6 +102,30 @@ def evidence_row(similarity: float, expanded: float, result: VerifyResult | None
             math.log1p(result.matches), float(result.verified)]
 
 
+_COUNTS = ("score", "inliers", "matches", "inliers_h", "inliers_f", "verified")
+
+
+def result_counts(result: VerifyResult) -> bytes:
+    """What the ranking reads of a verification, as a small JSON record for the cache."""
+    return json.dumps({name: float(getattr(result, name)) for name in _COUNTS}).encode()
+
+
+def counts_result(data: bytes) -> VerifyResult:
+    counts = json.loads(data)
+    empty_points = np.zeros((0, 2), np.float32)
+    empty_index = np.zeros(0, np.int64)
+    return VerifyResult(
+        score=counts["score"], inliers=int(counts["inliers"]), matches=int(counts["matches"]),
+        inliers_h=int(counts["inliers_h"]), inliers_f=int(counts["inliers_f"]), cells_a=0,
+        cells_b=0, index_a=empty_index, index_b=empty_index, points_a=empty_points,
+        points_b=empty_points, verified=bool(counts["verified"]))
+
+
+def _content_key(item: dict) -> str | None:
+    key = item.get("content_key")
+    return None if key is None else str(key)
+
+
 def unit(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, np.float64)
     return vectors / (np.linalg.norm(vectors, axis=-1, keepdims=True) + 1e-12)
@@ -109,11 +135,46 @@ class FusedScorer:
     """Shortlist by global similarity, verify the shortlist, expand the query, then calibrate."""
 
     def __init__(self, model: FusionModel | None = None, verifier: Verified | None = None,
-                 shortlist: int | None = None, expansion: int | None = None):
+                 shortlist: int | None = None, expansion: int | None = None, store=None):
         self.model = model
         self.verifier = verifier or Verified()
         self.shortlist = shortlist
         self.expansion = expansion
+        self.store = store  # a FeatureCache: verification counts survive the run
+
+    def verify_candidates(self, query: dict, gallery: Sequence[dict],
+                          candidates: Sequence[int]) -> dict[int, VerifyResult]:
+        """Verify the query against each candidate, reading and writing the store when the
+        items carry their content keys.
+
+        Matching is not quite symmetric (the ratio test looks from one side), so each pair is
+        verified in one direction fixed by the content keys; its counts are then the same
+        whichever photo is the query, whatever the order or the worker that meets it first.
+        Results read back hold the counts the ranking uses, not the inlier points."""
+        candidates = [int(j) for j in candidates]
+        query_key = _content_key(query)
+        keys = [_content_key(gallery[j]) for j in candidates]
+        if self.store is None or query_key is None or None in keys:
+            return {j: self.verify(query, gallery[j]) for j in candidates}
+        prefix = f"verify:{self.verifier.score_key()}"
+        names = {j: f"{prefix}:{min(query_key, key)}:{max(query_key, key)}"
+                 for j, key in zip(candidates, keys)}
+        found = self.store.get_many(set(names.values()))
+        results, fresh = {}, []
+        for j, key in zip(candidates, keys):
+            if names[j] in found:
+                try:
+                    results[j] = counts_result(found[names[j]])
+                    continue
+                except (ValueError, KeyError, TypeError):  # unreadable entry: verify again
+                    pass
+            if query_key <= key:
+                results[j] = self.verify(query, gallery[j])
+            else:
+                results[j] = self.verify(gallery[j], query).swapped()
+            fresh.append((names[j], result_counts(results[j])))
+        self.store.put_many(fresh)
+        return results
 
     def verify(self, a: dict, b: dict) -> VerifyResult:
         """`verifier.verify`, remembering each pair (and its reverse) while the scorer lives.
@@ -146,7 +207,7 @@ class FusedScorer:
         q = unit(query["global"])
         similarities = vectors @ q
         candidates = np.argsort(-similarities, kind="stable")[:shortlist]
-        results = {int(j): self.verify(query, gallery[j]) for j in candidates}
+        results = self.verify_candidates(query, gallery, candidates)
         # Query expansion by the verified gallery photos (never by the query itself).
         confirmed = sorted((j for j, r in results.items()
                             if r.verified and similarities[j] < SAME_PHOTO),

@@ -92,3 +92,36 @@ def test_calibrate_rejects_an_unlabelled_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["calibrate", str(tmp_path / "empty"), "-o", str(tmp_path / "m.json")]) == 1
     assert "calibrate" in capsys.readouterr().err
+
+
+def test_a_rerun_reads_verifications_from_the_cache(subset, tmp_path, monkeypatch):
+    """The second ranking of the same photos verifies nothing and gives the same matrix."""
+    import lookalike.methods.verified as verified_module
+
+    paths = [row["path"] for row in subset[1]][:5]
+    cache = open_cache(tmp_path / "cache.sqlite")
+    first_method = get_method("fused")
+    first = first_method.score_matrix(
+        *[extract_features(first_method, paths, cache, quiet=True).features] * 2)
+    calls = []
+    real_verify = verified_module.verify_pair
+    monkeypatch.setattr(verified_module, "verify_pair",
+                        lambda *args, **kwargs: calls.append(1) or real_verify(*args, **kwargs))
+    again = get_method("fused")  # a new instance: nothing remembered in memory
+    features = extract_features(again, paths, cache, quiet=True).features
+    assert np.array_equal(again.score_matrix(features, features), first)
+    assert calls == []
+    without_cache = get_method("fused")
+    plain = extract_features(without_cache, paths, open_cache(False), quiet=True).features
+    np.testing.assert_allclose(without_cache.score_matrix(plain, plain), first)
+    assert len(calls) > 0  # with no cache it verifies again
+
+
+def test_scores_do_not_depend_on_how_the_work_is_split(subset):
+    """Each pair is verified in one direction fixed by content, so --jobs changes nothing."""
+    from lookalike.compare import compare
+
+    paths = [row["path"] for row in subset[1]]
+    one = compare(paths, methods="fused", cache=False, jobs=1).matrices["fused"].scores
+    two = compare(paths, methods="fused", cache=False, jobs=2).matrices["fused"].scores
+    assert np.array_equal(one, two)

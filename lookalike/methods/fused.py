@@ -57,6 +57,7 @@ class Fused(Method):
 
     def __post_init__(self):
         self._scorer = None
+        self._store = None
 
     def parts(self) -> tuple[Method, Verified]:
         global_part = get_method(self.global_method, gray=self.gray, weights=self.weights,
@@ -87,6 +88,10 @@ class Fused(Method):
                                  texts.feature_of(path) if texts else None)
                     for path in kept]
         keys = dict(zip(local.paths, local.content_keys))
+        for path, feature in zip(kept, features):
+            if path in keys:  # lets the scorer keep each verification in the cache
+                feature["content_key"] = np.array(keys[path])
+        self._store = cache  # scoring these features reads and writes verifications there
         return FeatureSet(self, kept, features, errors,
                           [keys[path] for path in kept] if keys else [])
 
@@ -124,6 +129,7 @@ class Fused(Method):
         if self._scorer is None:
             self._scorer = FusedScorer(FusionModel.load(self.model), self.parts()[1],
                                        shortlist=self.shortlist)
+        self._scorer.store = self._store
         return self._scorer
 
     def score(self, a: dict, b: dict) -> float:
