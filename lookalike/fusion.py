@@ -145,12 +145,9 @@ class FusedScorer:
     def verify_candidates(self, query: dict, gallery: Sequence[dict],
                           candidates: Sequence[int]) -> dict[int, VerifyResult]:
         """Verify the query against each candidate, reading and writing the store when the
-        items carry their content keys.
-
-        Matching is not quite symmetric (the ratio test looks from one side), so each pair is
-        verified in one direction fixed by the content keys; its counts are then the same
-        whichever photo is the query, whatever the order or the worker that meets it first.
-        Results read back hold the counts the ranking uses, not the inlier points."""
+        items carry their content keys (a pair's counts do not depend on which photo is the
+        query: see `Verified.verify_either_way`). Results read back hold the counts the
+        ranking uses, not the inlier points."""
         candidates = [int(j) for j in candidates]
         query_key = _content_key(query)
         keys = [_content_key(gallery[j]) for j in candidates]
@@ -161,17 +158,14 @@ class FusedScorer:
                  for j, key in zip(candidates, keys)}
         found = self.store.get_many(set(names.values()))
         results, fresh = {}, []
-        for j, key in zip(candidates, keys):
+        for j in candidates:
             if names[j] in found:
                 try:
                     results[j] = counts_result(found[names[j]])
                     continue
                 except (ValueError, KeyError, TypeError):  # unreadable entry: verify again
                     pass
-            if query_key <= key:
-                results[j] = self.verify(query, gallery[j])
-            else:
-                results[j] = self.verify(gallery[j], query).swapped()
+            results[j] = self.verify(query, gallery[j])
             fresh.append((names[j], result_counts(results[j])))
         self.store.put_many(fresh)
         return results
@@ -187,7 +181,7 @@ class FusedScorer:
         if (id(a), id(b)) not in memo:
             if len(memo) > 200_000:
                 memo.clear()
-            memo[(id(a), id(b))] = (self.verifier.verify(a, b), a, b)
+            memo[(id(a), id(b))] = (self.verifier.verify_either_way(a, b), a, b)
         return memo[(id(a), id(b))][0]
 
     def _settings(self) -> tuple[int, int]:

@@ -38,6 +38,7 @@ class Method:
     feature_kind: ClassVar[str] = VECTOR
     description: ClassVar[str] = ""
     version: ClassVar[int] = 1  # bump when extraction changes, so cached features are not reused
+    score_version: ClassVar[int] = 1  # bump when only scoring changes (cached pair scores)
     gray: bool = False
 
     # -- the contract -------------------------------------------------------------------------
@@ -80,6 +81,8 @@ class Method:
     def score_key(self) -> str:
         """Like `cache_key`, over every setting, for caching pair scores of slow methods."""
         spec = {"name": self.name, "version": self.version, "settings": self.settings()}
+        if self.score_version != 1:  # scoring changed, features did not
+            spec["score_version"] = self.score_version
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     # Pair scores of slow pairwise methods (keypoint matching) are worth caching; a method whose

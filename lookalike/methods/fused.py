@@ -138,7 +138,7 @@ class Fused(Method):
 
         scorer = self.scorer()
         similarity = float(np.dot(a["global"], b["global"]))
-        row = evidence_row(similarity, similarity, scorer.verifier.verify(a, b))
+        row = evidence_row(similarity, similarity, scorer.verifier.verify_either_way(a, b))
         probability = float(scorer.model.probability(np.array([row]))[0])
         return with_text_evidence(probability, _text(a), _text(b))
 
