@@ -16,5 +16,6 @@ from lookalike.methods import get_method, method_names
 
 __all__ = [
     "CompareResult", "FeatureSet", "ImageLoadError", "LoadOptions", "SimilarityMatrix",
-    "compare", "extract_feature_sets", "extract_features", "find_images", "get_method", "load_image", "method_names",
+    "compare", "extract_feature_sets", "extract_features", "find_images", "get_method",
+    "load_image", "method_names",
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.compare import SimilarityMatrix, open_cache, score_matrix
-from lookalike.features import FeatureSet, extract_feature_sets
+from lookalike.features import FeatureSet, extract_feature_sets, extracted_together
 from lookalike.loading import find_images
 from lookalike.methods import get_method, parse_methods
 from lookalike.methods.base import Method
@@ -144,7 +144,7 @@ def evaluate(
         chosen = [get_method(name, gray=gray_mode, **(method_settings or {})) for name in names]
         # Plain methods are extracted together (one decode per file); a network or a method
         # built from others gets its own pass, so each row's time is its own where it can be.
-        together = [m for m in chosen if m.batch_size == 1 and not hasattr(m, "combine_features")]
+        together = [m for m in chosen if extracted_together(m)]
         passes = ([together] if together else []) + [[m] for m in chosen if m not in together]
         for group in passes:
             feature_cache.hit_files = set()

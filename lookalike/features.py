@@ -1,4 +1,4 @@
-"""Extract one method's features for many files: cache first, then parallel work, errors kept.
+"""Extract methods' features for many files: cache first, then parallel work, errors kept.
 
 This is the only place that turns paths into features, so every command gets the same cache,
 progress bar, `--jobs` behaviour and per-file error reporting. Work proceeds in chunks so that
@@ -61,10 +61,7 @@ def _extract_file(methods: Sequence[Method], path: str, data: bytes) -> list[tup
     for method in methods:
         options = method.load_options()
         if options not in decoded:
-            try:
-                decoded[options] = decode_image(data, path, options)
-            except ImageLoadError as error:
-                decoded[options] = error
+            decoded[options] = _decode(data, path, options)
         image = decoded[options]
         if isinstance(image, ImageLoadError):
             out.append(("error", image.reason))
@@ -72,15 +69,20 @@ def _extract_file(methods: Sequence[Method], path: str, data: bytes) -> list[tup
         try:
             out.append(("ok", method.encode(method.extract(image))))
         except Exception as error:  # a method failing on one odd image must not end the run
-            out.append(("error", f"{method.name} failed: {type(error).__name__}: {error}"))
+            out.append(("error", _failure(method, error)))
     return out
 
 
-def _decode_for(method: Method, path: str, data: bytes):
+def _decode(data: bytes, path: str, options: LoadOptions):
+    """The decoded image, or the `ImageLoadError` that says why it could not be decoded."""
     try:
-        return decode_image(data, path, method.load_options())
+        return decode_image(data, path, options)
     except ImageLoadError as error:
         return error
+
+
+def _failure(method: Method, error: Exception) -> str:
+    return f"{method.name} failed: {type(error).__name__}: {error}"
 
 
 def progress_bar(total: int, desc: str, quiet: bool, unit: str = "img") -> tqdm:
@@ -116,17 +118,23 @@ def extract_feature_sets(
     sets: list[FeatureSet | None] = [None] * len(methods)
     plain = []
     for index, method in enumerate(methods):
-        if hasattr(method, "combine_features"):  # built from other methods: reuses their caches
-            sets[index] = method.combine_features(paths, cache, jobs, quiet)
-        elif method.batch_size > 1:
-            sets[index] = _extract_batched(method, paths, cache, jobs, quiet)
-        else:
+        if extracted_together(method):
             plain.append(index)
+        elif hasattr(method, "combine_features"):  # built from other methods: reuses their caches
+            sets[index] = method.combine_features(paths, cache, jobs, quiet)
+        else:
+            sets[index] = _extract_batched(method, paths, cache, jobs, quiet)
     if plain:
         for index, found in zip(plain, _extract_plain([methods[i] for i in plain], paths, cache,
                                                       jobs, quiet)):
             sets[index] = found
     return sets  # type: ignore[return-value]
+
+
+def extracted_together(method: Method) -> bool:
+    """Whether `extract_feature_sets` runs this method in the shared one-decode-per-file pass
+    (a batched network and a method built from others have passes of their own)."""
+    return method.batch_size == 1 and not hasattr(method, "combine_features")
 
 
 class _Collector:
@@ -291,7 +299,7 @@ def _compute_batched(method, paths, contents, pool, bar):
     if not paths:
         return
     decoded = (pool.map if pool is not None else map)(
-        lambda p: _decode_for(method, p, contents[p]), paths
+        lambda p: _decode(contents[p], p, method.load_options()), paths
     )
     names, images = [], []
     for path, image in zip(paths, decoded):
@@ -319,5 +327,5 @@ def _run_batch(method, names, images):
             try:
                 outcomes.append(("ok", method.encode(method.extract(image))))
             except Exception as error:
-                outcomes.append(("error", f"{method.name} failed: {error}"))
+                outcomes.append(("error", _failure(method, error)))
     return zip(names, outcomes)

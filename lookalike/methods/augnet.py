@@ -4,9 +4,10 @@ The weights come from the imgsim wheel (located without importing imgsim, which 
 torchvision); the network is our own ResNet50 with the same parameter names, in
 `lookalike.network`, imported only when a vector is computed. Preprocessing is
 exactly the stock `Vectorizer.vectorize`: short side resized to 350 with OpenCV's bilinear
-resize, RGB scaled to [0, 1], ImageNet mean/std. Unlike the stock code, batches work (images
-of the same resized shape are stacked), inference runs under `torch.inference_mode`, and a GPU
-is used when present. Score = -L2 distance (the study's measure), or cosine.
+resize, RGB scaled to [0, 1], ImageNet mean/std. Unlike the stock code, inference runs under
+`torch.inference_mode` (on a CPU through a TorchScript copy frozen for inference), and a GPU is
+used when present, with images of the same resized shape stacked into batches. Score = -L2
+distance (the study's measure), or cosine.
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ class VerifyResult:
         return min(self.cells_a, self.cells_b)
 
     def swapped(self) -> VerifyResult:
-        """The same verification seen from B to A (the matching is symmetric)."""
+        """The same verification seen from B to A: points, indices and model swap sides, the
+        counts stay."""
         model = self.model
         if model is not None:
             model = np.linalg.inv(model) if self.model_kind == "homography" else model.T
