@@ -8,6 +8,7 @@ cache in one transaction (a kill loses at most the chunk in flight).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sys
 from collections.abc import Container, Sequence
@@ -205,43 +206,84 @@ def _make_pool(methods: Sequence[Method], jobs: int) -> futures.Executor | None:
 
 
 def _extract_plain(methods, paths, cache, jobs, quiet) -> list[FeatureSet]:
+    """The shared pass. Chunks overlap: while the workers compute one chunk, this thread reads,
+    hashes and looks up the next and queues it, so the workers never wait between chunks."""
     collector = _Collector(methods)
     pool = _make_pool(methods, jobs)
     labels = ", ".join(method.label() for method in methods)
     bar = progress_bar(len(paths), labels if len(methods) == 1 else f"features ({labels})", quiet)
     try:
-        for start in range(0, len(paths), CHUNK):
-            chunk = paths[start:start + CHUNK]
-            contents, missing = collector.read_chunk(chunk, cache)
-            missing_sets = [set(todo_of_method) for todo_of_method in missing]
-            todo = {path: [m for m in range(len(methods)) if path in missing_sets[m]]
-                    for path in contents}
-            todo = {path: ms for path, ms in todo.items() if ms}
-            bar.update(len(chunk) - len(todo))
-            stored: list = []
-            crashed = []
-            for path, wanted, outcome in _run_files(methods, todo, contents, pool):
-                if outcome is None:
-                    crashed.append((path, wanted))
-                    continue
-                for m, (status, value) in zip(wanted, outcome):
-                    collector.take(m, path, status, value, stored)
-                bar.update(1)
-            if crashed:  # a worker died: find the file that did it, keep the others
-                pool.shutdown(cancel_futures=True)
-                for path, wanted in crashed:
-                    outcome = _extract_in_own_worker([methods[m] for m in wanted], path,
-                                                     contents[path])
-                    for m, (status, value) in zip(wanted, outcome):
-                        collector.take(m, path, status, value, stored)
-                    bar.update(1)
-                pool = _make_pool(methods, jobs)
-            cache.put_many(stored)
+        with _one_blas_thread_per_job(jobs):
+            in_flight = None
+            for start in range(0, len(paths), CHUNK):
+                queued = _queue_chunk(collector, paths[start:start + CHUNK], cache, pool, bar)
+                if in_flight is not None:
+                    pool = _finish_chunk(collector, in_flight, cache, pool, jobs, bar)
+                in_flight = queued
+            if in_flight is not None:
+                pool = _finish_chunk(collector, in_flight, cache, pool, jobs, bar)
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return collector.feature_sets(paths)
+
+
+def _one_blas_thread_per_job(jobs: int):
+    """With several jobs, each job's numpy matrix products run on one thread: the jobs already
+    use every core, and BLAS threads fighting them made `-j 2` slower than `-j 1`."""
+    if jobs <= 1:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+@dataclass
+class _QueuedChunk:
+    todo: dict[str, list[int]]  # path -> indices of the methods it still needs
+    contents: dict[str, bytes]
+    running: dict[futures.Future, tuple[str, list[int]]] | None  # None: computed when finished
+
+
+def _queue_chunk(collector: _Collector, chunk, cache, pool, bar) -> _QueuedChunk:
+    contents, missing = collector.read_chunk(chunk, cache)
+    missing_sets = [set(todo_of_method) for todo_of_method in missing]
+    todo = {path: [m for m in range(len(missing)) if path in missing_sets[m]] for path in contents}
+    todo = {path: wanted for path, wanted in todo.items() if wanted}
+    bar.update(len(chunk) - len(todo))
+    running = None
+    if pool is not None:
+        methods = collector.methods
+        running = {pool.submit(_extract_file, [methods[m] for m in wanted], path, contents[path]):
+                   (path, wanted) for path, wanted in todo.items()}
+    return _QueuedChunk(todo, contents, running)
+
+
+def _finish_chunk(collector: _Collector, queued: _QueuedChunk, cache, pool, jobs, bar):
+    """Collect a chunk's results into the collector and the cache; return the pool to go on
+    with (a new one when a worker process died)."""
+    methods = collector.methods
+    stored: list = []
+    crashed = []
+    for path, wanted, outcome in _outcomes(methods, queued):
+        if outcome is None:
+            crashed.append((path, wanted))
+            continue
+        for m, (status, value) in zip(wanted, outcome):
+            collector.take(m, path, status, value, stored)
+        bar.update(1)
+    if crashed:  # a worker died: find the file that did it, keep the others
+        pool.shutdown(cancel_futures=True)
+        for path, wanted in crashed:
+            outcome = _extract_in_own_worker([methods[m] for m in wanted], path,
+                                             queued.contents[path])
+            for m, (status, value) in zip(wanted, outcome):
+                collector.take(m, path, status, value, stored)
+            bar.update(1)
+        pool = _make_pool(methods, jobs)
+    cache.put_many(stored)
+    return pool
 
 
 def _extract_in_own_worker(methods, path: str, data: bytes) -> list[tuple[str, Any]]:
@@ -255,20 +297,19 @@ def _extract_in_own_worker(methods, path: str, data: bytes) -> list[tuple[str, A
             return [("error", reason)] * len(methods)
 
 
-def _run_files(methods, todo, contents, pool):
+def _outcomes(methods, queued: _QueuedChunk):
     """Yield (path, method indices, outcomes) as each file's work finishes; outcomes are None
-    for files lost with a worker process that died."""
-    if pool is None:
-        for path, wanted in todo.items():
-            yield path, wanted, _extract_file([methods[m] for m in wanted], path, contents[path])
+    for files lost with a worker process that died (or queued on its pool when it did)."""
+    if queued.running is None:
+        for path, wanted in queued.todo.items():
+            yield path, wanted, _extract_file([methods[m] for m in wanted], path,
+                                              queued.contents[path])
         return
-    jobs = {pool.submit(_extract_file, [methods[m] for m in wanted], path, contents[path]):
-            (path, wanted) for path, wanted in todo.items()}
-    for job in futures.as_completed(jobs):
-        path, wanted = jobs[job]
+    for job in futures.as_completed(queued.running):
+        path, wanted = queued.running[job]
         try:
             outcome = job.result()
-        except BrokenProcessPool:  # a worker died; the caller retries these files one by one
+        except (BrokenProcessPool, futures.CancelledError):  # retried one by one by the caller
             outcome = None
         yield path, wanted, outcome
 

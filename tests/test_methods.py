@@ -47,6 +47,20 @@ def test_hashes_match_stock_imagehash_bits(name):
         assert method.score(bits, bits) == 1.0
 
 
+def test_ahash_phash_dhash_give_imagehash_bits_exactly():
+    """Our routes (lanczos_resize, then ImageHash's own arithmetic) must equal ImageHash on
+    the same pixels; the stock test above allows a few bits for EXIF rotation only."""
+    stock = {"ahash": imagehash.average_hash, "phash": imagehash.phash, "dhash": imagehash.dhash}
+    images = [Image.open(path).convert("L") for path in photos_of("tower_bridge")[:4]]
+    images += [Image.new("L", (300, 200), 128), Image.new("L", (5, 7), 9)]
+    for name, stock_hash in stock.items():
+        for hash_size in (8, 12):
+            method = get_method(name, hash_size=hash_size)
+            for image in images:
+                assert np.array_equal(method.compute(image).hash,
+                                      stock_hash(image, hash_size=hash_size).hash), name
+
+
 def test_whash_and_colorhash_shortcuts_give_imagehash_bits_exactly():
     """whash and colorhash are computed by our own exact routes; they must equal ImageHash."""
     from lookalike.methods.hashes import color_hash_bits, wavelet_hash_bits

@@ -22,6 +22,7 @@ from PIL import Image
 from lookalike.loading import LoadOptions
 from lookalike.methods import register
 from lookalike.methods.base import BITS, SEGMENTS, Method
+from lookalike.resample import lanczos_resize
 
 # Why full-size decoding: hash bits near their threshold flip under any pixel change, and
 # reduced-size (DCT-scaled) decoding at 1/2 scale left only 86-92% of ahash/phash/dhash results
@@ -69,7 +70,8 @@ class AverageHash(HashMethod):
     description: ClassVar[str] = "average hash (ImageHash), 1 - Hamming/bits"
 
     def compute(self, image):
-        return imagehash.average_hash(image, hash_size=self.hash_size)
+        pixels = _shrunk(image, self.hash_size, self.hash_size)
+        return imagehash.ImageHash(pixels > pixels.mean())
 
 
 @register
@@ -79,7 +81,12 @@ class PerceptualHash(HashMethod):
     description: ClassVar[str] = "DCT perceptual hash (ImageHash), 1 - Hamming/bits"
 
     def compute(self, image):
-        return imagehash.phash(image, hash_size=self.hash_size)
+        import scipy.fftpack  # as ImageHash computes it, so the floats (and bits) are the same
+
+        pixels = _shrunk(image, 4 * self.hash_size, 4 * self.hash_size)
+        low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:self.hash_size,
+                                                                           :self.hash_size]
+        return imagehash.ImageHash(low > np.median(low))
 
 
 @register
@@ -89,7 +96,13 @@ class DifferenceHash(HashMethod):
     description: ClassVar[str] = "difference hash (ImageHash), 1 - Hamming/bits"
 
     def compute(self, image):
-        return imagehash.dhash(image, hash_size=self.hash_size)
+        pixels = _shrunk(image, self.hash_size + 1, self.hash_size)
+        return imagehash.ImageHash(pixels[:, 1:] > pixels[:, :-1])
+
+
+def _shrunk(image: Image.Image, width: int, height: int) -> np.ndarray:
+    """The gray image at width x height, exactly as ImageHash's `convert("L").resize(...)`."""
+    return lanczos_resize(np.asarray(image.convert("L")), (width, height))
 
 
 @register

@@ -1,0 +1,109 @@
+"""Pillow's LANCZOS resize of an 8-bit gray image, as two small matrix products.
+
+ahash, phash and dhash shrink a whole photo to at most 32x32 pixels, and Pillow's C loop for
+that is a quarter of their time (about 2.2 ms of 8 ms per dev photo). Each pass of Pillow's
+two-pass resize is a product with a matrix of its own fixed-point filter weights (22-bit
+integers). In float64 every partial sum of 8-bit pixels times those weights is an integer
+below 2^31, so it is exact in any summation order, and rounding each pass as Pillow does gives
+its pixels bit for bit, in about a third of the time. Tested against Pillow on the dev photos
+and on odd shapes (upscaling, one unchanged axis, tall and wide images).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from PIL import Image
+
+_PRECISION_BITS = 22  # Pillow's fixed-point weights for 8-bit images: 32 - 8 - 2 bits
+_HALF = float(1 << (_PRECISION_BITS - 1))
+_UNIT = 1.0 / (1 << _PRECISION_BITS)
+_LANCZOS_SUPPORT = 3.0
+
+
+def _sinc(x: np.ndarray) -> np.ndarray:
+    result = np.ones_like(x)
+    nonzero = x != 0.0
+    scaled = x[nonzero] * np.pi
+    result[nonzero] = np.sin(scaled) / scaled
+    return result
+
+
+@functools.lru_cache(maxsize=128)  # photo sizes repeat; at most ~32 MB of weights
+def _weights(in_size: int, out_size: int) -> tuple[np.ndarray, int, int]:
+    """Pillow's integer LANCZOS weights as an (inputs used) x out_size matrix, with the range
+    [first, end) of inputs they cover. Computed as Pillow's `precompute_coeffs` does."""
+    scale = in_size / out_size
+    filter_scale = max(scale, 1.0)
+    support = _LANCZOS_SUPPORT * filter_scale
+    centers = (np.arange(out_size) + 0.5) * scale
+    starts = np.maximum((centers - support + 0.5).astype(np.int64), 0)  # C casts truncate
+    ends = np.minimum((centers + support + 0.5).astype(np.int64), in_size)
+    taps = np.arange(in_size)[:, None]
+    used = (taps >= starts) & (taps < ends)
+    x = (taps - centers + 0.5) * (1.0 / filter_scale)
+    inside = used & (x >= -_LANCZOS_SUPPORT) & (x < _LANCZOS_SUPPORT)
+    weights = np.zeros((in_size, out_size))
+    weights[inside] = _sinc(x[inside]) * _sinc(x[inside] / 3.0)
+    totals = weights.sum(axis=0)  # summed in tap order, as Pillow sums them
+    weights = np.divide(weights, totals, out=weights, where=totals != 0.0)
+    fixed = weights * (1 << _PRECISION_BITS)
+    fixed = np.where(fixed < 0, np.trunc(fixed - 0.5), np.trunc(fixed + 0.5))
+    first, end = int(starts[0]), int(ends[-1])
+    return np.ascontiguousarray(fixed[first:end]), first, end
+
+
+def _round_like_pillow(sums: np.ndarray) -> np.ndarray:
+    """Pillow's clip8: add half, shift right by the precision (a floor), clamp to 0..255."""
+    return np.clip(np.floor((sums + _HALF) * _UNIT), 0.0, 255.0)
+
+
+def _vertical_first(width: int, height: int, out_width: int, out_height: int) -> bool:
+    """Which pass Pillow runs first; the intermediate rounding makes the order matter.
+
+    Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many
+    pixels as the width; older Pillow always ran the horizontal pass first. The installed
+    Pillow is asked once, on a small image where the two orders give different pixels.
+    """
+    shrink = height - out_height
+    return shrink > 0 and shrink > (width - out_width) * 2 and _pillow_has_vertical_first()
+
+
+@functools.lru_cache(maxsize=1)
+def _pillow_has_vertical_first() -> bool:
+    probe = np.random.default_rng(4).integers(0, 256, (33, 7), dtype=np.uint8)
+    pillow = np.asarray(Image.fromarray(probe).resize((8, 8), Image.LANCZOS))
+    return np.array_equal(pillow, _resize(probe, 8, 8, vertical_first=True))
+
+
+def lanczos_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`Image.fromarray(pixels).resize(size, Image.LANCZOS)` for a 2-D uint8 array, as uint8.
+
+    Meant for small outputs (hashes): the weight matrices are input size x output size.
+    """
+    width, height = size
+    rows, columns = pixels.shape
+    if (columns, rows) == (width, height):
+        return pixels.copy()
+    return _resize(pixels, width, height, _vertical_first(columns, rows, width, height))
+
+
+def _resize(pixels: np.ndarray, width: int, height: int, vertical_first: bool) -> np.ndarray:
+    rows, columns = pixels.shape
+    resize_columns, resize_rows = width != columns, height != rows
+    if resize_columns:
+        across, left, right = _weights(columns, width)
+        pixels = pixels[:, left:right]
+    if resize_rows:
+        down, top, bottom = _weights(rows, height)
+        pixels = pixels[top:bottom]
+    result = pixels.astype(np.float64)
+    if vertical_first and resize_rows:
+        result = _round_like_pillow(down.T @ result)
+        resize_rows = False
+    if resize_columns:
+        result = _round_like_pillow(result @ across)
+    if resize_rows:
+        result = _round_like_pillow(down.T @ result)
+    return result.astype(np.uint8)
