@@ -102,7 +102,8 @@ class DifferenceHash(HashMethod):
 
 def _shrunk(image: Image.Image, width: int, height: int) -> np.ndarray:
     """The gray image at width x height, exactly as ImageHash's `convert("L").resize(...)`."""
-    return lanczos_resize(np.asarray(image.convert("L")), (width, height))
+    return lanczos_resize(np.asarray(image if image.mode == "L" else image.convert("L")),
+                          (width, height))
 
 
 @register
