@@ -61,6 +61,22 @@ def test_ahash_phash_dhash_give_imagehash_bits_exactly():
                                       stock_hash(image, hash_size=hash_size).hash), name
 
 
+def test_crophash_segments_equal_imagehash_exactly():
+    """Regions by connected-component labelling, same boxes, same order, same segment bits."""
+    method = get_method("crophash")
+    images = [Image.open(path).convert("L") for path in photos_of("sacre_coeur")[:3]]
+    images += [Image.open(photos_of("tower_bridge")[1]).convert("L"),
+               Image.new("L", (320, 240), 200),  # one bright region: the whole image
+               Image.new("L", (64, 48), 10)]  # too small for any region: the fallback box
+    noise = np.random.default_rng(3).integers(0, 256, (120, 160), dtype=np.uint8)
+    images.append(Image.fromarray(noise))  # many one-pixel regions: ImageHash's stop quirk
+    for image in images:
+        stock = imagehash.crop_resistant_hash(image)
+        expected = np.stack([np.asarray(h.hash, np.uint8).reshape(-1)
+                             for h in stock.segment_hashes])
+        assert np.array_equal(method.extract(image), expected)
+
+
 def test_whash_and_colorhash_shortcuts_give_imagehash_bits_exactly():
     """whash and colorhash are computed by our own exact routes; they must equal ImageHash."""
     from lookalike.methods.hashes import color_hash_bits, wavelet_hash_bits

@@ -224,8 +224,9 @@ class CropResistantHash(Method):
         return {"gray": self.gray, "bit_error_rate": self.bit_error_rate}
 
     def extract(self, image: Image.Image) -> np.ndarray:
-        multi = imagehash.crop_resistant_hash(image)
-        return np.stack([np.asarray(h.hash, dtype=np.uint8).reshape(-1) for h in multi.segment_hashes])
+        dhash = DifferenceHash()
+        boxes = crop_resistant_boxes(image)
+        return np.stack([dhash.extract(image.crop(box)) for box in boxes])
 
     def score(self, a: np.ndarray, b: np.ndarray) -> float:
         """ImageMultiHash matching, as a similarity in [0, 1]: share of a's segments that
@@ -238,3 +239,45 @@ class CropResistantHash(Method):
             return 0.0
         tie_breaker = float(matched.sum()) / (matched.size * bits)
         return (matched.size - tie_breaker) / a.shape[0]
+
+
+# ImageHash's crop_resistant_hash defaults: segment on a 300 x 300 blurred copy, bright
+# ("hill") and dark ("valley") regions split at 128, regions above 500 pixels hashed.
+_SEGMENTATION_SIZE = 300
+_SEGMENT_THRESHOLD = 128
+_MIN_SEGMENT_PIXELS = 500
+
+
+def crop_resistant_boxes(image: Image.Image) -> list[tuple[float, float, float, float]]:
+    """The crop boxes (in `image` pixels) of ImageHash's `crop_resistant_hash`, in its order.
+
+    ImageHash finds the regions by a flood fill in Python sets (~190 ms a photo); they are the
+    4-connected components of the thresholded image, which `scipy.ndimage.label` finds in
+    raster order of their first pixel, the order ImageHash finds them in. The one quirk kept
+    is when ImageHash stops looking for dark regions: its count of finished pixels includes
+    the 2 x (w + h) sentinels around the border and misses each one-pixel region's pixel.
+    """
+    from PIL import ImageFilter
+    from scipy import ndimage
+
+    size = _SEGMENTATION_SIZE
+    small = image.convert("L").resize((size, size), Image.LANCZOS)
+    small = small.filter(ImageFilter.GaussianBlur()).filter(ImageFilter.MedianFilter())
+    bright = np.asarray(small) > _SEGMENT_THRESHOLD
+    segments = []
+    counted = 4 * size  # ImageHash's border sentinels
+    for mask, is_dark in ((bright, False), (~bright, True)):
+        labels, found = ndimage.label(mask)  # 4-connected, numbered in raster order
+        pixels = np.bincount(labels.ravel(), minlength=found + 1)
+        for number, region in enumerate(ndimage.find_objects(labels), start=1):
+            if is_dark and counted >= size * size:
+                break
+            counted += pixels[number] - (pixels[number] == 1)
+            if pixels[number] > _MIN_SEGMENT_PIXELS:
+                segments.append(region)
+    scale_x, scale_y = image.width / size, image.height / size
+    if not segments:  # ImageHash: one segment spanning the whole image
+        return [(0.0, 0.0, size * scale_x, size * scale_y)]
+    return [(rows_cols[1].start * scale_x, rows_cols[0].start * scale_y,
+             rows_cols[1].stop * scale_x, rows_cols[0].stop * scale_y) for rows_cols in segments]
+
