@@ -165,6 +165,11 @@ def measure(side: str, method_name: str, paths: list[str], jobs: int) -> dict:
     if method_name in HASHES[:5]:
         output = [np.asarray(f.hash if side == "stock" else f, dtype=np.uint8).reshape(-1).tolist()
                   for f in features]
+    elif method_name == "crophash":  # one row of bits per segment, as many rows as segments
+        stacks = ([[h.hash for h in f.segment_hashes] for f in features] if side == "stock"
+                  else features)
+        output = [np.asarray(stack, dtype=np.uint8).reshape(len(stack), -1).tolist()
+                  for stack in stacks]
     elif method_name == "augnet":
         output = [np.asarray(f, dtype=np.float32).tolist() for f in features]
     return {"images_per_s": len(paths) / extract_seconds, "pairs_per_s": pairs / score_seconds,
@@ -219,6 +224,9 @@ def time_compare(paths: list[str], cache: Path, jobs: int) -> float:
 def agreement(method: str, stock: dict, ours: dict) -> str:
     if stock["output"] is None:
         return "-"
+    if method == "crophash":  # segment lists: the same segments in the same order, or not
+        same = [np.array_equal(a, b) for a, b in zip(stock["output"], ours["output"])]
+        return f"{np.mean(same):.0%} identical segment hashes"
     a, b = np.array(stock["output"]), np.array(ours["output"])
     if method == "augnet":
         return f"max abs diff {np.abs(a - b).max():.1e}"
