@@ -212,6 +212,7 @@ class CropResistantHash(Method):
     feature_kind: ClassVar[str] = SEGMENTS
     cache_scores: ClassVar[bool] = True
     order: ClassVar[int] = 11
+    parallel: ClassVar[str] = "threads"  # Pillow and scipy.ndimage do the work
     bit_error_rate: float = 0.25
 
     def load_options(self) -> LoadOptions:
