@@ -57,7 +57,7 @@ def test_threads_for_gil_free_methods_processes_otherwise():
     pool = _make_pool([get_method("phash"), get_method("akaze")], jobs=2)
     assert isinstance(pool, futures.ThreadPoolExecutor)
     pool.shutdown()
-    pool = _make_pool([get_method("phash"), get_method("crophash")], jobs=2)
+    pool = _make_pool([get_method("phash"), get_method("text")], jobs=2)  # OCR: processes
     assert isinstance(pool, futures.ProcessPoolExecutor)
     pool.shutdown()
     assert _make_pool([get_method("phash")], jobs=1) is None
