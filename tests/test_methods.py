@@ -93,6 +93,14 @@ def test_whash_and_colorhash_shortcuts_give_imagehash_bits_exactly():
         assert np.array_equal(color_hash_bits(image, 4), imagehash.colorhash(image, 4).hash)
 
 
+def test_colorhash_bin_counts_equal_bincount_below_and_above_float32_exact_range():
+    from lookalike.methods.hashes import _pixels_per_bin
+
+    for size in (1000, (1 << 24) + 5):  # OpenCV below 2^24 pixels, np.bincount above
+        bins = np.random.default_rng(size).integers(0, 15, (size, 1), dtype=np.uint8)
+        assert np.array_equal(_pixels_per_bin(bins), np.bincount(bins.ravel(), minlength=15))
+
+
 def test_hash_matrix_equals_pairwise_scores():
     paths = photos_of("tower_bridge")
     method = get_method("dhash")

@@ -187,9 +187,11 @@ def _colorhash_bin_of_rgb() -> np.ndarray:
 
 def color_hash_bits(image: Image.Image, binbits: int = 3) -> np.ndarray:
     """ImageHash's `colorhash`, with the per-pixel work done as one lookup into a colour table."""
-    packed = np.asarray(image.convert("RGBX")).view("<u4")[..., 0]  # one uint32 per pixel
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    # Pillow keeps RGB as 4 bytes a pixel; "RGBX" raw bytes are that storage, copied once.
+    packed = np.frombuffer(rgb.tobytes("raw", "RGBX"), "<u4").reshape(rgb.height, rgb.width)
     bins = _colorhash_bin_of_rgb()[packed & 0xFFFFFF]
-    counts = np.bincount(bins.ravel(), minlength=_BLACK + 1)
+    counts = _pixels_per_bin(bins.reshape(-1, 1))
     pixels = bins.size
     colours = max(1, pixels - counts[_BLACK] - counts[_GRAY])
     top = 2 ** binbits
@@ -200,6 +202,17 @@ def color_hash_bits(image: Image.Image, binbits: int = 3) -> np.ndarray:
     bits = [value // (2 ** (binbits - i - 1)) % 2 ** (binbits - i) > 0
             for value in values for i in range(binbits)]
     return np.asarray(bits).reshape((-1, binbits))
+
+
+def _pixels_per_bin(bins: np.ndarray) -> np.ndarray:
+    """How many pixels fall in each colorhash bin. OpenCV counts 8-bit values directly, where
+    np.bincount first copies them to 8-byte integers; its float32 counts are exact below 2^24."""
+    if bins.size >= 1 << 24:
+        return np.bincount(bins.ravel(), minlength=_BLACK + 1)
+    import cv2
+
+    counts = cv2.calcHist([bins], [0], None, [_BLACK + 1], [0, _BLACK + 1])
+    return counts.ravel().astype(np.int64)
 
 
 @register
