@@ -238,7 +238,10 @@ def _extract_plain(methods, paths, cache, jobs, quiet) -> list[FeatureSet]:
             for start in range(0, len(paths), CHUNK):
                 queued = _queue_chunk(collector, paths[start:start + CHUNK], cache, pool, bar)
                 if in_flight is not None:
-                    pool = _finish_chunk(collector, in_flight, cache, pool, jobs, bar)
+                    old_pool, pool = pool, _finish_chunk(collector, in_flight, cache, pool,
+                                                         jobs, bar)
+                    if pool is not old_pool:  # a worker died; the queued chunk went with it
+                        _submit(collector.methods, queued, pool)
                 in_flight = queued
             if in_flight is not None:
                 pool = _finish_chunk(collector, in_flight, cache, pool, jobs, bar)
@@ -271,12 +274,17 @@ def _queue_chunk(collector: _Collector, chunk, cache, pool, bar) -> _QueuedChunk
     todo = {path: [m for m in range(len(missing)) if path in missing_sets[m]] for path in contents}
     todo = {path: wanted for path, wanted in todo.items() if wanted}
     bar.update(len(chunk) - len(todo))
-    running = None
+    queued = _QueuedChunk(todo, contents, None)
+    _submit(collector.methods, queued, pool)
+    return queued
+
+
+def _submit(methods, queued: _QueuedChunk, pool) -> None:
+    """Hand a chunk's files to the pool; without one they are computed when finished."""
     if pool is not None:
-        methods = collector.methods
-        running = {pool.submit(_extract_file, [methods[m] for m in wanted], path, contents[path]):
-                   (path, wanted) for path, wanted in todo.items()}
-    return _QueuedChunk(todo, contents, running)
+        queued.running = {
+            pool.submit(_extract_file, [methods[m] for m in wanted], path, queued.contents[path]):
+            (path, wanted) for path, wanted in queued.todo.items()}
 
 
 def _finish_chunk(collector: _Collector, queued: _QueuedChunk, cache, pool, jobs, bar):

@@ -88,3 +88,22 @@ def test_a_file_that_kills_its_worker_is_reported_and_the_rest_kept(tmp_path):
     found = extract_features(CrashesOnTinyImages(), paths, jobs=2)
     assert found.paths == [p for p in paths if "photo1" not in p]
     assert "worker process died" in found.errors[paths[1]]
+
+
+def test_a_worker_crash_does_not_cost_the_queued_next_chunk(tmp_path, monkeypatch):
+    """The next chunk is queued on the pool before the crash is seen; it goes to the new
+    pool, not file by file through fresh processes."""
+    from lookalike import features
+
+    alone = []
+    retry = features._extract_in_own_worker
+    monkeypatch.setattr(features, "_extract_in_own_worker",
+                        lambda methods, path, data: alone.append(path) or retry(methods, path, data))
+    paths = []
+    for index in range(features.CHUNK + 6):
+        path = tmp_path / f"photo{index:02d}.png"
+        Image.new("RGB", (13 if index == 1 else 40, 30), (index * 5, 90, 200)).save(path)
+        paths.append(str(path))
+    found = extract_features(CrashesOnTinyImages(), paths, jobs=2)
+    assert found.paths == [p for p in paths if "photo01" not in p]
+    assert paths[1] in alone and not set(alone) & set(paths[features.CHUNK:])
