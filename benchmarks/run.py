@@ -3,8 +3,9 @@
     make bench                      # or: .venv/bin/python benchmarks/run.py --data ../shared/data/landmarks
 
 Each measurement runs in a fresh subprocess so that its peak memory (max RSS, children
-included) is its own, and --repeats times, interleaved with the other side; the best run counts. Per method it records extraction images/s from file and scoring pairs/s,
-for lookalike and for the stock path the study used:
+included) is its own, and --repeats times, interleaved with the other side; the best run
+counts. Per method it records extraction images/s from file and scoring pairs/s, for
+lookalike and for the stock path the study used:
   - hashes: ImageHash on `Image.open` files, one at a time; scoring by `ImageHash - ImageHash`;
   - augnet: imgsim's own `Vectorizer.vectorize` steps one image at a time (cv2.imread,
     resize_short, float64 normalise, forward without inference mode); scoring by imgsim.distance;

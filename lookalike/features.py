@@ -238,13 +238,10 @@ def _extract_plain(methods, paths, cache, jobs, quiet) -> list[FeatureSet]:
             for start in range(0, len(paths), CHUNK):
                 queued = _queue_chunk(collector, paths[start:start + CHUNK], cache, pool, bar)
                 if in_flight is not None:
-                    old_pool, pool = pool, _finish_chunk(collector, in_flight, cache, pool,
-                                                         jobs, bar)
-                    if pool is not old_pool:  # a worker died; the queued chunk went with it
-                        _submit(collector.methods, queued, pool)
+                    pool = _finish_chunk(collector, in_flight, cache, pool, jobs, bar, queued)
                 in_flight = queued
             if in_flight is not None:
-                pool = _finish_chunk(collector, in_flight, cache, pool, jobs, bar)
+                pool = _finish_chunk(collector, in_flight, cache, pool, jobs, bar, None)
     finally:
         bar.close()
         if pool is not None:
@@ -287,9 +284,11 @@ def _submit(methods, queued: _QueuedChunk, pool) -> None:
             (path, wanted) for path, wanted in queued.todo.items()}
 
 
-def _finish_chunk(collector: _Collector, queued: _QueuedChunk, cache, pool, jobs, bar):
+def _finish_chunk(collector: _Collector, queued: _QueuedChunk, cache, pool, jobs, bar,
+                  following: _QueuedChunk | None):
     """Collect a chunk's results into the collector and the cache; return the pool to go on
-    with (a new one when a worker process died)."""
+    with. When a worker process died, that is a new pool, and the `following` chunk, queued
+    on the dead one, is handed to it."""
     methods = collector.methods
     stored: list = []
     crashed = []
@@ -309,6 +308,8 @@ def _finish_chunk(collector: _Collector, queued: _QueuedChunk, cache, pool, jobs
                 collector.take(m, path, status, value, stored)
             bar.update(1)
         pool = _make_pool(methods, jobs)
+        if following is not None:
+            _submit(methods, following, pool)
     cache.put_many(stored)
     return pool
 

@@ -99,33 +99,25 @@ def _resize(pixels: np.ndarray, width: int, height: int, vertical_first: bool) -
         down, top, bottom = _weights(rows, height)
         pixels = pixels[top:bottom]
     if vertical_first and resize_rows:
-        pixels = _round_like_pillow(_shrink_columns(down, pixels))
+        pixels = _round_like_pillow(_product(pixels.T, down).T)
         resize_rows = False
     if resize_columns:
-        pixels = _round_like_pillow(_shrink_rows(pixels, across))
+        pixels = _round_like_pillow(_product(pixels, across))
     if resize_rows:
-        pixels = _round_like_pillow(_shrink_columns(down, pixels))
+        pixels = _round_like_pillow(_product(pixels.T, down).T)
     return pixels.astype(np.uint8)
 
 
-# Pixels are converted to float64 a block at a time (~0.5 MB, reused while in cache):
+# Pixels are converted to float64 a block of rows at a time (~0.5 MB, reused while in cache):
 # converting a whole photo at once costs as much as the product itself.
 _BLOCK = 64
 
 
-def _shrink_rows(pixels: np.ndarray, across: np.ndarray) -> np.ndarray:
-    """pixels @ across: each row of pixels becomes its row of output pixels."""
-    out = np.empty((pixels.shape[0], across.shape[1]))
+def _product(pixels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """pixels @ weights: each row of pixels (a column, for a transposed view) becomes its row
+    of output pixels."""
+    out = np.empty((pixels.shape[0], weights.shape[1]))
     for start in range(0, pixels.shape[0], _BLOCK):
         block = pixels[start:start + _BLOCK].astype(np.float64)
-        np.matmul(block, across, out=out[start:start + _BLOCK])
-    return out
-
-
-def _shrink_columns(down: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """down.T @ pixels: each column of pixels becomes its column of output pixels."""
-    out = np.empty((down.shape[1], pixels.shape[1]))
-    for start in range(0, pixels.shape[1], _BLOCK * 8):
-        block = pixels[:, start:start + _BLOCK * 8].astype(np.float64)
-        np.matmul(down.T, block, out=out[:, start:start + _BLOCK * 8])
+        np.matmul(block, weights, out=out[start:start + _BLOCK])
     return out
