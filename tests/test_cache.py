@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import shutil
@@ -12,6 +13,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from conftest import photos_of
 from lookalike.cache import FeatureCache
@@ -137,3 +139,22 @@ def test_pair_scores_of_slow_methods_are_cached(tmp_path):
     assert not calls and np.array_equal(first, second)
     other = get_method("akaze", ratio=0.8)  # a scoring setting: other keys, fresh scores
     assert other.score_key() != method.score_key()
+
+
+def test_array_encoding_round_trips_and_reads_old_entries():
+    from lookalike.methods.base import decode_arrays, encode_arrays
+
+    arrays = [np.arange(64, dtype=np.uint8) % 2, np.linspace(-1, 1, 768, dtype=np.float32),
+              np.zeros((3, 0), np.int64), np.ones((2, 3, 4), ">f4")]
+    for array in arrays:
+        back = decode_arrays(encode_arrays(array))
+        assert back.dtype == array.dtype and back.shape == array.shape
+        assert np.array_equal(back, array) and back.flags.writeable
+    keypoints = {"points": np.ones((5, 2), np.float32), "descriptors": np.zeros((5, 61), np.uint8)}
+    back = decode_arrays(encode_arrays(keypoints))
+    assert set(back) == set(keypoints) and all(np.array_equal(back[k], keypoints[k]) for k in back)
+    old = io.BytesIO()  # entries cached by earlier versions are .npz archives
+    np.savez(old, __array__=np.arange(5))
+    assert np.array_equal(decode_arrays(old.getvalue()), np.arange(5))
+    with pytest.raises(ValueError):
+        decode_arrays(encode_arrays(np.arange(10))[:-3])

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lookalike.loading import ImageLoadError, LoadOptions, decode_image, find_images, load_image
 
@@ -45,13 +45,29 @@ def test_gif_takes_first_frame():
     assert pixel[0] > 200 and pixel[2] < 50
 
 
-def test_exif_orientation_is_applied():
+@pytest.mark.parametrize("options", [LoadOptions(), LoadOptions(luminance_only=True)])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(options, orientation):
     image = gradient(80, 40)
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
-    loaded = decode_image(encoded(image, "JPEG", exif=exif), "rotated.jpg")
-    assert loaded.size == (40, 80)
-    assert loaded.info["original_size"] == (40, 80)
+    exif[0x0112] = orientation  # 6: rotate 90 degrees clockwise on display
+    data = encoded(image, "JPEG", exif=exif, quality=95)
+    loaded = decode_image(data, "rotated.jpg", options)
+    upright = (80, 40) if orientation < 5 else (40, 80)
+    assert loaded.size == upright and loaded.info["original_size"] == upright
+    reference = ImageOps.exif_transpose(Image.open(io.BytesIO(data)).convert(loaded.mode))
+    assert np.abs(np.asarray(loaded, np.int16) - np.asarray(reference, np.int16)).max() <= 1
+
+
+def test_jpeg_luma_equals_pillows_decode(landmarks_dir):
+    """Luma comes from OpenCV's decoder when it can; the pixels are Pillow's, exactly."""
+    for path in sorted(landmarks_dir.glob("*/*.jpg"))[:6]:
+        data = path.read_bytes()
+        ours = decode_image(data, path.name, LoadOptions(luminance_only=True))
+        pillow = Image.open(io.BytesIO(data))
+        pillow.draft("L", pillow.size)
+        pillow = ImageOps.exif_transpose(pillow.convert("L"))
+        assert ours.mode == "L" and np.array_equal(np.asarray(ours), np.asarray(pillow)), path
 
 
 def test_rgba_is_composited_on_white():
