@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import LANDMARKS, manifest_rows
 from lookalike.loading import LoadOptions, load_image
-from lookalike.resample import _vertical_first, lanczos_resize
+from lookalike.resample import _vertical_first, _weights, lanczos_resize
 
 HASH_SIZES = [(8, 8), (9, 8), (32, 32)]  # ahash, dhash, phash
 
@@ -48,3 +48,12 @@ def test_extremes_are_clamped_like_pillow():
 def test_pass_order_rule_covers_both_cases():
     assert not _vertical_first(640, 480, 8, 8)
     assert _vertical_first(100, 2001, 8, 8)
+
+
+def test_wide_shrinks_use_bands_and_small_ones_one_product():
+    """phash's 32 outputs are computed in bands of 8 (exactness is checked above on the same
+    sizes); for 8 or 9 outputs the bands would overlap and one product is cheaper."""
+    assert len(_weights(1000, 32)[3]) == 4
+    assert len(_weights(1000, 8)[3]) == 1 and len(_weights(1000, 9)[3]) == 1
+    first, end, out_first, out_end = _weights(1000, 32)[3][1]
+    assert (out_first, out_end) == (8, 16) and end - first < 500
