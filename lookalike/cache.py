@@ -30,7 +30,15 @@ def default_cache_path() -> Path:
 
 
 def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    """A file's identity in cache keys: 128 bits of SHA-256 of its bytes.
+
+    Every extraction hashes every file, so the hash's speed counts: with the SHA instructions
+    of current x86 and ARM CPUs, SHA-256 takes ~0.2 ms for a 400 kB photo, half of BLAKE2b's
+    time (which this used before; those entries simply miss once). It stays a cryptographic
+    hash: a cache shared between users or machines must not hand one photo another's features
+    through a crafted collision.
+    """
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 class FeatureCache:

@@ -16,6 +16,7 @@ stored with descriptors quantised to 8 bits to keep the index small.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +32,6 @@ from typing import Any, Self
 
 import numpy as np
 
-from lookalike.cache import content_hash
 from lookalike.features import extract_features
 from lookalike.loading import IMAGE_EXTENSIONS, find_images
 from lookalike.methods import get_method, method_names
@@ -178,6 +178,13 @@ def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None
 
 
 # -- the index file --------------------------------------------------------------------------------
+def photo_digest(data: bytes) -> str:
+    """A reference photo's identity in the index (adding it twice is skipped, and removing it
+    by its file works after a move). Stored in the index file, so unlike the feature cache's
+    key it never changes: BLAKE2b, 128 bits."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS landmarks (
@@ -368,7 +375,7 @@ class GalleryIndex:
         for entry in entries:
             for path in entry.photos:
                 try:
-                    digest = content_hash(Path(path).read_bytes())
+                    digest = photo_digest(Path(path).read_bytes())
                 except OSError as error:
                     report.errors[path] = f"cannot read: {error.strerror or error}"
                     continue
@@ -402,7 +409,7 @@ class GalleryIndex:
             matched = {r.id for r in self.references.values()
                        if r.path in (str(photo), os.path.abspath(photo))}
             if not matched and os.path.isfile(photo):
-                digest = content_hash(Path(photo).read_bytes())
+                digest = photo_digest(Path(photo).read_bytes())
                 matched = {r.id for r in self.references.values() if r.content_hash == digest}
             if not matched:
                 report.errors[str(photo)] = "not a reference photo of this index"

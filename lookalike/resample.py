@@ -30,7 +30,7 @@ def _sinc(x: np.ndarray) -> np.ndarray:
     return result
 
 
-@functools.lru_cache(maxsize=128)  # photo sizes repeat; at most ~32 MB of weights
+@functools.lru_cache(maxsize=128)  # a camera's photos share sizes; at most ~32 MB of weights
 def _weights(in_size: int, out_size: int) -> tuple[np.ndarray, int, int, tuple]:
     """Pillow's integer LANCZOS weights as an (inputs used) x out_size matrix, with the range
     [first, end) of inputs they cover and the matrix's bands (see `_bands`). Computed as
@@ -41,19 +41,23 @@ def _weights(in_size: int, out_size: int) -> tuple[np.ndarray, int, int, tuple]:
     centers = (np.arange(out_size) + 0.5) * scale
     starts = np.maximum((centers - support + 0.5).astype(np.int64), 0)  # C casts truncate
     ends = np.minimum((centers + support + 0.5).astype(np.int64), in_size)
-    taps = np.arange(in_size)[:, None]
-    used = (taps >= starts) & (taps < ends)
+    # Each output's window of taps, one column per output: ~0.3 ms for a new side length
+    # instead of ~1 ms for a full in_size x out_size table (the dev photos have 101 lengths).
+    taps = starts + np.arange(max(int((ends - starts).max()), 1))[:, None]
+    used = taps < ends
     x = (taps - centers + 0.5) * (1.0 / filter_scale)
     inside = used & (x >= -_LANCZOS_SUPPORT) & (x < _LANCZOS_SUPPORT)
-    weights = np.zeros((in_size, out_size))
-    weights[inside] = _sinc(x[inside]) * _sinc(x[inside] / 3.0)
-    totals = weights.sum(axis=0)  # summed in tap order, as Pillow sums them
-    weights = np.divide(weights, totals, out=weights, where=totals != 0.0)
-    fixed = weights * (1 << _PRECISION_BITS)
+    window = np.zeros(taps.shape)
+    window[inside] = _sinc(x[inside]) * _sinc(x[inside] / 3.0)
+    totals = window.sum(axis=0)  # down each column: summed in tap order, as Pillow sums them
+    window = np.divide(window, totals, out=window, where=totals != 0.0)
+    fixed = window * (1 << _PRECISION_BITS)
     fixed = np.where(fixed < 0, np.trunc(fixed - 0.5), np.trunc(fixed + 0.5))
     first, end = int(starts[0]), int(ends[-1])
-    fixed = np.ascontiguousarray(fixed[first:end])
-    return fixed, first, end, _bands(fixed)
+    dense = np.zeros((end - first, out_size))
+    outputs = np.broadcast_to(np.arange(out_size), taps.shape)
+    dense[taps[used] - first, outputs[used]] = fixed[used]
+    return dense, first, end, _bands(dense)
 
 
 _BAND_OUTPUTS = 8

@@ -145,3 +145,13 @@ def test_manifest_as_gallery_and_bad_inputs(tmp_path):
     not_index.write_text("hello")
     assert main(["index", "info", str(not_index)]) == 1
     assert main(["index", "info", str(tmp_path / "none.lkidx")]) == 1
+
+
+def test_photo_digest_is_part_of_the_file_format():
+    """Indexes store this digest to skip duplicates and remove moved photos: it must never
+    change, even when the feature cache's key does."""
+    from lookalike.cache import content_hash
+    from lookalike.index import photo_digest
+
+    assert photo_digest(b"lookalike") == "a47cc7f521bfe9ec68e2e41a630b35ac"
+    assert content_hash(b"lookalike") == "3a6a4818aab088a575cd9fde98be28d1"
