@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.methods.verified import Verified, VerifyResult
+from lookalike.methods.verified import PairMemo, Verified, VerifyResult
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "fused_model.json"
 FEATURE_NAMES = ["global", "global_expanded", "log_inliers_h", "log_inliers_f", "log_matches",
@@ -171,18 +171,10 @@ class FusedScorer:
         return results
 
     def verify(self, a: dict, b: dict) -> VerifyResult:
-        """`verifier.verify`, remembering each pair (and its reverse) while the scorer lives.
-
-        Ranking every photo of a set against the others meets each pair twice; the memo holds
-        the features it saw, so their ids stay unique while it lives."""
-        memo = self.__dict__.setdefault("_memo", {})
-        if (id(b), id(a)) in memo:
-            return memo[(id(b), id(a))][0].swapped()
-        if (id(a), id(b)) not in memo:
-            if len(memo) > 200_000:
-                memo.clear()
-            memo[(id(a), id(b))] = (self.verifier.verify_either_way(a, b), a, b)
-        return memo[(id(a), id(b))][0]
+        """`verifier.verify_either_way`, each pair (and its reverse) verified once while the
+        scorer lives."""
+        memo = self.__dict__.setdefault("_pairs", PairMemo(200_000))
+        return memo.get(a, b, self.verifier.verify_either_way, VerifyResult.swapped)
 
     def _settings(self) -> tuple[int, int]:
         model = self.model

@@ -140,3 +140,17 @@ def test_scores_are_symmetric_and_do_not_depend_on_jobs(landmarks_dir):
     two = compare(paths, methods="verified", cache=False, jobs=2).matrices["verified"].scores
     assert np.array_equal(one, two)
     assert np.array_equal(two, two.T)
+
+
+def test_pair_memo_computes_each_pair_once_in_either_order():
+    from lookalike.methods.verified import PairMemo
+
+    calls = []
+    memo = PairMemo(limit=3)
+    a, b, c = object(), object(), object()
+    compute = lambda x, y: calls.append((x, y)) or len(calls)  # noqa: E731
+    assert memo.get(a, b, compute) == 1
+    assert memo.get(a, b, compute) == 1 and memo.get(b, a, compute, lambda r: -r) == -1
+    assert memo.get(a, c, compute) == 2 and memo.get(b, c, compute) == 3 and len(calls) == 3
+    memo.get(c, c, compute)  # past the limit the memo starts over
+    assert len(memo.pairs) == 1

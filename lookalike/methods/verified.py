@@ -264,17 +264,37 @@ class Verified(Method):
 
     def score_matrix(self, queries, gallery) -> np.ndarray:
         """Scores are symmetric, so a pair met in both directions (even in another row block
-        of the same matrix) is verified once. The memo holds the features it saw, so their
-        ids stay unique while it lives."""
-        known = self.__dict__.setdefault("_known", {})
-        if len(known) > 500_000:
-            known.clear()
+        of the same matrix) is verified once."""
+        memo = self.__dict__.setdefault("_pairs", PairMemo(500_000))
         matrix = np.empty((len(queries), len(gallery)))
         for i, query in enumerate(queries):
             for j, item in enumerate(gallery):
-                hit = known.get((id(item), id(query)))
-                if hit is None:
-                    hit = (self.score(query, item), query, item)
-                    known[(id(query), id(item))] = hit
-                matrix[i, j] = hit[0]
+                matrix[i, j] = memo.get(query, item, self.score)
         return matrix
+
+
+class PairMemo:
+    """Results of a symmetric pair computation, found again whichever feature comes first.
+
+    Ranking every photo of a set against the others meets each pair twice. Keys are the two
+    features' ids; the memo holds the features themselves, so their ids stay unique while it
+    lives, and it starts over past `limit` pairs to bound its memory.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.pairs: dict[tuple[int, int], tuple] = {}
+
+    def get(self, a, b, compute, reverse=lambda result: result):
+        """compute(a, b), or a stored result for (a, b), or `reverse` of the one for (b, a)."""
+        hit = self.pairs.get((id(a), id(b)))
+        if hit is not None:
+            return hit[0]
+        hit = self.pairs.get((id(b), id(a)))
+        if hit is not None:
+            return reverse(hit[0])
+        if len(self.pairs) >= self.limit:
+            self.pairs.clear()
+        result = compute(a, b)
+        self.pairs[(id(a), id(b))] = (result, a, b)
+        return result
