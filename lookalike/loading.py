@@ -81,7 +81,9 @@ def _jpeg_luma(data: bytes) -> np.ndarray | None:
     Both bundle libjpeg-turbo and give the same pixels (tested), but OpenCV's decoder is ~13%
     faster, and the hashes spend most of their time here. OpenCV fills a truncated file with
     gray instead of failing, so only files that end with the end-of-image marker come here;
-    Pillow decodes (and reports) the rest.
+    Pillow decodes (and reports) the rest. Damaged data inside a complete file is decoded as
+    Pillow would, except that libjpeg prints its warning ("Corrupt JPEG data: ...") on stderr
+    where Pillow stays silent.
     """
     if data[-2:] != b"\xff\xd9":
         return None

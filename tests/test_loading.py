@@ -150,3 +150,13 @@ def test_find_images_recurses_sorted_and_keeps_given_paths(tmp_path):
     (tmp_path / ".hidden.jpg").write_bytes(b"x")
     found = find_images([str(tmp_path), str(tmp_path / "notes.txt")])
     assert found == [str(tmp_path / "a.jpg"), str(tmp_path / "b" / "c.PNG"), str(tmp_path / "notes.txt")]
+
+
+def test_damaged_but_complete_jpeg_decodes_like_pillow():
+    """Corrupt entropy-coded data with an intact end marker: both decoders go on (libjpeg
+    fills what it cannot read), so the photo is kept, in colour and in luma."""
+    data = bytearray(encoded(gradient(64, 64), "JPEG"))
+    middle = len(data) // 2
+    data[middle:middle + 8] = b"\xff\x00\x12\x34\xff\xd0\x00\x00"
+    for options in (LoadOptions(), LoadOptions(luminance_only=True)):
+        assert decode_image(bytes(data), "damaged.jpg", options).size == (64, 64)
