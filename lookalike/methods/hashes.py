@@ -1,10 +1,11 @@
 """Perceptual hashes from ImageHash, the study's first method family.
 
 Each hash is a bit string; similarity = 1 - Hamming distance / bits. `crophash` is a set of
-segment hashes matched with ImageHash's own segment matching. ahash, phash, dhash and crophash
-call ImageHash itself; whash and colorhash are computed here by shorter, exact routes to the
-same bits (tested against ImageHash on the dev photos), because ImageHash spends most of their
-time on work that cannot change the result.
+segment hashes matched with ImageHash's own segment matching. Every hash gives ImageHash's
+bits for the same pixels (tested against ImageHash), but by shorter routes: Pillow's LANCZOS
+shrink as matrix products (`lookalike.resample`), whash from block sums, colorhash from a
+colour-to-bin table, crophash's regions by connected-component labelling. ImageHash spends most
+of its time on work that cannot change the result.
 """
 
 from __future__ import annotations
