@@ -44,6 +44,9 @@ def add_common_options(parser: argparse.ArgumentParser, gray: bool = True) -> No
                        help="fine-tuned AugNet weights from `lookalike train` for augnet")
     group.add_argument("--device", default=None, metavar="DEV",
                        help="torch device for deep methods: auto (default), cpu, cuda, cuda:1")
+    group.add_argument("--preset", default=None, metavar="NAME",
+                       help="pipeline for fused, index and evaluate --identify: fast, default, "
+                            "accurate or classic (see `lookalike presets`)")
 
 
 def default_jobs() -> int:
@@ -57,7 +60,8 @@ def cache_from_args(args: argparse.Namespace):
 
 
 def method_settings_from_args(args: argparse.Namespace) -> dict:
-    return {"weights": getattr(args, "weights", None), "device": getattr(args, "device", None)}
+    return {"weights": getattr(args, "weights", None), "device": getattr(args, "device", None),
+            "preset": getattr(args, "preset", None)}
 
 
 def report_errors(errors: dict[str, str]) -> int:
@@ -121,7 +125,18 @@ def run_methods(args: argparse.Namespace) -> int:
     from lookalike.methods import method_classes
 
     for name, cls in method_classes().items():
-        print(f"{name:<10} {cls.feature_kind:<8} {cls.description}")
+        print(f"{name:<10} {cls.role:<8} {cls.description}")
+    return EXIT_OK
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    from lookalike.presets import DEFAULT_PRESET, PRESETS
+
+    for preset in PRESETS.values():
+        mark = " (default)" if preset.name == DEFAULT_PRESET else ""
+        print(f"{preset.name:<9} global {preset.global_method} {preset.global_settings}, "
+              f"local {preset.local_method} {preset.local_settings}, shortlist "
+              f"{preset.shortlist}{mark}\n          {preset.description}")
     return EXIT_OK
 
 
@@ -163,9 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(features)
     features.set_defaults(handler=run_features)
 
-    methods = subparsers.add_parser("methods", help="list the available methods",
-                                    description="List methods: name, feature kind, description.")
+    methods = subparsers.add_parser(
+        "methods", help="list the available methods",
+        description="List methods: name, role (global descriptor, local matcher or pairwise "
+                    "score), description.")
     methods.set_defaults(handler=run_methods)
+
+    presets = subparsers.add_parser(
+        "presets", help="list the named pipelines (--preset)",
+        description="List presets: which global descriptor shortlists and which local matcher "
+                    "verifies.")
+    presets.set_defaults(handler=run_presets)
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_command(subparsers)

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from lookalike.focus import Region, read_regions, regions_for
 from lookalike.loading import ImageLoadError, LoadOptions, load_image
-from lookalike.methods.verified import Verified, VerifyResult
+from lookalike.matching import Match as VerifyResult
 
 HEIGHT = 640  # each photo is drawn at this height
 INLIER = (40, 220, 60)
@@ -80,50 +80,39 @@ def draw(image_a: Image.Image, image_b: Image.Image, result: VerifyResult, scale
 
 
 def explain(path_a: str, path_b: str, regions_path: str | None = None, cache=None,
-            with_probability: bool = True) -> Explanation:
-    """Verify two photos and draw the result; raises `ImageLoadError` for an unreadable photo."""
+            with_probability: bool = True, preset: str | None = None) -> Explanation:
+    """Verify two photos with the preset's local matcher and draw the result, through the
+    same pipeline as `fused` and `identify` (so the counts agree with theirs); raises
+    `ImageLoadError` for an unreadable photo."""
     from lookalike.compare import open_cache
     from lookalike.features import extract_features
+    from lookalike.methods import get_method
 
-    method = Verified()
+    method = get_method("fused", preset=preset or "default")
     features = extract_features(method, [path_a, path_b], open_cache(cache), quiet=True)
     if features.errors:
         path, reason = next(iter(features.errors.items()))
         raise ImageLoadError(path, reason)
-    fa, fb = features.features
-    result = method.verify(fa, fb)
+    item_a, item_b = features.features
     probability = None
     if with_probability:
-        probability = fused_probability(path_a, path_b, cache)
+        probability, result = method.pipeline().pair_probability(item_a, item_b)
+    else:
+        result = method.parts()[1].match(item_a.local_feature, item_b.local_feature)
     verdict = "same landmark" if result.verified else "not verified"
-    caption = (f"{verdict}: {result.inliers} inliers ({result.model_kind or 'no model'}), "
-               f"homography {result.inliers_h}, fundamental {result.inliers_f}, "
-               f"{result.matches} tentative matches")
+    caption = (f"{verdict} ({method.parts()[1].name}): {result.inliers} inliers "
+               f"({result.model_kind or 'no model'}), homography {result.inliers_h}, "
+               f"fundamental {result.inliers_f}, {result.matches} tentative matches")
     if probability is not None:
         caption += f"; fused probability {probability:.2f}"
     regions = read_regions(regions_path) if regions_path else {}
     image_a = load_image(path_a, LoadOptions())
     image_b = load_image(path_b, LoadOptions())
+    fa, fb = item_a.local_feature, item_b.local_feature
     picture = draw(image_a, image_b, result, float(fa["scale"][0]), float(fb["scale"][0]),
                    caption, regions_for(path_a, regions, regions_path),
                    regions_for(path_b, regions, regions_path))
     return Explanation(result, probability, picture)
-
-
-def fused_probability(path_a: str, path_b: str, cache=None) -> float | None:
-    """The fused model's probability for the pair, or None when it is not available."""
-    try:
-        from lookalike.compare import open_cache
-        from lookalike.features import extract_features
-        from lookalike.methods import get_method
-
-        method = get_method("fused")
-        features = extract_features(method, [path_a, path_b], open_cache(cache), quiet=True)
-        if features.errors:
-            return None
-        return float(method.score(*features.features))
-    except (ImportError, FileNotFoundError, ValueError):
-        return None
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -132,7 +121,7 @@ def run_explain(args: argparse.Namespace) -> int:
     try:
         explanation = explain(args.photo_a, args.photo_b, args.regions,
                               cache=False if args.no_cache else args.cache,
-                              with_probability=not args.no_fused)
+                              with_probability=not args.no_fused, preset=args.preset)
     except ImageLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERRORS
@@ -153,8 +142,9 @@ def add_command(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "explain", help="draw the verified matches between two photos",
-        description="Verify two photos with local features and draw the inliers, the region "
-                    "they cover (the shared landmark) and any hand-drawn regions.",
+        description="Verify two photos with the preset's local matcher (ALIKED by default) and "
+                    "draw the inliers, the region they cover (the shared landmark) and any "
+                    "hand-drawn regions.",
     )
     parser.add_argument("photo_a", metavar="A", help="first photo")
     parser.add_argument("photo_b", metavar="B", help="second photo")
@@ -162,6 +152,6 @@ def add_command(subparsers) -> None:
     parser.add_argument("--regions", metavar="ROI.json",
                         help="sidecar JSON of boxes/polygons per photo (see lookalike.focus)")
     parser.add_argument("--no-fused", action="store_true",
-                        help="skip the fused probability (no deep model is run)")
+                        help="skip the fused probability (only the local matcher is run)")
     add_common_options(parser, gray=False)
     parser.set_defaults(handler=run_explain)

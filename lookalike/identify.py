@@ -1,13 +1,14 @@
 """Identify and verify landmarks in photos against a gallery index, in two stages.
 
 Why two stages: comparing a photo with every reference one by one (the study's way) costs a
-local-feature match per reference. Here a global AugNet vector shortlists the most similar
-references (one FAISS search), and only the best few landmarks of that shortlist are checked
-by local features with geometric verification (`verified`: RootSIFT + MAGSAC++; AKAZE + a
-USAC_MAGSAC homography when `verified` is absent). The evidence per candidate landmark (best
-cosine similarity, its margin over the best other landmark, inlier count and spread) goes
-through a logistic model fit on the dev photos by leave-one-out (`lookalike/data/`), giving a
-probability that the photo shows that landmark; below the threshold the answer is `unknown`.
+local-feature match per reference. Here the index's global descriptor ranks every reference
+(an ASMK inverted file by default), and only the best few landmarks are checked by its local
+matcher with geometric verification, through the one retrieval pipeline
+(`lookalike.retrieval`). The evidence per candidate landmark (best global similarity, its
+margin over the best other landmark, inlier counts and spread, references verified) goes
+through the preset's identify calibration (`lookalike.calibration`, fitted by `evaluate
+--identify --fit-calibration`), giving a probability that the photo shows that landmark;
+below the threshold the answer is `unknown`.
 
 Where a photo carries EXIF GPS and a landmark has a location, each candidate reports the
 distance; with `use_gps` a photo taken far away lowers that landmark's log-odds.
@@ -16,6 +17,7 @@ distance; with `use_gps` a photo taken far away lowers that landmark's log-odds.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
 import json
@@ -23,7 +25,7 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,24 +34,29 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lookalike.index import GalleryIndex, normalise
+from lookalike.calibration import Calibration, CalibrationError, sigmoid
+from lookalike.index import GalleryError, GalleryIndex
 from lookalike.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
-from lookalike.methods.base import Method
+from lookalike.retrieval import (
+    IDENTIFY_EVIDENCE,
+    Gallery,
+    Item,
+    LandmarkCandidate,
+    Pipeline,
+    landmark_candidates,
+)
 
-CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "identify_calibration.json"
-FEATURES = ("similarity", "margin", "log_inliers", "sqrt_spread")
 UNKNOWN = "unknown"
 MAX_POINTS = 300  # inlier points returned as evidence
 
 
-# -- settings and calibration ----------------------------------------------------------------------
+# -- settings --------------------------------------------------------------------------------------
 @dataclass
 class Settings:
-    """How much work each query does, and when to answer `unknown`."""
+    """How much work each query does, and when to answer `unknown` (None: the preset's)."""
 
-    shortlist: int = 40  # references returned by the vector search
-    verify_landmarks: int = 4  # landmarks of the shortlist checked by local features
-    verify_per_landmark: int = 1  # references per landmark checked (2 measured no better)
+    verify_landmarks: int | None = None  # landmarks of the ranking checked by local features
+    verify_per_landmark: int | None = None  # references per landmark checked
     top: int = 3  # candidates reported
     threshold: float | None = None  # None: the calibration's threshold
     use_gps: bool = False
@@ -58,41 +65,6 @@ class Settings:
     gps_radius_km: float = 1.0  # no penalty within this distance
     gps_weight: float = 1.5  # log-odds lost per doubling of the distance beyond the radius
     max_pixels: int = 40_000_000
-
-
-@dataclass
-class Calibration:
-    """Logistic model: P(photo shows landmark | evidence) = sigmoid(w . x + b)."""
-
-    coef: list[float]
-    intercept: float
-    threshold: float = 0.5
-    local_method: str = "verified"
-    fitted_on: str = ""
-
-    @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> Calibration:
-        path = Path(path) if path else CALIBRATION_FILE
-        if not path.is_file():
-            # A hand-set fallback until a calibration is fit (`evaluate --identify --fit`).
-            return cls([8.0, 6.0, 0.6, 0.5], -7.5, 0.5, "", "default")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(list(map(float, data["coef"])), float(data["intercept"]),
-                   float(data.get("threshold", 0.5)), data.get("local_method", ""),
-                   data.get("fitted_on", ""))
-
-    def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps({
-            "features": list(FEATURES), "coef": self.coef, "intercept": self.intercept,
-            "threshold": self.threshold, "local_method": self.local_method,
-            "fitted_on": self.fitted_on}, indent=2) + "\n", encoding="utf-8")
-
-    def logit(self, x: Sequence[float]) -> float:
-        return float(np.dot(self.coef, x) + self.intercept)
-
-
-def sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
 # -- GPS -------------------------------------------------------------------------------------------
@@ -137,10 +109,10 @@ def gps_penalty(distance_km: float, settings: Settings) -> float:
 # -- local verification ----------------------------------------------------------------------------
 @dataclass
 class LocalMatch:
-    """Geometric verification of the query against one reference."""
+    """Geometric verification of the query against one reference, points in original pixels."""
 
     inliers: int = 0
-    spread: float = 0.0  # grid cells covered by inliers (verified), else inliers
+    spread: float = 0.0  # grid cells covered by inliers
     query_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     ref_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
 
@@ -156,39 +128,11 @@ def feature_scale(feature: dict[str, np.ndarray]) -> float:
     return float(feature["scale"][0]) if "scale" in feature else 1.0
 
 
-def verify_local(method: Method, query: dict, reference: dict) -> LocalMatch:
-    """Inliers between two local features, points in original pixels where the scale is known."""
-    if hasattr(method, "verify"):
-        result = method.verify(query, reference)
-        # Inliers below `verified`'s chance level still count as (weak) evidence: the
-        # calibration weighs them.
-        spread = getattr(result, "spread", min(result.cells_a, result.cells_b))
-        return LocalMatch(int(result.inliers), float(spread),
-                          np.asarray(result.points_a, np.float32) / feature_scale(query),
-                          np.asarray(result.points_b, np.float32) / feature_scale(reference))
-    import cv2
-
-    from lookalike.methods.akaze import ratio_test_matches  # stand-in without `verified`
-
-    pairs = ratio_test_matches(query["descriptors"], reference["descriptors"], 0.8)
-    if len(pairs) < 8:
-        return LocalMatch()
-    pa = query["keypoints"][pairs[:, 0], :2].astype(np.float32)
-    pb = reference["keypoints"][pairs[:, 1], :2].astype(np.float32)
-    _, mask = cv2.findHomography(pa, pb, cv2.USAC_MAGSAC, 4.0, maxIters=2000, confidence=0.999)
-    if mask is None or mask.sum() < 8:
-        return LocalMatch()
-    keep = mask.ravel().astype(bool)
-    spread = min(grid_cells(pa[keep], query["size"]), grid_cells(pb[keep], reference["size"]))
-    return LocalMatch(int(keep.sum()), float(spread),
-                      pa[keep] / feature_scale(query), pb[keep] / feature_scale(reference))
-
-
-def grid_cells(points: np.ndarray, size: np.ndarray, grid: int = 8) -> int:
-    """Cells of a grid x grid partition of the image that hold an inlier (as `verified`)."""
-    cells = np.clip(np.floor(points / np.maximum(size.astype(np.float64), 1.0) * grid), 0,
-                    grid - 1).astype(np.int64)
-    return len(np.unique(cells[:, 0] * grid + cells[:, 1]))
+def local_match(match, query: dict, reference: dict) -> LocalMatch:
+    """A pipeline `Match` with its points in each photo's original pixels."""
+    return LocalMatch(int(match.inliers), float(match.spread),
+                      np.asarray(match.points_a, np.float32) / feature_scale(query),
+                      np.asarray(match.points_b, np.float32) / feature_scale(reference))
 
 
 # -- ranking ---------------------------------------------------------------------------------------
@@ -200,68 +144,21 @@ class Candidate:
     margin: float
     inliers: int
     spread: float
-    reference: int | None = None  # best-matching reference (index id or position)
+    reference: int | None = None  # best-matching reference (index id)
     distance_km: float | None = None
     match: LocalMatch | None = None
     logit: float = 0.0
     text: float | None = None  # how well signboard text names the landmark (use_text)
+    evidence_row: list[float] = field(default_factory=list)
 
     def evidence(self) -> list[float]:
-        return [self.similarity, self.margin, math.log1p(self.inliers), math.sqrt(self.spread)]
+        return self.evidence_row
 
 
 def text_threshold() -> float:
     from lookalike.methods.text import TEXT_MATCH_THRESHOLD
 
     return TEXT_MATCH_THRESHOLD
-
-
-def group_shortlist(ids: Sequence[int], sims: Sequence[float], landmark_of: Callable[[int], str]
-                    ) -> dict[str, list[tuple[int, float]]]:
-    """Shortlisted references grouped by landmark, landmarks in order of their best similarity."""
-    groups: dict[str, list[tuple[int, float]]] = {}
-    for ref, sim in sorted(zip(ids, sims), key=lambda item: -item[1]):
-        groups.setdefault(landmark_of(int(ref)), []).append((int(ref), float(sim)))
-    return groups
-
-
-def score_candidates(groups: dict[str, list[tuple[int, float]]], query_local: dict,
-                     local_of: Callable[[int], dict], method: Method, settings: Settings,
-                     calibration: Calibration, only: str | None = None,
-                     distance_of: Callable[[str], float | None] | None = None,
-                     text_of: Callable[[str], float | None] | None = None,
-                     ) -> list[Candidate]:
-    """Verify the best landmarks of a shortlist and give each a calibrated probability."""
-    order = list(groups)
-    chosen = [only] if only is not None else order[:settings.verify_landmarks]
-    candidates = []
-    for landmark in chosen:
-        refs = groups.get(landmark, [])
-        best_sim = refs[0][1] if refs else -1.0
-        other = max((groups[o][0][1] for o in order if o != landmark), default=0.0)
-        best = LocalMatch()
-        best_ref = refs[0][0] if refs else None
-        for ref, _ in refs[:settings.verify_per_landmark]:
-            match = verify_local(method, query_local, local_of(ref))
-            if (match.spread, match.inliers) > (best.spread, best.inliers):
-                best, best_ref = match, ref
-        candidate = Candidate(landmark, 0.0, best_sim, best_sim - other, best.inliers,
-                              best.spread, best_ref, None, best)
-        candidate.logit = calibration.logit(candidate.evidence())
-        if distance_of is not None:
-            candidate.distance_km = distance_of(landmark)
-            if settings.use_gps and candidate.distance_km is not None:
-                candidate.logit -= gps_penalty(candidate.distance_km, settings)
-        if text_of is not None:
-            candidate.text = text_of(landmark)
-            if candidate.text is not None and candidate.text >= text_threshold():
-                # Not part of the fitted calibration (the dev photos carry no signs): a fixed
-                # bonus, documented as such.
-                candidate.logit += settings.text_bonus
-        candidate.probability = sigmoid(candidate.logit)
-        candidates.append(candidate)
-    candidates.sort(key=lambda c: -c.probability)
-    return candidates
 
 
 # -- answers ---------------------------------------------------------------------------------------
@@ -348,8 +245,7 @@ def decide(photo: str, candidates: list[Candidate], threshold: float, top: int) 
 # -- the identifier --------------------------------------------------------------------------------
 @dataclass
 class QueryFeatures:
-    vector: np.ndarray
-    local: dict
+    item: Item  # the query's global and local features (local scaled to original pixels)
     size: tuple[int, int]
     gps: tuple[float, float] | None
     image: Image.Image | None = None
@@ -361,13 +257,32 @@ class Identifier:
 
     def __init__(self, index: GalleryIndex | str | os.PathLike, settings: Settings | None = None,
                  calibration: Calibration | str | os.PathLike | None = None):
+        from lookalike.presets import get_preset
+
         self.index = index if isinstance(index, GalleryIndex) else GalleryIndex(index)
         self.settings = settings or Settings()
-        self.calibration = calibration if isinstance(calibration, Calibration) \
-            else Calibration.load(calibration)
-        self.global_method = self.index.global_method()
-        self.local_method = self.index.local_method()
+        self.global_method = self.index.global_method
+        self.local_method = self.index.local_method
+        self.preset = get_preset(self.index.preset)
+        self.calibration = self._calibration(calibration)
+        self.pipeline = Pipeline(self.global_method, self.local_method, None)
         self._model_lock = threading.Lock()
+        self._gallery: Gallery | None = None
+
+    def _calibration(self, calibration) -> Calibration:
+        if isinstance(calibration, Calibration):
+            chosen = calibration
+        else:
+            path = calibration or self.preset.calibration_path("identify")
+            try:
+                chosen = Calibration.load(path, IDENTIFY_EVIDENCE)
+            except CalibrationError as error:
+                raise GalleryError(str(error)) from None
+        try:
+            chosen.check_methods(**{"global": self.global_method, "local": self.local_method})
+        except CalibrationError as error:
+            raise GalleryError(f"{self.index.path}: {error}") from None
+        return chosen
 
     @property
     def threshold(self) -> float:
@@ -377,23 +292,45 @@ class Identifier:
     def names(self) -> dict[str, dict[str, str]]:
         return {lid: lm.names for lid, lm in self.index.landmarks.items()}
 
+    def gallery(self) -> Gallery:
+        """The index's references as the pipeline's gallery (local features read on demand)."""
+        gallery = self._gallery
+        if gallery is None or len(gallery) != len(self.index.ids):
+            ids = self.index.ids
+            items = [Item(feature, {}, self.index.references[int(rid)].content_hash)
+                     for rid, feature in zip(ids, self.index.global_features)]
+            gallery = Gallery(items, self.global_method,
+                              lambda position: self.index.local_features(int(ids[position])),
+                              index=self.index.search_index)
+            self._landmark_of = [self.index.references[int(rid)].landmark for rid in ids]
+            self._gallery = gallery
+        return gallery
+
     # -- features ----------------------------------------------------------------------------
-    def features_from_bytes(self, data: bytes, name: str, keep_image: bool = False) -> QueryFeatures:
-        """Decode once and extract both features; raises ImageLoadError for bad input."""
-        side = getattr(self.local_method, "max_side", 1024)
-        image = decode_image(data, name, LoadOptions(min_long_side=side, min_short_side=350,
-                                                     max_pixels=self.settings.max_pixels))
+    def features_from_bytes(self, data: bytes, name: str, keep_image: bool = False,
+                            settings: Settings | None = None) -> QueryFeatures:
+        """Decode once and extract both roles' features; raises ImageLoadError for bad input."""
+        from lookalike.engines import shares_local
+
+        settings = settings or self.settings
+        options = self.local_method.load_options()
+        image = decode_image(data, name, dataclasses.replace(
+            options, min_short_side=350, max_pixels=settings.max_pixels))
         original = image.info.get("original_size", image.size)
         with self._model_lock:  # one forward pass at a time: threads would fight for the cores
-            vector = self.global_method.extract(image)
-        local = with_original_scale(self.local_method.extract(image), original)
+            local = self.local_method.extract(image)
+            if shares_local(self.global_method, self.local_method):
+                global_feature = self.global_method.aggregate(local)
+            else:
+                global_feature = self.global_method.extract(image)
+        local = with_original_scale(local, original)
         text = None
-        if self.settings.use_text:
+        if settings.use_text:
             from lookalike.methods import get_method
 
             text = get_method("text").extract(image)
-        return QueryFeatures(normalise(vector[None, :])[0], local, tuple(original),
-                             read_gps(data), image if keep_image else None, text)
+        return QueryFeatures(Item(global_feature, local), tuple(original), read_gps(data),
+                             image if keep_image else None, text)
 
     def _text_fn(self, text: dict | None):
         if text is None:
@@ -414,31 +351,66 @@ class Identifier:
         return distance
 
     # -- the two questions -------------------------------------------------------------------
-    def identify_features(self, photo: str, query: QueryFeatures) -> Answer:
-        ids, sims = self.index.search(query.vector, self.settings.shortlist)
-        groups = group_shortlist(ids, sims, lambda r: self.index.references[r].landmark)
-        candidates = score_candidates(groups, query.local, self.index.local_features,
-                                      self.local_method, self.settings, self.calibration,
-                                      distance_of=self._distance_fn(query.gps),
-                                      text_of=self._text_fn(query.text))
-        answer = decide(photo, candidates, self.threshold, self.settings.top)
+    def candidates(self, query: QueryFeatures, settings: Settings,
+                   only: str | None = None) -> list[Candidate]:
+        """Verified candidate landmarks with calibrated probabilities, best first."""
+        gallery = self.gallery()
+        found = landmark_candidates(
+            self.pipeline, query.item, gallery, self._landmark_of,
+            settings.verify_landmarks or self.preset.verify_landmarks,
+            settings.verify_per_landmark or self.preset.verify_per_landmark, only=only)
+        distance_of = self._distance_fn(query.gps)
+        text_of = self._text_fn(query.text)
+        candidates = []
+        for found_one in found:
+            candidate = self._candidate(found_one, query, gallery)
+            if distance_of is not None:
+                candidate.distance_km = distance_of(candidate.landmark)
+                if settings.use_gps and candidate.distance_km is not None:
+                    candidate.logit -= gps_penalty(candidate.distance_km, settings)
+            if text_of is not None:
+                candidate.text = text_of(candidate.landmark)
+                if candidate.text is not None and candidate.text >= text_threshold():
+                    # Not part of the fitted calibration (the dev photos carry no signs).
+                    candidate.logit += settings.text_bonus
+            candidate.probability = float(sigmoid(candidate.logit))
+            candidates.append(candidate)
+        candidates.sort(key=lambda c: -c.probability)
+        return candidates
+
+    def _candidate(self, found: LandmarkCandidate, query: QueryFeatures, gallery: Gallery
+                   ) -> Candidate:
+        ref_id = int(self.index.ids[found.reference]) if found.reference is not None else None
+        match = None
+        if found.match is not None and found.reference is not None:
+            match = local_match(found.match, query.item.local_feature,
+                                gallery.local(found.reference))
+        row = found.evidence()
+        logit = float(self.calibration.logit(np.array([row]))[0])
+        return Candidate(found.landmark, 0.0, found.similarity, found.margin, found.inliers,
+                         float(found.match.spread) if found.match else 0.0, ref_id, None,
+                         match, logit, None, row)
+
+    def identify_features(self, photo: str, query: QueryFeatures,
+                          settings: Settings | None = None) -> Answer:
+        settings = settings or self.settings
+        candidates = self.candidates(query, settings)
+        threshold = settings.threshold if settings.threshold is not None \
+            else self.calibration.threshold
+        answer = decide(photo, candidates, threshold, settings.top)
         return self._finish(answer, query)
 
-    def verify_features(self, photo: str, query: QueryFeatures, landmark: str) -> Answer:
+    def verify_features(self, photo: str, query: QueryFeatures, landmark: str,
+                        settings: Settings | None = None) -> Answer:
         if landmark not in self.index.landmarks:
             raise KeyError(landmark)
-        ids, sims = self.index.search(query.vector, self.settings.shortlist)
-        groups = group_shortlist(ids, sims, lambda r: self.index.references[r].landmark)
-        own = self.index.references_of(landmark)
-        own_sims = self.index.vectors_of(own) @ query.vector
-        groups[landmark] = sorted(zip(own, map(float, own_sims)), key=lambda item: -item[1])
-        candidates = score_candidates(groups, query.local, self.index.local_features,
-                                      self.local_method, self.settings, self.calibration,
-                                      only=landmark, distance_of=self._distance_fn(query.gps),
-                                      text_of=self._text_fn(query.text))
+        settings = settings or self.settings
+        candidates = self.candidates(query, settings, only=landmark)
         best = candidates[0]
-        verified = best.probability >= self.threshold
-        answer = Answer(photo, landmark, best.probability, candidates, verified=verified)
+        threshold = settings.threshold if settings.threshold is not None \
+            else self.calibration.threshold
+        answer = Answer(photo, landmark, best.probability, candidates,
+                        verified=best.probability >= threshold)
         return self._finish(answer, query)
 
     def _finish(self, answer: Answer, query: QueryFeatures) -> Answer:
@@ -512,46 +484,53 @@ def identify_many(identifier: Identifier, paths: Sequence[str], landmark: str | 
                   ) -> Iterator[tuple[str, Answer | None, str | None]]:
     """Yield (photo, answer, error) for each photo, in order, chunk by chunk.
 
-    Features go through `extract_features` (cache, `jobs` workers); the shortlist and the
-    verification of a chunk's photos run in `jobs` threads (OpenCV and NumPy release the GIL).
+    Features go through the engine's extraction (cache, `jobs` workers); ranking and
+    verification of a chunk's photos run in `jobs` threads (OpenCV and NumPy release the
+    GIL). A photo that fails anywhere, unreadable or failing in its scoring, gets an error
+    and the run goes on.
     """
-    from lookalike.features import extract_features
+    from lookalike.engines import local_extractor
 
+    extract = local_extractor(cache, jobs, quiet)
     pool = futures.ThreadPoolExecutor(jobs) if jobs > 1 else None
     try:
         for start in range(0, len(paths), CHUNK):
             chunk = list(paths[start:start + CHUNK])
-            gset = extract_features(identifier.global_method, chunk, cache, jobs, quiet)
-            lset = extract_features(identifier.local_method, chunk, cache, jobs, quiet)
-            errors = {**gset.errors, **lset.errors}
-            tset = None
+            globals_, locals_, errors = extract(chunk, identifier.global_method,
+                                                identifier.local_method)
+            texts = None
             if identifier.settings.use_text:
+                from lookalike.features import extract_features
                 from lookalike.methods import get_method
 
-                tset = extract_features(get_method("text"), chunk, cache, jobs, quiet)
-                errors.update(tset.errors)
-            one = functools.partial(_answer_one, identifier, landmark, gset, lset, tset, errors)
+                texts = extract_features(get_method("text"), chunk, cache, jobs, quiet)
+                errors.update(texts.errors)
+            one = functools.partial(_answer_one, identifier, landmark, globals_, locals_, texts,
+                                    errors)
             yield from (pool.map(one, chunk) if pool is not None else map(one, chunk))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
-def _answer_one(identifier: Identifier, landmark: str | None, gset, lset, tset,
+def _answer_one(identifier: Identifier, landmark: str | None, globals_, locals_, texts,
                 errors: dict[str, str], path: str) -> tuple[str, Answer | None, str | None]:
     if path in errors:
         return path, None, errors[path]
     try:
         size, gps = probe(read_bytes(path))
+        size = size or (1, 1)
+        local = with_original_scale(identifier.local_method.decode(locals_[path]), size)
+        item = Item(identifier.global_method.decode(globals_[path]), local)
+        query = QueryFeatures(item, size, gps,
+                              text=texts.feature_of(path) if texts is not None else None)
+        if landmark is None:
+            return path, identifier.identify_features(path, query), None
+        return path, identifier.verify_features(path, query, landmark), None
     except ImageLoadError as error:
         return path, None, error.reason
-    size = size or (1, 1)
-    query = QueryFeatures(normalise(gset.feature_of(path)[None, :])[0],
-                          with_original_scale(lset.feature_of(path), size), size, gps,
-                          text=tset.feature_of(path) if tset is not None else None)
-    if landmark is None:
-        return path, identifier.identify_features(path, query), None
-    return path, identifier.verify_features(path, query, landmark), None
+    except Exception as error:  # one photo's failure costs one answer, not the run
+        return path, None, f"identification failed: {type(error).__name__}: {error}"
 
 
 CSV_COLUMNS = ["photo", "landmark", "probability", "name_en", "name_ja", "distance_km",
@@ -649,7 +628,7 @@ def run_identify(args) -> int:
     picture_dir = getattr(args, "match_picture", None)
     try:
         if getattr(args, "engine", "local") == "ray":
-            from lookalike.scale import ray_identify
+            from lookalike.engines.ray import ray_identify
 
             results = ray_identify(args.index, todo, identifier.settings, landmark,
                                    calibration=args.calibration)
@@ -662,6 +641,9 @@ def run_identify(args) -> int:
                 handle.flush()
             if answer is None:
                 errors[photo] = error or "failed"
+                if args.json:  # a failed photo is an answer too, with its error
+                    print(json.dumps({"photo": photo, "error": errors[photo]},
+                                     ensure_ascii=False), flush=True)
                 continue
             if args.json:
                 print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
@@ -773,7 +755,8 @@ def run_evaluate_identify(args) -> int:
 
     try:
         summary = evaluate_identify(args.dataset, args.output, cache_from_args(args), args.jobs,
-                                    args.quiet, fit_calibration=args.fit_calibration)
+                                    args.quiet, preset=getattr(args, "preset", None),
+                                    fit_calibration=args.fit_calibration)
     except DatasetError as error:
         raise UsageError(str(error)) from None
     print(markdown_summary(summary))

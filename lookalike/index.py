@@ -1,16 +1,18 @@
 """Gallery index: reference photos per landmark, stored so that a query needs one file.
 
 Why one SQLite file: the landmarks (names in several languages, location, regions), each
-reference photo's content hash, its global vector and its local features, and the FAISS
-vector index (serialised as a blob) travel together, and SQLite transactions make every
-update atomic: `add` and `remove` extract features first, then write everything in one
-transaction, so a crash part way leaves the index exactly as it was (the rollback journal is
-replayed on the next open). `build` writes a temporary file beside the target and renames it.
+reference photo's content hash, its global feature and its local features travel together,
+and SQLite transactions make every update atomic: `add` and `remove` extract features first,
+then write everything in one transaction, so a crash part way leaves the index exactly as it
+was (the rollback journal is replayed on the next open). `build` writes a temporary file
+beside the target and renames it.
 
-Global vectors are AugNet embeddings, L2-normalised, searched by inner product (= cosine) in a
-FAISS `IndexFlatIP` (exact; ~1 ms at 10,000 references) or HNSW for much larger galleries.
-Local features come from the `verified` method (RootSIFT) when present, else AKAZE, and are
-stored with descriptors quantised to 8 bits to keep the index small.
+Which methods fill the two roles is recorded in the file (a preset's, or `--global` and
+`--local`), with their settings: the global descriptor's features are stored as the method
+encodes them and searched by its own `search_index` (an ASMK inverted file, or exact cosine
+search of vectors), and each local feature is stored as its method encodes it (float16
+descriptors), read on demand for the few references a query verifies. Feature extraction is
+handed in as a callable (`lookalike.engines`), so storage never picks a compute engine.
 """
 
 from __future__ import annotations
@@ -25,68 +27,39 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
-from lookalike.features import extract_features
 from lookalike.loading import IMAGE_EXTENSIONS, find_images
-from lookalike.methods import get_method, method_names
-from lookalike.methods.base import Method, decode_arrays, encode_arrays
+from lookalike.methods import get_method
+from lookalike.methods.base import GLOBAL, LOCAL_MATCHER, Method, SearchIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LANDMARK_FILE = "landmark.json"
-HNSW_AUTO = 50_000
-LOCAL_CACHE_SIZE = 256  # references whose local features stay in memory  # galleries larger than this get an HNSW index unless told otherwise
+LOCAL_CACHE_SIZE = 256  # references whose local features stay in memory
+
+# (path -> encoded global feature, path -> encoded local feature, path -> error)
+Extracted = tuple[dict[str, bytes], dict[str, bytes], dict[str, str]]
+Extractor = Callable[[Sequence[str], Method, Method], Extracted]
 
 
 class GalleryError(Exception):
     """A problem with an index file or a gallery, with a message meant for the user."""
 
 
-# -- the two feature extractors --------------------------------------------------------------------
-def global_method(weights: str | None = None, device: str | None = None) -> Method:
-    """AugNet with cosine similarity: the shortlist stage."""
-    return get_method("augnet", metric="cosine", weights=weights, device=device)
-
-
-def local_method(name: str | None = None) -> Method:
-    """`verified` (RootSIFT + MAGSAC) when installed, else AKAZE: the verification stage."""
-    if name is None:
-        name = "verified" if "verified" in method_names() else "akaze"
-    return get_method(name)
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, np.float32).reshape(len(vectors), -1)
-    return vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12)
-
-
-def pack_local(feature: dict[str, np.ndarray]) -> bytes:
-    """Local features for storage; float descriptors in [0, 1] (RootSIFT) become uint8."""
-    stored = dict(feature)
-    descriptors = np.asarray(feature["descriptors"])
-    if descriptors.dtype.kind == "f":
-        stored["descriptors"] = np.clip(np.rint(descriptors.astype(np.float32) * 255), 0, 255) \
-            .astype(np.uint8)
-        stored["quantised"] = np.array([1], np.uint8)
-    return encode_arrays(stored)
-
-
-def unpack_local(data: bytes | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Stored bytes (or their decoded arrays) -> local features ready for verification."""
-    feature = dict(decode_arrays(data) if isinstance(data, bytes) else data)
-    if "quantised" in feature:
-        feature.pop("quantised")
-        descriptors = feature["descriptors"].astype(np.float32) / 255.0
-        descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True) + 1e-7
-        feature["descriptors"] = descriptors
-    return feature
+def check_roles(global_method: Method, local_method: Method) -> None:
+    if global_method.role != GLOBAL:
+        raise GalleryError(f"{global_method.name} is not a global descriptor; choose one of "
+                           f"the methods listed by `lookalike methods` as global")
+    if local_method.role != LOCAL_MATCHER:
+        raise GalleryError(f"{local_method.name} is not a local matcher; choose one of the "
+                           f"methods listed by `lookalike methods` as local")
 
 
 # -- galleries -------------------------------------------------------------------------------------
@@ -191,7 +164,7 @@ CREATE TABLE IF NOT EXISTS landmarks (
     id TEXT PRIMARY KEY, names TEXT NOT NULL, lat REAL, lon REAL, regions TEXT);
 CREATE TABLE IF NOT EXISTS refs (
     id INTEGER PRIMARY KEY, landmark TEXT NOT NULL REFERENCES landmarks(id),
-    path TEXT NOT NULL, content_hash TEXT NOT NULL, vector BLOB NOT NULL, local BLOB NOT NULL,
+    path TEXT NOT NULL, content_hash TEXT NOT NULL, global BLOB NOT NULL, local BLOB NOT NULL,
     UNIQUE (landmark, content_hash));
 CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
@@ -224,23 +197,18 @@ def _connect(path: str | os.PathLike) -> sqlite3.Connection:
     return connection
 
 
-def _vector_index(vectors: np.ndarray, ids: np.ndarray, kind: str):
-    import faiss  # imported on use: the CLI starts faster
+def method_from_spec(spec: dict[str, Any]) -> Method:
+    """A method rebuilt from what the index recorded (name and settings)."""
+    return get_method(spec["name"], **spec.get("settings", {}))
 
-    dim = vectors.shape[1] if len(vectors) else 768
-    if kind == "hnsw":
-        base = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        base.hnsw.efSearch = 128
-    else:
-        base = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIDMap2(base)
-    if len(vectors):
-        index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids.astype(np.int64))
-    return index
+
+def method_record(method: Method) -> dict[str, Any]:
+    return {"name": method.name,
+            "settings": json.loads(json.dumps(method.settings(), default=str))}
 
 
 class GalleryIndex:
-    """An open `.lkidx` file: landmarks, references, vector search and local features."""
+    """An open `.lkidx` file: landmarks, references, global search and local features."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -254,11 +222,15 @@ class GalleryIndex:
             raise GalleryError(f"{self.path}: not a lookalike index ({error})") from None
         if self.meta.get("format") != str(FORMAT_VERSION):
             raise GalleryError(f"{self.path}: index format {self.meta.get('format')!r}, "
-                              f"expected {FORMAT_VERSION}; rebuild it")
-        self._local_cache: OrderedDict[int, dict] = OrderedDict()
+                               f"expected {FORMAT_VERSION}; rebuild it with `lookalike index "
+                               f"build`")
+        self.global_method = method_from_spec(json.loads(self.meta["global_method"]))
+        self.local_method = method_from_spec(json.loads(self.meta["local_method"]))
+        self.preset = self.meta.get("preset") or None
+        self._local_cache: OrderedDict[int, bytes] = OrderedDict()
         self.reload()
 
-    # -- reading ---------------------------------------------------------------------------------
+    # -- reading ---------------------------------------------------------------------------
     def reload(self) -> None:
         with self._lock:
             self.landmarks: dict[str, Landmark] = {}
@@ -268,47 +240,21 @@ class GalleryIndex:
                 location = (lat, lon) if lat is not None and lon is not None else None
                 self.landmarks[lid] = Landmark(lid, json.loads(names), location,
                                                json.loads(regions) if regions else None)
-            self.references: dict[int, Reference] = {
-                rid: Reference(rid, landmark, path, digest)
-                for rid, landmark, path, digest in self.connection.execute(
-                    "SELECT id, landmark, path, content_hash FROM refs ORDER BY id")
-            }
-            import faiss
-
-            # One query at a time gains nothing from OpenMP threads, and on a busy machine
-            # their spin-waiting costs 20x (2 ms -> 40 ms at 10,000 references).
-            faiss.omp_set_num_threads(1)
-            row = self.connection.execute("SELECT value FROM blobs WHERE name = 'faiss'").fetchone()
-            if row is None:
-                self.vectors = _vector_index(np.zeros((0, 768), np.float32), np.zeros(0), "flat")
-            else:
-                self.vectors = faiss.deserialize_index(np.frombuffer(row[0], np.uint8))
+            self.references: dict[int, Reference] = {}
+            globals_ = []
+            for rid, landmark, path, digest, blob in self.connection.execute(
+                    "SELECT id, landmark, path, content_hash, global FROM refs ORDER BY id"):
+                self.references[rid] = Reference(rid, landmark, path, digest)
+                globals_.append(self.global_method.decode(blob))
+            self.ids = np.array(list(self.references), np.int64)  # gallery position -> ref id
+            self.global_features = globals_
+            self.search_index: SearchIndex = self.global_method.search_index(globals_)
             self._local_cache.clear()
 
-    @property
-    def global_settings(self) -> dict[str, Any]:
-        return json.loads(self.meta.get("global_settings", "{}"))
-
-    def global_method(self) -> Method:
-        settings = self.global_settings
-        return global_method(settings.get("weights"), None)
-
-    def local_method(self) -> Method:
-        return get_method(self.meta["local_method"], **json.loads(self.meta["local_settings"]))
-
-    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k most similar references: (ids, cosine similarities), best first."""
-        k = min(k, self.vectors.ntotal)
-        if k <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        sims, ids = self.vectors.search(normalise(vector[None, :]), k)
-        keep = ids[0] >= 0
-        return ids[0][keep], sims[0][keep]
-
-    def vectors_of(self, ids: Iterable[int]) -> np.ndarray:
-        ids = list(ids)
-        return np.stack([self.vectors.reconstruct(int(i)) for i in ids]) if ids else \
-            np.zeros((0, self.vectors.d), np.float32)
+    def search(self, query_feature, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k most similar references: (ids, similarities), best first."""
+        positions, scores = self.search_index.search(query_feature, k)
+        return self.ids[positions], scores
 
     def references_of(self, landmark: str) -> list[int]:
         return [r.id for r in self.references.values() if r.landmark == landmark]
@@ -316,21 +262,20 @@ class GalleryIndex:
     def local_features(self, ref_id: int) -> dict[str, np.ndarray]:
         """Local features of one reference, read on demand.
 
-        A bounded LRU cache keeps the compact 8-bit form (~200 kB per reference), so memory
-        stays flat however many queries a server answers.
+        A bounded LRU cache keeps the encoded form (~400 kB per reference), so memory stays
+        flat however many queries a server answers.
         """
         with self._lock:
             if ref_id in self._local_cache:
                 self._local_cache.move_to_end(ref_id)
-                return unpack_local(self._local_cache[ref_id])
+                return self.local_method.decode(self._local_cache[ref_id])
             row = self.connection.execute("SELECT local FROM refs WHERE id = ?", (ref_id,)).fetchone()
             if row is None:
                 raise KeyError(ref_id)
-            compact = decode_arrays(row[0])
-            self._local_cache[ref_id] = compact
+            self._local_cache[ref_id] = row[0]
             while len(self._local_cache) > LOCAL_CACHE_SIZE:
                 self._local_cache.popitem(last=False)
-        return unpack_local(compact)
+        return self.local_method.decode(row[0])
 
     def info(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -344,9 +289,9 @@ class GalleryIndex:
             "references": len(self.references),
             "bytes": size,
             "bytes_per_reference": round(size / max(1, len(self.references))),
-            "vector_index": self.meta.get("vector_index", "flat"),
-            "global_method": "augnet (cosine)",
-            "local_method": self.meta.get("local_method"),
+            "preset": self.preset,
+            "global_method": json.loads(self.meta["global_method"]),
+            "local_method": json.loads(self.meta["local_method"]),
             "created": self.meta.get("created"),
             "updated": self.meta.get("updated"),
             "per_landmark": [
@@ -364,10 +309,11 @@ class GalleryIndex:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- writing ---------------------------------------------------------------------------------
-    def add(self, entries: Sequence[GalleryEntry], cache=None, jobs: int = 1, quiet: bool = True,
-            engine: str = "local") -> ChangeReport:
-        """Add landmarks and photos in one transaction; photos already present are skipped."""
+    # -- writing ---------------------------------------------------------------------------
+    def add(self, entries: Sequence[GalleryEntry], extract: Extractor | None = None
+            ) -> ChangeReport:
+        """Add landmarks and photos in one transaction; photos already present are skipped.
+        `extract` computes the features (default: `lookalike.engines.local_extractor()`)."""
         started = time.perf_counter()
         report = ChangeReport()
         known = {(r.landmark, r.content_hash) for r in self.references.values()}
@@ -384,14 +330,18 @@ class GalleryIndex:
                     continue
                 known.add((entry.landmark.id, digest))
                 todo.append((entry.landmark.id, path, digest))
-        vectors, locals_, errors = compute_features(
-            [path for _, path, _ in todo], self.global_method(), self.local_method(),
-            cache=cache, jobs=jobs, quiet=quiet, engine=engine)
+        if extract is None:
+            from lookalike.engines import local_extractor
+
+            extract = local_extractor()
+        paths = [path for _, path, _ in todo]
+        globals_, locals_, errors = extract(paths, self.global_method, self.local_method) \
+            if paths else ({}, {}, {})
         report.errors.update(errors)
-        rows = [(lid, path, digest, vectors[path], locals_[path]) for lid, path, digest in todo
-                if path in vectors and path in locals_]
+        rows = [(lid, path, digest, globals_[path], locals_[path]) for lid, path, digest in todo
+                if path in globals_ and path in locals_]
         with self._lock:
-            write_changes(self.connection, entries, rows, remove_ids=(), meta=self.meta)
+            write_changes(self.connection, entries, rows, remove_ids=())
             self.meta = dict(self.connection.execute("SELECT name, value FROM meta"))
             self.reload()
         report.added = len(rows)
@@ -415,7 +365,7 @@ class GalleryIndex:
                 report.errors[str(photo)] = "not a reference photo of this index"
             ids |= matched
         with self._lock:
-            write_changes(self.connection, (), (), remove_ids=sorted(ids), meta=self.meta,
+            write_changes(self.connection, (), (), remove_ids=sorted(ids),
                           drop_landmarks=landmarks)
             self.meta = dict(self.connection.execute("SELECT name, value FROM meta"))
             self.reload()
@@ -423,34 +373,10 @@ class GalleryIndex:
         return report
 
 
-def compute_features(paths: Sequence[str], gmethod: Method, lmethod: Method, cache=None,
-                     jobs: int = 1, quiet: bool = True, engine: str = "local"
-                     ) -> tuple[dict[str, np.ndarray], dict[str, bytes], dict[str, str]]:
-    """Normalised global vectors and packed local features per path, plus errors."""
-    if not paths:
-        return {}, {}, {}
-    if engine == "ray":
-        from lookalike.scale import ray_features
-
-        return ray_features(paths, gmethod, lmethod)
-    if engine != "local":
-        raise GalleryError(f"unknown engine {engine!r}; choose local or ray")
-    global_set = extract_features(gmethod, list(paths), cache, jobs, quiet)
-    local_set = extract_features(lmethod, list(paths), cache, jobs, quiet)
-    errors = {**global_set.errors, **local_set.errors}
-    vectors = {}
-    if global_set.features:
-        normalised = normalise(np.stack(global_set.features))
-        vectors = {p: normalised[i] for i, p in enumerate(global_set.paths)}
-    locals_ = {p: pack_local(f) for p, f in zip(local_set.paths, local_set.features)}
-    return vectors, locals_, errors
-
-
 def write_changes(connection: sqlite3.Connection, entries: Iterable[GalleryEntry],
-                  rows: Sequence[tuple[str, str, str, np.ndarray, bytes]],
-                  remove_ids: Sequence[int], meta: dict[str, str],
-                  drop_landmarks: Sequence[str] = ()) -> None:
-    """Apply every change and the rebuilt vector index in one transaction (all or nothing)."""
+                  rows: Sequence[tuple[str, str, str, bytes, bytes]],
+                  remove_ids: Sequence[int], drop_landmarks: Sequence[str] = ()) -> None:
+    """Apply every change in one transaction (all or nothing)."""
     with connection:
         connection.execute("BEGIN IMMEDIATE")
         for entry in entries:
@@ -463,76 +389,84 @@ def write_changes(connection: sqlite3.Connection, entries: Iterable[GalleryEntry
                 (lm.id, json.dumps(lm.names, ensure_ascii=False), lat, lon,
                  json.dumps(lm.regions, ensure_ascii=False) if lm.regions else None))
         connection.executemany(
-            "INSERT INTO refs (landmark, path, content_hash, vector, local) VALUES (?, ?, ?, ?, ?)",
-            [(lid, os.path.abspath(path), digest, np.asarray(vector, np.float32).tobytes(), local)
-             for lid, path, digest, vector, local in rows])
+            "INSERT INTO refs (landmark, path, content_hash, global, local) VALUES (?, ?, ?, ?, ?)",
+            [(lid, os.path.abspath(path), digest, global_, local)
+             for lid, path, digest, global_, local in rows])
         for start in range(0, len(remove_ids), 500):
             chunk = list(remove_ids[start:start + 500])
             connection.execute(f"DELETE FROM refs WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         for lid in drop_landmarks:
             connection.execute("DELETE FROM refs WHERE landmark = ?", (lid,))
             connection.execute("DELETE FROM landmarks WHERE id = ?", (lid,))
-        store_vector_index(connection, meta.get("vector_index_request", "auto"))
         connection.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)",
                            (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),))
 
 
-def store_vector_index(connection: sqlite3.Connection, request: str = "auto") -> str:
-    """Rebuild the FAISS index from the stored vectors (inside the caller's transaction)."""
-    import faiss
+def pipeline_methods(preset: str | None = None, global_name: str | None = None,
+                     local_name: str | None = None, weights: str | None = None,
+                     codebook: str | None = None) -> tuple[Method, Method]:
+    """The (global, local) methods of a preset, with either replaced by name if asked."""
+    from lookalike.presets import get_preset
 
-    ids, vectors = [], []
-    for rid, blob in connection.execute("SELECT id, vector FROM refs ORDER BY id"):
-        ids.append(rid)
-        vectors.append(np.frombuffer(blob, np.float32))
-    matrix = np.stack(vectors) if vectors else np.zeros((0, 768), np.float32)
-    kind = request if request in ("flat", "hnsw") else ("hnsw" if len(ids) > HNSW_AUTO else "flat")
-    index = _vector_index(matrix, np.array(ids, np.int64), kind)
-    connection.execute("INSERT OR REPLACE INTO blobs VALUES ('faiss', ?)",
-                       (faiss.serialize_index(index).tobytes(),))
-    connection.execute("INSERT OR REPLACE INTO meta VALUES ('vector_index', ?)", (kind,))
-    return kind
+    chosen = get_preset(preset)
+    global_method, local_method = chosen.methods()
+    if global_name is not None and global_name != global_method.name:
+        global_method = get_method(global_name)
+    if local_name is not None and local_name != local_method.name:
+        local_method = get_method(local_name)
+    if weights is not None and hasattr(global_method, "weights"):
+        global_method = get_method(global_method.name, **{**global_method.settings(),
+                                                          "weights": weights})
+    if codebook is not None and hasattr(global_method, "codebook"):
+        global_method = get_method(global_method.name, **{**global_method.settings(),
+                                                          "codebook": codebook})
+    check_roles(global_method, local_method)
+    return global_method, local_method
 
 
-def create_index(output: str | os.PathLike, local: Method | None = None,
-                 weights: str | None = None, vector_index: str = "auto") -> None:
-    """An empty index file with its settings recorded."""
-    local = local or local_method()
+def create_index(output: str | os.PathLike, global_method: Method, local_method: Method,
+                 preset: str | None = None) -> None:
+    """An empty index file with its methods and their settings recorded."""
+    check_roles(global_method, local_method)
     connection = _connect(output)
     try:
         connection.executescript(SCHEMA)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         settings = {
             "format": str(FORMAT_VERSION),
-            "global_settings": json.dumps({"metric": "cosine", "weights": weights}),
-            "local_method": local.name,
-            "local_settings": json.dumps(local.settings()),
-            "vector_index_request": vector_index,
+            "preset": preset or "",
+            "global_method": json.dumps(method_record(global_method)),
+            "local_method": json.dumps(method_record(local_method)),
             "created": now,
             "updated": now,
         }
         with connection:
             connection.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", settings.items())
-            store_vector_index(connection, vector_index)
     finally:
         connection.close()
 
 
 def build_index(gallery: str | os.PathLike | Sequence[GalleryEntry], output: str | os.PathLike,
-                cache=None, jobs: int = 1, quiet: bool = True, engine: str = "local",
-                weights: str | None = None, vector_index: str = "auto",
-                local: str | None = None) -> ChangeReport:
-    """Build an index from a gallery into a temporary file, then rename it over `output`."""
+                extract: Extractor | None = None, preset: str | None = None,
+                global_method: Method | None = None, local_method: Method | None = None
+                ) -> ChangeReport:
+    """Build an index from a gallery into a temporary file, then rename it over `output`.
+
+    The methods are the preset's (default: the default preset) unless given."""
     entries = gallery if isinstance(gallery, (list, tuple)) else read_gallery(gallery)
+    if global_method is None or local_method is None:
+        default_global, default_local = pipeline_methods(preset)
+        global_method = global_method or default_global
+        local_method = local_method or default_local
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     for suffix in ("", "-journal"):
         Path(str(temporary) + suffix).unlink(missing_ok=True)
     try:
-        create_index(temporary, local_method(local), weights, vector_index)
+        create_index(temporary, global_method, local_method, preset)
         with GalleryIndex(temporary) as index:
-            report = index.add(entries, cache=cache, jobs=jobs, quiet=quiet, engine=engine)
+            report = index.add(entries, extract)
         os.replace(temporary, output)
     finally:
         for suffix in ("", "-journal"):
@@ -552,13 +486,31 @@ def _print_report(action: str, report: ChangeReport, target, quiet: bool) -> int
     return report_errors(report.errors)
 
 
-def run_build(args) -> int:
-    from lookalike.cli import UsageError, cache_from_args
+def _methods_from_args(args) -> tuple[Method, Method]:
+    from lookalike.cli import UsageError
+    from lookalike.presets import UnknownPresetError
 
     try:
-        report = build_index(args.gallery, args.output, cache=cache_from_args(args),
-                             jobs=args.jobs, quiet=args.quiet, engine=args.engine,
-                             weights=args.weights, vector_index=args.vector_index)
+        return pipeline_methods(args.preset, getattr(args, "global_method", None),
+                                getattr(args, "local_method", None), args.weights,
+                                getattr(args, "codebook", None))
+    except (UnknownPresetError, GalleryError) as error:
+        raise UsageError(str(error)) from None
+
+
+def run_build(args) -> int:
+    from lookalike.cli import UsageError, cache_from_args
+    from lookalike.engines import extractor
+
+    global_method, local_method = _methods_from_args(args)
+    extract = extractor(args.engine, cache_from_args(args), args.jobs, args.quiet)
+    try:
+        entries = read_gallery(args.gallery)
+        if args.fit_codebook:
+            global_method = fit_gallery_codebook(entries, global_method, local_method, extract,
+                                                 args.output, args.quiet)
+        report = build_index(entries, args.output, extract, args.preset, global_method,
+                             local_method)
     except GalleryError as error:
         raise UsageError(str(error)) from None
     if not args.quiet:
@@ -568,8 +520,35 @@ def run_build(args) -> int:
     return _print_report("build", report, args.output, args.quiet)
 
 
+def fit_gallery_codebook(entries: Sequence[GalleryEntry], global_method: Method,
+                         local_method: Method, extract: Extractor, output: str | os.PathLike,
+                         quiet: bool = True) -> Method:
+    """Fit the ASMK codebook on the gallery's own local descriptors, saved beside the index
+    (NAME.lkidx.codebook.npy), and return the global method that uses it."""
+    from lookalike import asmk
+
+    if not hasattr(global_method, "codebook"):
+        raise GalleryError(f"--fit-codebook: {global_method.name} has no codebook")
+    paths = [path for entry in entries for path in entry.photos]
+    _, locals_, _ = extract(paths, global_method, local_method)
+    descriptors = [local_method.decode(data)["descriptors"] for data in locals_.values()]
+    words = global_method.words().size
+    try:
+        centroids = asmk.fit_codebook(descriptors, words)
+    except ValueError as error:
+        raise GalleryError(f"--fit-codebook: {error}") from None
+    target = Path(f"{output}.codebook.npy").resolve()
+    codebook = asmk.save_codebook(centroids, target)
+    if not quiet:
+        print(f"fitted a {codebook.size}-word codebook on {len(descriptors)} photos: {target}",
+              file=sys.stderr)
+    return get_method(global_method.name, **{**global_method.settings(),
+                                             "codebook": str(target)})
+
+
 def run_add(args) -> int:
     from lookalike.cli import UsageError, cache_from_args
+    from lookalike.engines import extractor
 
     try:
         if args.landmark:
@@ -585,8 +564,8 @@ def run_add(args) -> int:
         else:
             entries = [entry for source in args.sources for entry in read_gallery(source)]
         with GalleryIndex(args.index) as index:
-            report = index.add(entries, cache=cache_from_args(args), jobs=args.jobs,
-                               quiet=args.quiet, engine=args.engine)
+            report = index.add(entries, extractor(args.engine, cache_from_args(args), args.jobs,
+                                                  args.quiet))
     except GalleryError as error:
         raise UsageError(str(error)) from None
     return _print_report("add", report, args.index, args.quiet)
@@ -618,8 +597,8 @@ def run_info(args) -> int:
         return 0
     print(f"{info['path']}: {info['landmarks']} landmarks, {info['references']} reference photos, "
           f"{info['bytes'] / 1e6:.1f} MB ({info['bytes_per_reference'] / 1e3:.0f} kB per photo)")
-    print(f"  global: {info['global_method']}, FAISS {info['vector_index']}; "
-          f"local: {info['local_method']}; updated {info['updated']}")
+    print(f"  preset: {info['preset'] or '(custom)'}; global: {info['global_method']['name']}; "
+          f"local: {info['local_method']['name']}; updated {info['updated']}")
     for landmark in info["per_landmark"]:
         names = " / ".join(landmark["names"].get(k, "") for k in ("en", "ja")
                            if landmark["names"].get(k))
@@ -651,8 +630,14 @@ def add_command(subparsers) -> None:
     build.add_argument("--output", "-o", required=True, metavar="NAME.lkidx")
     build.add_argument("--engine", choices=["local", "ray"], default="local",
                        help="extract features locally (default) or on a Ray cluster")
-    build.add_argument("--vector-index", choices=["auto", "flat", "hnsw"], default="auto",
-                       help=f"FAISS index kind (auto: flat up to {HNSW_AUTO:,} photos)")
+    build.add_argument("--global", dest="global_method", metavar="METHOD",
+                       help="global descriptor instead of the preset's (e.g. asmk, augnet); "
+                            "identify then needs a calibration fitted on it")
+    build.add_argument("--local", dest="local_method", metavar="METHOD",
+                       help="local matcher instead of the preset's (e.g. aliked, xfeat)")
+    build.add_argument("--codebook", metavar="FILE.npy", help="ASMK codebook to use")
+    build.add_argument("--fit-codebook", action="store_true",
+                       help="fit the ASMK codebook on this gallery's photos (large galleries)")
     add_common_options(build, gray=False)
     build.set_defaults(handler=run_build)
 
@@ -676,7 +661,7 @@ def add_command(subparsers) -> None:
     remove.add_argument("--landmark", action="append", metavar="ID", help="(repeatable)")
     remove.add_argument("--photo", action="append", metavar="PATH",
                         help="a reference photo, by its indexed path or its content (repeatable)")
-    remove.add_argument("--quiet", "-q", action="store_true")
+    remove.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
     remove.set_defaults(handler=run_remove)
 
     info = commands.add_parser("info", help="what an index holds",

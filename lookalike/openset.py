@@ -13,6 +13,7 @@ accuracy and false-accept rate are not measured on the data the model was fit on
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 import os
@@ -25,19 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.features import extract_features
-from lookalike.identify import (
-    FEATURES,
-    UNKNOWN,
-    Calibration,
-    Candidate,
-    Settings,
-    group_shortlist,
-    score_candidates,
-    sigmoid,
+from lookalike.calibration import fit, method_spec
+from lookalike.matching import Match
+from lookalike.retrieval import (
+    IDENTIFY_EVIDENCE,
+    Gallery,
+    Item,
+    LandmarkCandidate,
+    Pipeline,
+    landmark_candidates,
 )
-from lookalike.index import global_method, local_method, normalise
 
+UNKNOWN = "unknown"
 DISTRACTOR = "distractor"
 TARGET_FAR = 0.05
 
@@ -46,41 +46,61 @@ TARGET_FAR = 0.05
 class QueryOutcome:
     photo: str
     label: str
-    candidates: list[Candidate]  # evidence of the verified candidates (probabilities refit later)
+    candidates: list[LandmarkCandidate]  # evidence of the verified candidates
 
 
-def leave_one_out(paths: Sequence[str], labels: Sequence[str], cache=None, jobs: int = 1,
-                  settings: Settings | None = None, quiet: bool = True
-                  ) -> tuple[list[QueryOutcome], dict[str, str]]:
+def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | None = None,
+                  cache=None, jobs: int = 1, quiet: bool = True
+                  ) -> tuple[list[QueryOutcome], dict[str, str], Pipeline]:
     """Run the two identify stages for every photo against all other labelled photos."""
-    settings = settings or Settings()
-    gmethod, lmethod = global_method(), local_method()
-    gset = extract_features(gmethod, list(paths), cache, jobs, quiet)
-    lset = extract_features(lmethod, list(paths), cache, jobs, quiet)
-    errors = {**gset.errors, **lset.errors}
+    from lookalike.engines import local_extractor
+    from lookalike.index import pipeline_methods
+    from lookalike.presets import get_preset
+
+    chosen = get_preset(preset)
+    global_method, local_method = pipeline_methods(chosen.name)
+    globals_, locals_, errors = local_extractor(cache, jobs, quiet)(list(paths), global_method,
+                                                                    local_method)
+    keys = _content_keys(paths, cache)
     ok = [p for p in paths if p not in errors]
     label_of = dict(zip(paths, labels))
-    vectors = normalise(np.stack([gset.feature_of(p) for p in ok]))
-    locals_ = [lset.feature_of(p) for p in ok]
-    similarity = vectors @ vectors.T
-    gallery = np.array([i for i, p in enumerate(ok) if label_of[p] != DISTRACTOR])
-    calibration = Calibration.load()
+    items = {p: Item(global_method.decode(globals_[p]), local_method.decode(locals_[p]),
+                     keys.get(p)) for p in ok}
+    references = [p for p in ok if label_of[p] != DISTRACTOR]
+    gallery = Gallery([items[p] for p in references], global_method)
+    position = {p: i for i, p in enumerate(references)}
+    landmark_of = [label_of[p] for p in references]
+    pipeline = Pipeline(global_method, local_method, None, store=cache)
     outcomes = []
     started = time.perf_counter()
     for i, photo in enumerate(ok):
-        others = gallery[gallery != i]
-        row = similarity[i, others]
-        top = np.argsort(-row)[:settings.shortlist]
-        groups = group_shortlist(others[top], row[top], lambda j: label_of[ok[j]])
-        candidates = score_candidates(groups, locals_[i], lambda j: locals_[j], lmethod, settings,
-                                      calibration)
-        for candidate in candidates:
-            candidate.match = None  # keep memory small: only the evidence numbers are needed
+        candidates = landmark_candidates(pipeline, items[photo], gallery, landmark_of,
+                                         chosen.verify_landmarks, chosen.verify_per_landmark,
+                                         exclude=position.get(photo))
+        for candidate in candidates:  # keep memory small: only the counts are needed
+            if candidate.match is not None:
+                candidate.match = Match.from_counts(candidate.match.counts())
         outcomes.append(QueryOutcome(photo, label_of[photo], candidates))
         if not quiet and (i + 1) % 20 == 0:
             print(f"  {i + 1}/{len(ok)} queries, {time.perf_counter() - started:.0f} s",
                   file=sys.stderr)
-    return outcomes, errors
+    return outcomes, errors, pipeline
+
+
+def _content_keys(paths: Sequence[str], cache) -> dict[str, str]:
+    """The cache's content key of each readable file, so pair results are cached."""
+    if cache is None or not hasattr(cache, "get_many"):
+        return {}
+    from lookalike.cache import content_hash
+    from lookalike.loading import ImageLoadError, read_bytes
+
+    keys = {}
+    for path in paths:
+        try:
+            keys[path] = content_hash(read_bytes(path))
+        except ImageLoadError:
+            pass
+    return keys
 
 
 def evidence_rows(outcomes: Sequence[QueryOutcome]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,15 +111,8 @@ def evidence_rows(outcomes: Sequence[QueryOutcome]) -> tuple[np.ndarray, np.ndar
             xs.append(candidate.evidence())
             ys.append(int(candidate.landmark == outcome.label))
             qs.append(q)
-    return np.array(xs, np.float64).reshape(-1, len(FEATURES)), np.array(ys), np.array(qs)
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[list[float], float]:
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=1.0, max_iter=2000)
-    model.fit(x, y)
-    return [float(c) for c in model.coef_[0]], float(model.intercept_[0])
+    return (np.array(xs, np.float64).reshape(-1, len(IDENTIFY_EVIDENCE)), np.array(ys, bool),
+            np.array(qs))
 
 
 def cross_fitted_probabilities(outcomes: Sequence[QueryOutcome], folds: int = 5,
@@ -111,12 +124,9 @@ def cross_fitted_probabilities(outcomes: Sequence[QueryOutcome], folds: int = 5,
     probabilities = np.zeros(len(y))
     for fold in range(folds):
         test = fold_of_query[q] == fold
-        if len(set(y[~test].tolist())) < 2:  # too few queries to fit: use the shipped model
-            shipped = Calibration.load()
-            coef, intercept = shipped.coef, shipped.intercept
-        else:
-            coef, intercept = fit_logistic(x[~test], y[~test])
-        probabilities[test] = [sigmoid(float(np.dot(coef, row) + intercept)) for row in x[test]]
+        if len(set(y[~test].tolist())) < 2 or not test.any():
+            continue  # too few queries to fit: those candidates keep probability 0
+        probabilities[test] = fit(x[~test], y[~test], IDENTIFY_EVIDENCE).probability(x[test])
     result: list[list[tuple[str, float]]] = [[] for _ in outcomes]
     position = 0
     for index, outcome in enumerate(outcomes):
@@ -155,15 +165,14 @@ def operating_point(curve: Sequence[dict[str, float]], far: float = TARGET_FAR) 
 
 
 def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | None = None,
-                      cache=None, jobs: int = 1, quiet: bool = True,
-                      settings: Settings | None = None,
+                      cache=None, jobs: int = 1, quiet: bool = True, preset: str | None = None,
                       fit_calibration: str | os.PathLike | None = None) -> dict[str, Any]:
     """Leave-one-out open-set evaluation; writes results, the curve and a figure to `outdir`."""
     from lookalike.evaluation import DatasetError, load_dataset
 
     paths, labels = load_dataset(dataset)
     started = time.perf_counter()
-    outcomes, errors = leave_one_out(paths, labels, cache, jobs, settings, quiet)
+    outcomes, errors, pipeline = leave_one_out(paths, labels, preset, cache, jobs, quiet)
     probabilities = cross_fitted_probabilities(outcomes)
     curve = open_set_curve(outcomes, probabilities)
     at_half = next(p for p in curve if p["threshold"] >= 0.5)
@@ -172,9 +181,14 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
     if len(set(y.tolist())) < 2:
         raise DatasetError(f"{dataset}: too few photos per landmark to evaluate identification "
                            "(no query found its landmark among its candidates)")
-    coef, intercept = fit_logistic(x, y)
+    methods = {"global": method_spec(pipeline.global_method),
+               "local": method_spec(pipeline.local_method)}
+    calibration = fit(x, y, IDENTIFY_EVIDENCE, methods, float(chosen["threshold"]),
+                      info={"fitted_on": f"{dataset}: leave-one-out, {len(outcomes)} queries",
+                            "preset": preset or ""})
     summary = {
         "dataset": str(dataset),
+        "preset": preset,
         "queries": len(outcomes),
         "landmark_queries": sum(o.label != DISTRACTOR for o in outcomes),
         "distractor_queries": sum(o.label == DISTRACTOR for o in outcomes),
@@ -183,13 +197,12 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
         "shortlist_top1_accuracy": float(np.mean([
             bool(o.candidates) and max(o.candidates, key=lambda c: c.similarity).landmark == o.label
             for o in outcomes if o.label != DISTRACTOR])),
-        "calibration": {"features": list(FEATURES), "coef": coef, "intercept": intercept},
+        "calibration": dataclasses.asdict(calibration),
         "seconds": round(time.perf_counter() - started, 1),
         "errors": errors,
     }
     if fit_calibration:
-        Calibration(coef, intercept, float(chosen["threshold"]), local_method().name,
-                    f"{dataset}: leave-one-out, {len(outcomes)} queries").save(fit_calibration)
+        calibration.save(fit_calibration)
     if outdir is not None:
         write_outputs(Path(outdir), outcomes, probabilities, curve, summary)
     return summary

@@ -11,8 +11,9 @@ import pytest
 from lookalike.cli import main
 from lookalike.compare import open_cache
 from lookalike.features import extract_features
-from lookalike.fusion import FEATURE_NAMES, FusedScorer, FusionModel
+from lookalike.calibration import Calibration, CalibrationError
 from lookalike.methods import get_method
+from lookalike.retrieval import PAIR_EVIDENCE, Gallery, Pipeline
 
 LANDMARKS = {"chateau_de_sceaux": 3, "sacre_coeur": 3}
 DISTRACTORS = 2
@@ -46,20 +47,24 @@ def model_path(subset, tmp_path_factory):
 
 def test_calibrate_writes_a_model_with_its_evidence(model_path):
     data = json.loads(model_path.read_text())
-    assert data["features"] == FEATURE_NAMES
-    assert len(data["coef"]) == len(FEATURE_NAMES)
+    assert data["features"] == PAIR_EVIDENCE
+    assert len(data["coef"]) == len(PAIR_EVIDENCE)
     assert data["info"]["photos"] == PHOTOS and data["info"]["landmarks"] == 2
     assert "cross_validated" in data["info"] and "fitted" in data["info"]
-    model = FusionModel.load(model_path)
+    assert data["methods"]["global"]["name"] == "asmk"
+    assert data["methods"]["local"]["name"] == "aliked"
+    model = Calibration.load(model_path, PAIR_EVIDENCE)
+    shipped = get_method("fused").pipeline().calibration
     # More verified inliers never lowers the probability.
-    base = np.array([[0.5, 0.5, np.log1p(5), np.log1p(10), np.log1p(20), 0.0]])
-    more = np.array([[0.5, 0.5, np.log1p(80), np.log1p(120), np.log1p(200), 1.0]])
-    assert model.probability(more)[0] > model.probability(base)[0]
+    base = np.array([[-4.0, -4.0, np.log1p(5), np.log1p(10), 1.0, 0.0]])
+    more = np.array([[-4.0, -4.0, np.log1p(80), np.log1p(120), 4.0, 1.0]])
+    for calibration in (model, shipped):
+        assert calibration.probability(more)[0] > calibration.probability(base)[0]
 
 
 def test_fused_ranks_the_same_landmark_first(subset, model_path):
     _, rows = subset
-    method = get_method("fused", model=str(model_path))
+    method = get_method("fused", calibration=str(model_path))
     paths = [row["path"] for row in rows]
     features = extract_features(method, paths, open_cache(None), quiet=True)
     assert not features.errors
@@ -80,12 +85,20 @@ def test_fused_ranks_the_same_landmark_first(subset, model_path):
 
 def test_shortlist_limits_verification(subset, model_path):
     _, rows = subset
-    method = get_method("fused", model=str(model_path))
+    method = get_method("fused", calibration=str(model_path))
     features = extract_features(method, [row["path"] for row in rows], open_cache(None),
                                 quiet=True).features
-    ranking = FusedScorer(FusionModel.load(model_path), shortlist=5).rank(features[0], features)
-    assert len(ranking.verified) == 5
+    global_part, local_part = method.parts()
+    pipeline = Pipeline(global_part, local_part, Calibration.load(model_path), shortlist=5)
+    ranking = pipeline.rank(features[0], Gallery(features, global_part))
+    assert len(ranking.matches) == 5
     assert ranking.probabilities.shape == (PHOTOS,)
+
+
+def test_a_calibration_of_other_methods_is_refused(model_path):
+    method = get_method("fused", preset="fast", calibration=str(model_path))
+    with pytest.raises(CalibrationError, match="fitted on"):
+        method.pipeline()
 
 
 def test_calibrate_rejects_an_unlabelled_folder(tmp_path, capsys):
@@ -96,7 +109,7 @@ def test_calibrate_rejects_an_unlabelled_folder(tmp_path, capsys):
 
 def test_a_rerun_reads_verifications_from_the_cache(subset, tmp_path, monkeypatch):
     """The second ranking of the same photos verifies nothing and gives the same matrix."""
-    import lookalike.methods.verified as verified_module
+    import lookalike.localfeatures as local_module
 
     paths = [row["path"] for row in subset[1]][:5]
     cache = open_cache(tmp_path / "cache.sqlite")
@@ -104,8 +117,8 @@ def test_a_rerun_reads_verifications_from_the_cache(subset, tmp_path, monkeypatc
     first = first_method.score_matrix(
         *[extract_features(first_method, paths, cache, quiet=True).features] * 2)
     calls = []
-    real_verify = verified_module.verify_pair
-    monkeypatch.setattr(verified_module, "verify_pair",
+    real_verify = local_module.verify_matches
+    monkeypatch.setattr(local_module, "verify_matches",
                         lambda *args, **kwargs: calls.append(1) or real_verify(*args, **kwargs))
     again = get_method("fused")  # a new instance: nothing remembered in memory
     features = extract_features(again, paths, cache, quiet=True).features

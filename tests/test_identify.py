@@ -11,8 +11,8 @@ from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from PIL import Image
 
 from lookalike.cli import main
+from lookalike.calibration import Calibration
 from lookalike.identify import (
-    Calibration,
     Identifier,
     Settings,
     gps_penalty,
@@ -175,13 +175,17 @@ def test_jobs_give_the_same_answers(index_path, capsys):
         assert a["probability"] == pytest.approx(b["probability"], abs=1e-3)
 
 
-def test_calibration_file_round_trip(tmp_path):
-    calibration = Calibration([1.0, 2.0, 3.0, 4.0], -5.0, 0.3, "verified", "test")
+def test_calibration_file_round_trip(tmp_path, identifier):
+    from lookalike.retrieval import IDENTIFY_EVIDENCE
+
+    calibration = Calibration(list(IDENTIFY_EVIDENCE), [1.0] * 6, -5.0, [0.0] * 6, [1.0] * 6,
+                              0.3, {}, {"fitted_on": "test"})
     calibration.save(tmp_path / "c.json")
-    loaded = Calibration.load(tmp_path / "c.json")
+    loaded = Calibration.load(tmp_path / "c.json", IDENTIFY_EVIDENCE)
     assert loaded == calibration
-    shipped = Calibration.load()
-    assert len(shipped.coef) == 4 and 0 < shipped.threshold < 1
+    shipped = identifier.calibration
+    assert len(shipped.coef) == len(IDENTIFY_EVIDENCE) and 0 < shipped.threshold < 1
+    assert shipped.methods["local"]["name"] == identifier.local_method.name
 
 
 def test_evaluate_identify_small(tmp_path, capsys):
@@ -199,7 +203,7 @@ def test_evaluate_identify_small(tmp_path, capsys):
     point = summary["at_far_0.05"]
     assert point["false_accept_rate"] <= 0.05 and 0 <= point["top1_accuracy"] <= 1
     assert (out / "identify_curve.png").stat().st_size > 1000
-    assert Calibration.load(tmp_path / "cal.json").fitted_on.endswith("9 queries")
+    assert Calibration.load(tmp_path / "cal.json").info["fitted_on"].endswith("9 queries")
     assert "top-1 accuracy" in capsys.readouterr().out
 
 

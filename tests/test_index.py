@@ -31,7 +31,7 @@ def copy_of(path: Path, tmp_path: Path) -> Path:
     return target
 
 
-def test_build_records_landmarks_names_location_and_vectors(built):
+def test_build_records_landmarks_names_location_and_features(built):
     _, output = built
     with GalleryIndex(output) as index:
         assert set(index.landmarks) == {"chateau_de_sceaux", "strecha_castle"}
@@ -39,16 +39,17 @@ def test_build_records_landmarks_names_location_and_vectors(built):
         assert sceaux.names["ja"] == SCEAUX["ja"] and sceaux.names["en"] == SCEAUX["en"]
         assert sceaux.location == (SCEAUX["location"]["lat"], SCEAUX["location"]["lon"])
         assert index.landmarks["strecha_castle"].location is None
-        assert len(index.references) == 6
-        assert index.vectors.ntotal == 6
-        # Every reference finds itself first in the vector index, with cosine ~1.
-        for ref in index.references.values():
-            vector = index.vectors_of([ref.id])[0]
-            ids, sims = index.search(vector, 3)
+        assert len(index.references) == 6 and index.search_index.size == 6
+        assert index.preset is None and index.info()["global_method"]["name"] == "asmk"
+        # Every reference finds itself first in the global search, with similarity 1.
+        for position, ref in enumerate(index.references.values()):
+            ids, sims = index.search(index.global_features[position], 3)
             assert ids[0] == ref.id and sims[0] == pytest.approx(1.0, abs=1e-4)
             local = index.local_features(ref.id)
             assert len(local["keypoints"]) == len(local["descriptors"]) > 50
-            assert np.allclose(np.linalg.norm(local["descriptors"], axis=1), 1, atol=1e-3)
+            # stored as the method encodes them: signed unit descriptors, not clipped to [0, 1]
+            assert np.allclose(np.linalg.norm(local["descriptors"], axis=1), 1, atol=1e-2)
+            assert (local["descriptors"] < 0).any()
 
 
 def test_info_json(built, capsys):
@@ -80,7 +81,7 @@ def test_add_remove_and_skip_duplicates(built, tmp_path):
     assert main(["index", "remove", str(target), "--photo", str(removed), "-q"]) == 0
     with GalleryIndex(target) as index:
         assert set(index.landmarks) == {"strecha_castle", "st_pauls_cathedral"}
-        assert len(index.references) == 3 + 3 and index.vectors.ntotal == 6
+        assert len(index.references) == 3 + 3 and index.search_index.size == 6
         paths = {Path(r.path).name for r in index.references.values()}
         assert Path(removed).name not in paths and new.name in paths
     assert main(["index", "remove", str(target), "--landmark", "nowhere"]) == 1
@@ -97,7 +98,10 @@ def test_crash_in_the_middle_of_add_leaves_the_index_as_it_was(built, tmp_path):
         "import lookalike.index as ix\n"
         "def crash(*args, **kwargs):\n"
         "    os._exit(3)\n"
-        "ix.store_vector_index = crash\n"
+        "import time, types\n"
+        "# the last statement of the write transaction stamps the time: die there\n"
+        "ix.time = types.SimpleNamespace(perf_counter=time.perf_counter, gmtime=time.gmtime,\n"
+        "                                strftime=crash)\n"
         "from lookalike.cli import main\n"
         f"main(['index', 'add', {str(target)!r}, {str(extra)!r}, '-q', '-j', '1'])\n"
     )
@@ -108,7 +112,7 @@ def test_crash_in_the_middle_of_add_leaves_the_index_as_it_was(built, tmp_path):
         after = index.info()
         assert after["references"] == before["references"] == 6
         assert [x["id"] for x in after["per_landmark"]] == [x["id"] for x in before["per_landmark"]]
-        assert index.vectors.ntotal == 6
+        assert index.search_index.size == 6
 
 
 def test_failed_build_keeps_the_old_file(built, tmp_path):
@@ -145,6 +149,22 @@ def test_manifest_as_gallery_and_bad_inputs(tmp_path):
     not_index.write_text("hello")
     assert main(["index", "info", str(not_index)]) == 1
     assert main(["index", "info", str(tmp_path / "none.lkidx")]) == 1
+
+
+def test_index_records_its_methods_and_refuses_a_calibration_of_another_preset(built, tmp_path):
+    from lookalike.identify import Identifier
+    from lookalike.presets import get_preset
+
+    _, output = built
+    Identifier(output)  # the default preset's calibration fits the default methods
+    with pytest.raises(GalleryError, match="fitted on"):
+        Identifier(output, calibration=get_preset("fast").calibration_path("identify"))
+    gallery = make_gallery(tmp_path / "gallery", ["strecha_castle"])
+    fast = tmp_path / "fast.lkidx"
+    assert main(["index", "build", str(gallery), "-o", str(fast), "--preset", "fast", "-q"]) == 0
+    with GalleryIndex(fast) as index:
+        assert index.preset == "fast" and index.local_method.name == "xfeat"
+    assert main(["index", "build", str(gallery), "-o", str(fast), "--global", "aliked"]) == 1
 
 
 def test_photo_digest_is_part_of_the_file_format():

@@ -9,11 +9,23 @@ import importlib
 import pkgutil
 from typing import Any
 
-from lookalike.methods.base import BITS, LOCAL, SEGMENTS, VECTOR, Method
+from lookalike.methods.base import (
+    BITS,
+    GLOBAL,
+    LOCAL,
+    LOCAL_MATCHER,
+    PAIRWISE,
+    SEGMENTS,
+    VECTOR,
+    Method,
+)
 
 __all__ = [
     "BITS",
+    "GLOBAL",
     "LOCAL",
+    "LOCAL_MATCHER",
+    "PAIRWISE",
     "SEGMENTS",
     "VECTOR",
     "Method",
@@ -60,8 +72,9 @@ def method_classes() -> dict[str, type[Method]]:
     return dict(sorted(_REGISTRY.items(), key=lambda item: (getattr(item[1], "order", 50), item[0])))
 
 
-def method_names() -> list[str]:
-    return list(method_classes())
+def method_names(role: str | None = None) -> list[str]:
+    """Registered method names, optionally only those of one role (GLOBAL, LOCAL_MATCHER)."""
+    return [name for name, cls in method_classes().items() if role is None or cls.role == role]
 
 
 def get_method(name: str, **settings: Any) -> Method:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.methods import register
-from lookalike.methods.base import VECTOR, Method
+from lookalike.methods.base import GLOBAL, VECTOR, Method, VectorIndex
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -63,6 +63,8 @@ class AugNetMethod(Method):
     name: ClassVar[str] = "augnet"
     description: ClassVar[str] = "imgsim AugNet 768-d embedding (ResNet50); score = -L2 (or cosine)"
     feature_kind: ClassVar[str] = VECTOR
+    role: ClassVar[str] = GLOBAL
+    dim: ClassVar[int] = 768
     order: ClassVar[int] = 30
     batch_size: ClassVar[int] = 8
     metric: str = "l2"  # "l2" (the study) or "cosine"
@@ -114,6 +116,10 @@ class AugNetMethod(Method):
 
     def score(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(self.score_matrix([a], [b])[0, 0])
+
+    def search_index(self, features) -> VectorIndex:
+        """As a global descriptor, photos are searched by cosine similarity."""
+        return VectorIndex(features)
 
     def score_matrix(self, queries, gallery) -> np.ndarray:
         q = np.stack(queries).astype(np.float64)

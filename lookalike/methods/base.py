@@ -31,6 +31,11 @@ SEGMENTS = "segments"  # 2-D uint8 0/1 array, one row per segment hash
 
 Feature = Any
 
+# The role a method declares, which tells the index, identify and the pipeline how to use it:
+GLOBAL = "global"  # a global descriptor: `search_index(features)` ranks a gallery for a query
+LOCAL_MATCHER = "local"  # a local matcher: `match(a, b)` returns a `lookalike.matching.Match`
+PAIRWISE = "pairwise"  # a pair score only (the study's hashes and AKAZE counts)
+
 
 @dataclasses.dataclass
 class Method:
@@ -41,6 +46,7 @@ class Method:
     description: ClassVar[str] = ""
     version: ClassVar[int] = 1  # bump when extraction changes, so cached features are not reused
     score_version: ClassVar[int] = 1  # bump when only scoring changes (cached pair scores)
+    role: ClassVar[str] = PAIRWISE
     gray: bool = False
 
     # -- the contract -------------------------------------------------------------------------
@@ -53,6 +59,15 @@ class Method:
 
     def score(self, a: Feature, b: Feature) -> float:
         raise NotImplementedError
+
+    # -- the roles: a global descriptor searches, a local matcher matches ---------------------
+    def search_index(self, features: Sequence[Feature]) -> SearchIndex:
+        """A global descriptor's search structure over gallery `features`."""
+        raise NotImplementedError(f"{self.name} is not a global descriptor")
+
+    def match(self, a: Feature, b: Feature):
+        """A local matcher's verified matches of two features (a `lookalike.matching.Match`)."""
+        raise NotImplementedError(f"{self.name} is not a local matcher")
 
     # -- overridable helpers with sensible defaults -------------------------------------------
     def extract_many(self, images: Sequence[Image.Image]) -> list[Feature]:
@@ -103,6 +118,45 @@ class Method:
 
     def label(self) -> str:
         return f"{self.name}-gray" if self.gray else self.name
+
+
+class SearchIndex:
+    """What a global descriptor's `search_index` returns: scores of a query against every
+    gallery item (by position), and the best k of them."""
+
+    size: int = 0
+
+    def scores(self, query: Feature) -> np.ndarray:
+        raise NotImplementedError
+
+    def search(self, query: Feature, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best gallery positions and their scores, best first."""
+        scores = self.scores(query)
+        k = min(k, len(scores))
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return top, scores[top]
+
+
+class VectorIndex(SearchIndex):
+    """Exact cosine search over unit vectors: one matrix product per query."""
+
+    def __init__(self, vectors: Sequence[np.ndarray]):
+        self.vectors = normalise(np.stack(vectors)) if len(vectors) else np.zeros((0, 1))
+        self.size = len(self.vectors)
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        if not self.size:
+            return np.zeros(0)
+        return self.vectors @ normalise(np.asarray(query)[None])[0]
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a zero row stays zero): the one normalisation we use."""
+    vectors = np.asarray(vectors, np.float32)
+    return vectors / (np.linalg.norm(vectors, axis=-1, keepdims=True) + 1e-12)
 
 
 # A single numeric array is stored as a few header bytes and its raw contents. Going through

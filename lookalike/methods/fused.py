@@ -1,10 +1,13 @@
 """`fused`: the calibrated probability that two photos show the same landmark.
 
-The feature of a photo is its global vector ("global", from the `global_method`) plus its
-`verified` local features; scoring is `lookalike.fusion.FusedScorer` (shortlist by global
-similarity, verify the shortlist, expand the query by its verified matches, logistic model).
-`score(a, b)` for a single pair has no gallery to shortlist or expand with, so it uses the
-pair's own evidence only; `score_matrix` ranks each query against the whole gallery.
+A photo's feature is an `Item` of the preset's two methods: its global descriptor (the
+shortlist) and its local features (verification). `score_matrix` ranks each query against the
+whole gallery through `lookalike.retrieval.Pipeline`: shortlist, verify the shortlist, expand,
+calibrate. Pairs outside a query's shortlist keep the probability their global similarity
+alone gives, as retrieval systems do. `score(a, b)` for a single pair has no gallery to
+shortlist or expand with, so it uses the pair's own evidence.
+
+With `use_text`, photos whose signboards read the same legible text gain log-odds.
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ from PIL import Image
 
 from lookalike.loading import LoadOptions
 from lookalike.methods import get_method, register
-from lookalike.methods.base import LOCAL, Method
-from lookalike.methods.verified import Verified
+from lookalike.methods.base import LOCAL, Method, decode_arrays, encode_arrays
+from lookalike.retrieval import PAIR_EVIDENCE, Gallery, Item, Pipeline
 
 # Log-odds added when two photos' signboards read the same text: text ignores the background
-# entirely, so a shared legible name is strong evidence. Not fitted (the dev photos carry no
-# signs); identify uses the same value for a landmark's name read on a sign.
+# entirely, so a shared legible name is strong evidence.
 TEXT_LOG_ODDS = 3.0
 
 
@@ -37,32 +39,62 @@ def with_text_evidence(probability: float, text_a: str, text_b: str) -> float:
     return float(1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + TEXT_LOG_ODDS))))
 
 
+def pack_item(item: Item) -> dict[str, np.ndarray]:
+    """An item as one flat dict of arrays: `g` or `g/<key>` global, `l/<key>` local."""
+    arrays: dict[str, np.ndarray] = {}
+    if isinstance(item.global_feature, dict):
+        arrays.update({f"g/{key}": value for key, value in item.global_feature.items()})
+    else:
+        arrays["g"] = np.asarray(item.global_feature)
+    arrays.update({f"l/{key}": value for key, value in item.local_feature.items()})
+    if item.key is not None:
+        arrays["key"] = np.array(item.key)
+    if item.text:
+        arrays["text"] = np.array(item.text)
+    return arrays
+
+
+def unpack_item(arrays: dict[str, np.ndarray]) -> Item:
+    global_feature = arrays["g"] if "g" in arrays else \
+        {key[2:]: value for key, value in arrays.items() if key.startswith("g/")}
+    local = {key[2:]: value for key, value in arrays.items() if key.startswith("l/")}
+    if "descriptors" in local:
+        local["descriptors"] = np.asarray(local["descriptors"], np.float32)
+    return Item(global_feature, local, str(arrays["key"]) if "key" in arrays else None,
+                str(arrays["text"]) if "text" in arrays else "")
+
+
 @register
 @dataclasses.dataclass
 class Fused(Method):
     name: ClassVar[str] = "fused"
     description: ClassVar[str] = (
-        "calibrated probability: global shortlist + verified + query expansion (lookalike calibrate)"
+        "calibrated probability: preset's global shortlist + local verification + expansion"
     )
     feature_kind: ClassVar[str] = LOCAL
     order: ClassVar[int] = 60
-    batch_size: ClassVar[int] = 8
-    model: str | None = None  # a model JSON from `lookalike calibrate`; None = the shipped one
-    shortlist: int | None = None  # None = the model's
-    global_method: str = "augnet"
-    weights: str | None = None
+    batch_size: ClassVar[int] = 4
+    preset: str = "default"
+    calibration: str | None = None  # a JSON from `lookalike calibrate`; None = the preset's
+    shortlist: int | None = None  # None = the preset's
+    weights: str | None = None  # fine-tuned AugNet weights, for a preset that uses AugNet
     device: str = "auto"
-    max_keypoints: int = 1500
     use_text: bool = False  # read signboards (OCR): the same legible text raises the probability
 
     def __post_init__(self):
-        self._scorer = None
+        from lookalike.presets import get_preset
+
+        self._preset = get_preset(self.preset)  # fails early on an unknown name
+        self._pipeline = None
         self._store = None
 
-    def parts(self) -> tuple[Method, Verified]:
-        global_part = get_method(self.global_method, gray=self.gray, weights=self.weights,
-                                 device=self.device, metric="cosine")
-        return global_part, Verified(gray=self.gray, max_keypoints=self.max_keypoints)
+    def parts(self) -> tuple[Method, Method]:
+        """The preset's (global method, local method) with this method's common settings."""
+        cached = self.__dict__.get("_parts")
+        if cached is None:
+            common = {"gray": self.gray, "device": self.device, "weights": self.weights}
+            cached = self.__dict__["_parts"] = self._preset.methods(**common)
+        return cached
 
     def load_options(self) -> LoadOptions:
         return self.parts()[1].load_options()
@@ -70,91 +102,87 @@ class Fused(Method):
     def cache_settings(self):
         global_part, local_part = self.parts()
         return {"global": [global_part.name, global_part.cache_settings()],
-                "local": local_part.cache_settings(), "text": self.use_text}
+                "local": [local_part.name, local_part.cache_settings()], "text": self.use_text}
 
+    # -- features --------------------------------------------------------------------------
     def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
                          quiet: bool = False):
-        """Features from the two parts' own extraction, so their cache entries are reused."""
+        """Features from the two parts' own extraction, so their cache entries are reused
+        (local first: a global method aggregated from it then reads it from the cache)."""
         from lookalike.features import FeatureSet, extract_features
 
         global_part, local_part = self.parts()
-        vectors = extract_features(global_part, paths, cache, jobs, quiet)
         local = extract_features(local_part, paths, cache, jobs, quiet)
+        global_ = extract_features(global_part, local.paths, cache, jobs, quiet)
         texts = (extract_features(get_method("text", gray=self.gray), paths, cache, jobs, quiet)
                  if self.use_text else None)
-        errors = {**vectors.errors, **local.errors, **(texts.errors if texts else {})}
-        kept = [path for path in paths if path not in errors]
-        features = [self.combine(vectors.feature_of(path), local.feature_of(path),
-                                 texts.feature_of(path) if texts else None)
-                    for path in kept]
+        errors = {**local.errors, **global_.errors, **(texts.errors if texts else {})}
+        kept = [path for path in local.paths if path not in errors]
         keys = dict(zip(local.paths, local.content_keys))
-        for path, feature in zip(kept, features):
-            if path in keys:  # lets the scorer keep each verification in the cache
-                feature["content_key"] = np.array(keys[path])
-        self._store = cache  # scoring these features reads and writes verifications there
-        return FeatureSet(self, kept, features, errors,
-                          [keys[path] for path in kept] if keys else [])
+        items = [Item(global_.feature_of(path), local.feature_of(path), keys.get(path),
+                      _read_text(texts.feature_of(path)) if texts else "")
+                 for path in kept]
+        self._store = cache  # ranking these items reads and writes verifications there
+        return FeatureSet(self, kept, items, errors, [keys[path] for path in kept])
 
-    @staticmethod
-    def combine(vector: np.ndarray, local: dict[str, np.ndarray],
-                text: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        vector = np.asarray(vector, np.float32)
-        combined = dict(local, descriptors=np.asarray(local["descriptors"], np.float32),
-                        **{"global": vector / (np.linalg.norm(vector) + 1e-12)})
-        if text is not None:
-            from lookalike.methods.text import feature_text
-
-            combined["text"] = np.array(feature_text(text))
-        return combined
-
-    def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
+    def extract(self, image: Image.Image) -> Item:
         return self.extract_many([image])[0]
 
-    def extract_many(self, images: Sequence[Image.Image]) -> list[dict[str, np.ndarray]]:
+    def extract_many(self, images: Sequence[Image.Image]) -> list[Item]:
         global_part, local_part = self.parts()
-        vectors = global_part.extract_many(images)
         reader = get_method("text", gray=self.gray) if self.use_text else None
-        return [self.combine(vector, local_part.extract(image),
-                             reader.extract(image) if reader else None)
-                for image, vector in zip(images, vectors)]
+        items = []
+        for image in images:
+            local = local_part.extract(image)
+            aggregate = getattr(global_part, "aggregate", None)
+            global_feature = aggregate(local) if aggregate and global_part.local == \
+                local_part.name else global_part.extract(image)
+            text = _read_text(reader.extract(image)) if reader else ""
+            items.append(Item(global_feature, local, None, text))
+        return items
 
-    def decode(self, data: bytes) -> dict[str, np.ndarray]:
-        from lookalike.methods.verified import as_float32
+    def encode(self, feature: Item) -> bytes:
+        return encode_arrays(pack_item(feature))
 
-        return as_float32(super().decode(data))
+    def decode(self, data: bytes) -> Item:
+        return unpack_item(decode_arrays(data))
 
-    def scorer(self):
-        from lookalike.fusion import FusedScorer, FusionModel
+    # -- scoring ---------------------------------------------------------------------------
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            global_part, local_part = self.parts()
+            if self.calibration:
+                from lookalike.calibration import Calibration
 
-        if self._scorer is None:
-            self._scorer = FusedScorer(FusionModel.load(self.model), self.parts()[1],
-                                       shortlist=self.shortlist)
-        self._scorer.store = self._store
-        return self._scorer
+                calibration = Calibration.load(self.calibration, PAIR_EVIDENCE)
+            else:
+                calibration = self._preset.calibration("pairs", PAIR_EVIDENCE)
+            calibration.check_methods(**{"global": global_part, "local": local_part})
+            self._pipeline = Pipeline(global_part, local_part, calibration,
+                                      self.shortlist or self._preset.shortlist,
+                                      self._preset.expansion)
+        self._pipeline.store = self._store
+        return self._pipeline
 
-    def score(self, a: dict, b: dict) -> float:
+    def score(self, a: Item, b: Item) -> float:
         """One pair on its own evidence (no gallery to shortlist or expand with)."""
-        from lookalike.fusion import evidence_row
-
-        scorer = self.scorer()
-        similarity = float(np.dot(a["global"], b["global"]))
-        row = evidence_row(similarity, similarity, scorer.verifier.verify_either_way(a, b))
-        probability = float(scorer.model.probability(np.array([row]))[0])
-        return with_text_evidence(probability, _text(a), _text(b))
+        probability, _ = self.pipeline().pair_probability(a, b)
+        return with_text_evidence(probability, a.text, b.text) if self.use_text else probability
 
     def score_matrix(self, queries, gallery) -> np.ndarray:
-        scorer = self.scorer()
-        vectors = np.stack([item["global"] for item in gallery])
         if not len(queries):
             return np.zeros((0, len(gallery)))
-        matrix = np.stack([scorer.rank(query, gallery, vectors).probabilities
-                           for query in queries])
+        pipeline = self.pipeline()
+        view = Gallery(gallery, pipeline.global_method)
+        matrix = np.stack([pipeline.rank(query, view).probabilities for query in queries])
         if self.use_text:
             for i, query in enumerate(queries):
                 for j, item in enumerate(gallery):
-                    matrix[i, j] = with_text_evidence(matrix[i, j], _text(query), _text(item))
+                    matrix[i, j] = with_text_evidence(matrix[i, j], query.text, item.text)
         return matrix
 
 
-def _text(feature: dict[str, np.ndarray]) -> str:
-    return str(feature["text"]) if "text" in feature else ""
+def _read_text(feature) -> str:
+    from lookalike.methods.text import feature_text
+
+    return feature_text(feature)

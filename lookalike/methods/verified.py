@@ -27,55 +27,13 @@ import numpy as np
 from PIL import Image
 
 from lookalike.loading import LoadOptions
+from lookalike.matching import Match as VerifyResult
 from lookalike.methods import register
 from lookalike.methods.akaze import gray_array, keypoint_array
-from lookalike.methods.base import LOCAL, Method
+from lookalike.methods.base import LOCAL, LOCAL_MATCHER, Method
 
 GRID = 8  # inlier spread is counted on a GRID x GRID grid over each image
 MIN_MATCHES = 16  # below this many tentative matches no geometry is fitted (score 0)
-
-
-@dataclasses.dataclass
-class VerifyResult:
-    """What geometric verification found between photos A and B.
-
-    `score` ranks pairs: inliers of the homography plus inliers of the fundamental matrix (0
-    when too few tentative matches); `verified` says whether the inliers are too many to be
-    chance. `points_a`/`points_b` are the inliers of the chosen `model` (`model_kind`
-    "homography" A -> B or "fundamental") in each feature's pixel frame (divide by
-    `feature["scale"]` for original pixels); `index_a`/`index_b` index them into each
-    feature's keypoints. `spread` = grid cells covered by those inliers in the less-covered
-    image.
-    """
-
-    score: float
-    inliers: int
-    matches: int
-    inliers_h: int
-    inliers_f: int
-    cells_a: int
-    cells_b: int
-    index_a: np.ndarray
-    index_b: np.ndarray
-    points_a: np.ndarray
-    points_b: np.ndarray
-    model: np.ndarray | None = None
-    model_kind: str = ""
-    verified: bool = False
-
-    @property
-    def spread(self) -> int:
-        return min(self.cells_a, self.cells_b)
-
-    def swapped(self) -> VerifyResult:
-        """The same verification seen from B to A: points, indices and model swap sides, the
-        counts stay."""
-        model = self.model
-        if model is not None:
-            model = np.linalg.inv(model) if self.model_kind == "homography" else model.T
-        return dataclasses.replace(
-            self, cells_a=self.cells_b, cells_b=self.cells_a, index_a=self.index_b,
-            index_b=self.index_a, points_a=self.points_b, points_b=self.points_a, model=model)
 
 
 def fingerprint(feature: dict[str, np.ndarray]) -> tuple[int, int]:
@@ -221,6 +179,7 @@ class Verified(Method):
         "RootSIFT, mutual+ratio matching, MAGSAC++ homography + fundamental; score = inliers"
     )
     feature_kind: ClassVar[str] = LOCAL
+    role: ClassVar[str] = LOCAL_MATCHER
     order: ClassVar[int] = 40
     parallel: ClassVar[str] = "threads"  # OpenCV releases the GIL while it detects
     cache_scores: ClassVar[bool] = True  # a pair's score depends on the two photos only
@@ -258,6 +217,9 @@ class Verified(Method):
         if fingerprint(b) < fingerprint(a):
             return self.verify(b, a).swapped()
         return self.verify(a, b)
+
+    def match(self, a: dict, b: dict) -> VerifyResult:
+        return self.verify_either_way(a, b)
 
     def score(self, a: dict, b: dict) -> float:
         return self.verify_either_way(a, b).score

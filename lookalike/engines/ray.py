@@ -1,4 +1,4 @@
-"""`--engine ray`: build an index or identify a large collection on a Ray cluster (Ray Data).
+"""The Ray engine (`--engine ray`): build an index or identify a large collection on a Ray cluster (Ray Data).
 
 Why Ray Data: photos stream through a pool of actors that each load the models once, in
 batches, with back-pressure, on one machine or many; the driver only collects small results
@@ -36,50 +36,59 @@ def ensure_ray(num_cpus: int | None = None):
 
 
 class FeatureWorker:
-    """A Ray actor: global vector and packed local features for a batch of paths."""
+    """A Ray actor: both roles' encoded features for a batch of paths (one decode each)."""
 
     def __init__(self, gmethod: Method, lmethod: Method):
         self.gmethod, self.lmethod = gmethod, lmethod
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from lookalike.index import normalise, pack_local
+        from lookalike.engines import shares_local
         from lookalike.loading import ImageLoadError, load_image
 
-        out: dict[str, list] = {"path": [], "vector": [], "local": [], "error": []}
+        out: dict[str, list] = {"path": [], "global": [], "local": [], "error": []}
         for path in batch["path"]:
             path = str(path)
             try:
-                vector = self.gmethod.extract(load_image(path, self.gmethod.load_options()))
                 local = self.lmethod.extract(load_image(path, self.lmethod.load_options()))
-                out["vector"].append(normalise(vector[None, :])[0].tobytes())
-                out["local"].append(pack_local(local))
+                if shares_local(self.gmethod, self.lmethod):
+                    global_ = self.gmethod.aggregate(local)
+                else:
+                    global_ = self.gmethod.extract(load_image(path, self.gmethod.load_options()))
+                out["global"].append(self.gmethod.encode(global_))
+                out["local"].append(self.lmethod.encode(local))
                 out["error"].append("")
             except ImageLoadError as error:
-                out["vector"].append(b"")
+                out["global"].append(b"")
                 out["local"].append(b"")
                 out["error"].append(error.reason)
+            except Exception as error:  # one photo failing must not end the batch
+                out["global"].append(b"")
+                out["local"].append(b"")
+                out["error"].append(f"{type(error).__name__}: {error}")
             out["path"].append(path)
         return out
 
 
-def ray_features(paths: Sequence[str], gmethod: Method, lmethod: Method,
-                 workers: int | None = None
-                 ) -> tuple[dict[str, np.ndarray], dict[str, bytes], dict[str, str]]:
-    """Features of `paths` computed by Ray actors; same result shape as the local engine."""
-    ray = ensure_ray()
-    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    dataset = ray.data.from_items([{"path": str(p)} for p in paths])
-    results = dataset.map_batches(FeatureWorker, fn_constructor_args=(gmethod, lmethod),
-                                  batch_size=BATCH, concurrency=min(workers, len(paths)),
-                                  batch_format="numpy")
-    vectors, locals_, errors = {}, {}, {}
-    for row in results.iter_rows():
-        if row["error"]:
-            errors[row["path"]] = row["error"]
-        else:
-            vectors[row["path"]] = np.frombuffer(row["vector"], np.float32)
-            locals_[row["path"]] = bytes(row["local"])
-    return vectors, locals_, errors
+def ray_extractor(workers: int | None = None):
+    """An extractor (see `lookalike.engines`) that runs on Ray actors."""
+
+    def extract(paths: Sequence[str], gmethod: Method, lmethod: Method):
+        ray = ensure_ray()
+        count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        dataset = ray.data.from_items([{"path": str(p)} for p in paths])
+        results = dataset.map_batches(FeatureWorker, fn_constructor_args=(gmethod, lmethod),
+                                      batch_size=BATCH, concurrency=min(count, len(paths)),
+                                      batch_format="numpy")
+        globals_, locals_, errors = {}, {}, {}
+        for row in results.iter_rows():
+            if row["error"]:
+                errors[row["path"]] = row["error"]
+            else:
+                globals_[row["path"]] = bytes(row["global"])
+                locals_[row["path"]] = bytes(row["local"])
+        return globals_, locals_, errors
+
+    return extract
 
 
 class IdentifyWorker:

@@ -1,0 +1,42 @@
+"""`aliked`: ALIKED keypoints and descriptors, matched and verified geometrically.
+
+ALIKED-n16 (Zhao et al. 2023) at 1,024 keypoints on the photo bounded to 800 px; `n16rot`
+(trained with rotations) where photos may be sideways. Pairs match by mutual nearest
+neighbours + ratio test, or by LightGlue (`matcher="lightglue"`), then MAGSAC++.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from lookalike.localfeatures import LearnedLocal
+from lookalike.methods import register
+
+VARIANTS = ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
+
+
+@register
+@dataclasses.dataclass
+class Aliked(LearnedLocal):
+    name: ClassVar[str] = "aliked"
+    description: ClassVar[str] = "ALIKED learned keypoints, MNN or LightGlue, MAGSAC++ inliers"
+    order: ClassVar[int] = 41
+    glue: ClassVar[str] = "lightglue-aliked"
+    variant: str = "aliked-n16"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.variant not in VARIANTS:
+            raise ValueError(f"aliked variant must be one of {', '.join(VARIANTS)}")
+
+    @property
+    def network(self) -> str:  # type: ignore[override]
+        return self.variant
+
+    def detect(self, tensor):
+        from lookalike.learned import detector
+
+        found = detector(self.variant, self.max_keypoints).to(tensor.device)(tensor)[0]
+        return (found.keypoints.cpu().numpy(), found.descriptors.float().cpu().numpy(),
+                found.keypoint_scores.float().cpu().numpy())

@@ -1,0 +1,97 @@
+"""`asmk`: ASMK* over learned local descriptors, the global descriptor of the pipelines.
+
+A photo's local descriptors (by default `aliked`'s, so a pipeline that verifies with ALIKED
+extracts once) are aggregated with a shipped 1,024-word codebook (see `lookalike.asmk`). Score =
+ASMK similarity, 1 for a photo with itself and 0 for photos that share no visual word. As a
+global descriptor it searches a gallery through an inverted file.
+
+The shipped codebooks were fitted with FAISS k-means on the dev photos' descriptors
+(`benchmarks/fit_codebook.py`); `index build --fit-codebook` fits one on your own gallery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image
+
+from lookalike import asmk
+from lookalike.loading import LoadOptions
+from lookalike.methods import get_method, register
+from lookalike.methods.base import GLOBAL, LOCAL, Method, SearchIndex
+
+
+class AsmkIndex(SearchIndex):
+    """An `asmk.InvertedFile` behind the global-descriptor contract."""
+
+    def __init__(self, features: Sequence[dict], alpha: float, threshold: float):
+        self.inverted = asmk.InvertedFile(features, alpha, threshold)
+        self.size = self.inverted.size
+
+    def scores(self, query: dict) -> np.ndarray:
+        return self.inverted.scores(query)
+
+
+@register
+@dataclasses.dataclass
+class Asmk(Method):
+    name: ClassVar[str] = "asmk"
+    description: ClassVar[str] = "ASMK* of learned local descriptors (inverted file); global"
+    feature_kind: ClassVar[str] = LOCAL  # a set of (visual word, residual bits), not a vector
+    role: ClassVar[str] = GLOBAL
+    order: ClassVar[int] = 35
+    local: str = "aliked"  # the local method whose descriptors are aggregated
+    codebook: str | None = None  # an .npy of centroids; None = the one shipped for `local`
+    alpha: float = asmk.ALPHA
+    threshold: float = asmk.THRESHOLD
+    max_side: int | None = None  # settings passed to the local method (None: its default)
+    max_keypoints: int | None = None
+    device: str = "auto"
+
+    def local_method(self) -> Method:
+        return get_method(self.local, gray=self.gray, max_side=self.max_side,
+                          max_keypoints=self.max_keypoints, device=self.device)
+
+    def words(self) -> asmk.Codebook:
+        cached = self.__dict__.get("_codebook")
+        if cached is None:
+            local = self.local_method()
+            path = self.codebook or asmk.shipped_codebook(f"{local.network}-1024")
+            cached = self.__dict__["_codebook"] = asmk.load_codebook(path)
+        return cached
+
+    def load_options(self) -> LoadOptions:
+        return self.local_method().load_options()
+
+    def cache_settings(self):
+        return {"local": [self.local, self.local_method().cache_settings()],
+                "codebook": self.words().digest}
+
+    def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
+        return self.aggregate(self.local_method().extract(image))
+
+    def aggregate(self, local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return asmk.aggregate(local["descriptors"], self.words())
+
+    def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
+                         quiet: bool = False):
+        """Aggregate the local method's features, so its cache entries are reused."""
+        from lookalike.features import FeatureSet, extract_features
+
+        local = extract_features(self.local_method(), paths, cache, jobs, quiet)
+        return FeatureSet(self, local.paths, [self.aggregate(f) for f in local.features],
+                          local.errors, local.content_keys)
+
+    def score(self, a: dict, b: dict) -> float:
+        return asmk.similarity(a, b, self.alpha, self.threshold)
+
+    def search_index(self, features: Sequence[dict]) -> AsmkIndex:
+        return AsmkIndex(features, self.alpha, self.threshold)
+
+    def score_matrix(self, queries, gallery) -> np.ndarray:
+        index = self.search_index(gallery)
+        return np.stack([index.scores(q) for q in queries]) if len(queries) else \
+            np.zeros((0, len(gallery)))

@@ -1,0 +1,77 @@
+"""Named pipelines: which global descriptor shortlists and which local matcher verifies.
+
+Why presets: a pipeline is a global method, a local method, their settings, how many
+candidates to verify and a calibration fitted on exactly those. Named as hloc names its
+configurations, a user picks one word (`--preset fast`) and gets a consistent whole; the
+calibration shipped for a preset is refused by any other (see `lookalike.calibration`).
+
+- `fast`: XFeat (0.04 s a photo) for both roles: ASMK over XFeat descriptors, mutual nearest
+  neighbours + MAGSAC++.
+- `default`: ALIKED-n16 for both roles: ASMK over ALIKED descriptors, then mutual nearest
+  neighbours + MAGSAC++ on the shortlist. One extraction serves both stages.
+- `accurate`: as `default`, but LightGlue matches the shortlist (0.25 s a pair on a CPU).
+- `classic`: the previous pipeline, AugNet shortlist + RootSIFT `verified`, kept to compare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from lookalike.calibration import Calibration
+from lookalike.methods import get_method
+from lookalike.methods.base import Method
+
+DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_PRESET = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    global_method: str
+    global_settings: dict[str, Any]
+    local_method: str
+    local_settings: dict[str, Any]
+    shortlist: int = 30  # gallery items verified per query
+    expansion: int = 5  # verified items averaged into the query
+    verify_landmarks: int = 4  # identify: landmarks of the shortlist verified
+    verify_per_landmark: int = 2  # identify: references verified per landmark
+
+    def methods(self, **common: Any) -> tuple[Method, Method]:
+        """(global method, local method); `common` settings (gray, device, weights) go to
+        whichever method has them."""
+        return (get_method(self.global_method, **{**common, **self.global_settings}),
+                get_method(self.local_method, **{**common, **self.local_settings}))
+
+    def calibration_path(self, kind: str) -> Path:
+        """The shipped calibration of this preset: kind "pairs" (fused) or "identify"."""
+        return DATA / f"calibration-{self.name}-{kind}.json"
+
+    def calibration(self, kind: str, features: list[str] | None = None) -> Calibration:
+        return Calibration.load(self.calibration_path(kind), features)
+
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
+    Preset("fast", "XFeat for both stages: ASMK shortlist, MNN + MAGSAC++ verification",
+           "asmk", {"local": "xfeat"}, "xfeat", {"matcher": "mnn"}, shortlist=20),
+    Preset("default", "ALIKED for both stages: ASMK shortlist, MNN + MAGSAC++ verification",
+           "asmk", {"local": "aliked"}, "aliked", {"matcher": "mnn"}, shortlist=30),
+    Preset("accurate", "ALIKED: ASMK shortlist, LightGlue + MAGSAC++ verification",
+           "asmk", {"local": "aliked"}, "aliked", {"matcher": "lightglue"}, shortlist=20),
+    Preset("classic", "the previous pipeline: AugNet shortlist, RootSIFT + MAGSAC++",
+           "augnet", {"metric": "cosine"}, "verified", {}, shortlist=150),
+)}
+
+
+class UnknownPresetError(ValueError):
+    pass
+
+
+def get_preset(name: str | None) -> Preset:
+    name = name or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise UnknownPresetError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}")
+    return PRESETS[name]
