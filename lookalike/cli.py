@@ -45,8 +45,8 @@ def add_common_options(parser: argparse.ArgumentParser, gray: bool = True) -> No
     group.add_argument("--device", default=None, metavar="DEV",
                        help="torch device for deep methods: auto (default), cpu, cuda, cuda:1")
     group.add_argument("--preset", default=None, metavar="NAME",
-                       help="pipeline for fused, index and evaluate --identify: fast, default, "
-                            "accurate or classic (see `lookalike presets`)")
+                       help="pipeline for fused, index and evaluate --identify: fast, default "
+                            "or accurate (see `lookalike presets`)")
 
 
 def default_jobs() -> int:

@@ -63,7 +63,7 @@ class Settings:
     use_text: bool = False  # read signboards (OCR) and count a landmark's name as evidence
     text_bonus: float = 3.0  # log-odds added when a candidate's name is read on the photo
     gps_radius_km: float = 1.0  # no penalty within this distance
-    gps_weight: float = 1.5  # log-odds lost per doubling of the distance beyond the radius
+    gps_weight: float = 3.0  # log-odds lost per doubling of the distance beyond the radius
     max_pixels: int = 40_000_000
 
 

@@ -10,7 +10,9 @@ calibration shipped for a preset is refused by any other (see `lookalike.calibra
 - `default`: ALIKED-n16 for both roles: ASMK over ALIKED descriptors, then mutual nearest
   neighbours + MAGSAC++ on the shortlist. One extraction serves both stages.
 - `accurate`: as `default`, but LightGlue matches the shortlist (0.25 s a pair on a CPU).
-- `classic`: the previous pipeline, AugNet shortlist + RootSIFT `verified`, kept to compare.
+
+Other pairings (`index build --global augnet --local verified`, the previous pipeline) work
+too, with a calibration fitted on them (`evaluate --identify --fit-calibration`).
 """
 
 from __future__ import annotations
@@ -61,8 +63,6 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
            "asmk", {"local": "aliked"}, "aliked", {"matcher": "mnn"}, shortlist=30),
     Preset("accurate", "ALIKED: ASMK shortlist, LightGlue + MAGSAC++ verification",
            "asmk", {"local": "aliked"}, "aliked", {"matcher": "lightglue"}, shortlist=20),
-    Preset("classic", "the previous pipeline: AugNet shortlist, RootSIFT + MAGSAC++",
-           "augnet", {"metric": "cosine"}, "verified", {}, shortlist=150),
 )}
 
 

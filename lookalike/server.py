@@ -11,6 +11,7 @@ libraries it uses are pointed there).
 
 import asyncio
 import base64
+import dataclasses
 import io
 import os
 import sys
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
-from lookalike.identify import Calibration, Identifier, Settings
+from lookalike.identify import Identifier, Settings
 from lookalike.loading import ImageLoadError
 
 # FastAPI and Starlette are imported inside the functions that use them, so that the rest of
@@ -100,7 +101,7 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
 
     settings = settings or Settings()
     settings.max_pixels = max_pixels
-    identifier = Identifier(index, settings, Calibration.load(calibration))
+    identifier = Identifier(index, settings, calibration)
     if data_dir is not None:
         data_dir = Path(data_dir).resolve()
         (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
@@ -145,11 +146,8 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
 
     def features(data: bytes, name: str, keep_image: bool = False, use_text: bool = False):
         try:
-            if use_text and not settings.use_text:
-                view = _with_settings(identifier, Settings(**{**settings.__dict__,
-                                                               "use_text": True}))
-                return view.features_from_bytes(data, name, keep_image)
-            return identifier.features_from_bytes(data, name, keep_image)
+            asked = dataclasses.replace(settings, use_text=use_text or settings.use_text)
+            return identifier.features_from_bytes(data, name, keep_image, asked)
         except ImageLoadError as error:
             status = 413 if error.reason.startswith("too large") else 415
             code = "too_many_pixels" if status == 413 else "not_an_image"
@@ -170,7 +168,7 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
             query = features(data, name, use_text=use_text)
             local = Settings(**{**settings.__dict__, "use_gps": use_gps or settings.use_gps,
                                 "use_text": use_text or settings.use_text})
-            answer = Identifier.identify_features(_with_settings(identifier, local), name, query)
+            answer = identifier.identify_features(name, query, local)
             return answer.to_json(identifier.names())
 
         return await asyncio.get_running_loop().run_in_executor(executor, work)
@@ -192,8 +190,7 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
             query = features(data, name, keep_image=picture, use_text=use_text)
             local = Settings(**{**settings.__dict__, "use_gps": use_gps or settings.use_gps,
                                 "use_text": use_text or settings.use_text})
-            answer = Identifier.verify_features(_with_settings(identifier, local), name, query,
-                                                landmark)
+            answer = identifier.verify_features(name, query, landmark, local)
             result = answer.to_json(identifier.names())
             if picture and query.image is not None:
                 image = identifier.match_picture(answer, query.image)
@@ -223,14 +220,6 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
-
-
-def _with_settings(identifier: Identifier, settings: Settings) -> Identifier:
-    """A shallow view of the shared identifier with per-request settings."""
-    view = object.__new__(Identifier)
-    view.__dict__.update(identifier.__dict__)
-    view.settings = settings
-    return view
 
 
 def _version() -> str:

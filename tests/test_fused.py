@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from lookalike.calibration import Calibration, CalibrationError
 from lookalike.cli import main
 from lookalike.compare import open_cache
 from lookalike.features import extract_features
-from lookalike.calibration import Calibration, CalibrationError
 from lookalike.methods import get_method
 from lookalike.retrieval import PAIR_EVIDENCE, Gallery, Pipeline
 

@@ -10,8 +10,8 @@ import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from PIL import Image
 
-from lookalike.cli import main
 from lookalike.calibration import Calibration
+from lookalike.cli import main
 from lookalike.identify import (
     Identifier,
     Settings,
