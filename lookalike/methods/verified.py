@@ -159,15 +159,28 @@ def _empty_result(matches: int = 0) -> VerifyResult:
 
 
 def _fit(kind: str, pa: np.ndarray, pb: np.ndarray, threshold: float, max_iters: int):
-    """(model, inlier mask) of a MAGSAC++ fit, or (None, all-False mask)."""
-    if kind == "homography":
-        model, mask = cv2.findHomography(pa, pb, cv2.USAC_MAGSAC, threshold,
-                                         maxIters=max_iters, confidence=0.999)
-    else:
-        model, mask = cv2.findFundamentalMat(pa, pb, cv2.USAC_MAGSAC, threshold, 0.999,
-                                             max_iters)
-    if model is None or mask is None or model.shape != (3, 3):
-        return None, np.zeros(len(pa), bool)
+    """(model, inlier mask) of a MAGSAC++ fit, or (None, all-False mask) when there is none.
+
+    OpenCV raises instead of answering "no model" on degenerate input: a photo against its
+    own re-save (every match at the same position, so any skew-symmetric matrix is a
+    fundamental matrix) fails inside USAC with `!model.empty()`. Too few distinct points, an
+    OpenCV error and a non-finite model all count as no model, so one pair never ends a run.
+    """
+    none = None, np.zeros(len(pa), bool)
+    needed = 4 if kind == "homography" else 8
+    if len(pa) < needed or min(len(np.unique(pa, axis=0)), len(np.unique(pb, axis=0))) < needed:
+        return none
+    try:
+        if kind == "homography":
+            model, mask = cv2.findHomography(pa, pb, cv2.USAC_MAGSAC, threshold,
+                                             maxIters=max_iters, confidence=0.999)
+        else:
+            model, mask = cv2.findFundamentalMat(pa, pb, cv2.USAC_MAGSAC, threshold, 0.999,
+                                                 max_iters)
+    except cv2.error:
+        return none
+    if model is None or mask is None or model.shape != (3, 3) or not np.isfinite(model).all():
+        return none
     return model, mask.ravel().astype(bool)
 
 
