@@ -91,10 +91,10 @@ def test_full_queue_answers_503_with_retry_after_at_once(index_path, small_photo
 
 
 def test_waiting_past_max_wait_answers_503_not_late(index_path, small_photo, tmp_path):
-    app = create_app(index_path, tmp_path, workers=1, queue=8, max_wait=0.3)
+    app = create_app(index_path, tmp_path, workers=1, queue=8, max_wait=0.2)
     with serving(app) as base:
         httpx.post(base + "/identify", files={"file": ("w.jpg", small_photo)}, timeout=120)
-        results = post_at_once(base, small_photo, 4)
+        results = post_at_once(base, small_photo, 5)
     statuses = [status for status, *_ in results]
     assert statuses.count(200) >= 1 and statuses.count(503) >= 1, statuses
     for status, headers, body, _ in results:
