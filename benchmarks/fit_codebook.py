@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike import asmk  # noqa: E402
-from lookalike.compare import open_cache  # noqa: E402
-from lookalike.evaluation import load_dataset  # noqa: E402
-from lookalike.features import extract_features  # noqa: E402
-from lookalike.methods import get_method  # noqa: E402
+from lookalike import asmk
+from lookalike.compare import open_cache
+from lookalike.evaluation import load_dataset
+from lookalike.features import extract_features
+from lookalike.methods import get_method
 
 
 def main() -> None:

@@ -20,14 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.calibrate import calibrate, cross_validate, evidence_matrix  # noqa: E402
-from lookalike.compare import open_cache  # noqa: E402
-from lookalike.evaluation import load_dataset  # noqa: E402
-from lookalike.features import extract_features  # noqa: E402
-from lookalike.methods import get_method  # noqa: E402
-from lookalike.metrics import retrieval_metrics  # noqa: E402
-from lookalike.presets import PRESETS  # noqa: E402
-from lookalike.retrieval import Gallery, Pipeline  # noqa: E402
+from lookalike.calibrate import calibrate, cross_validate, evidence_matrix
+from lookalike.compare import open_cache
+from lookalike.evaluation import load_dataset
+from lookalike.features import extract_features
+from lookalike.methods import get_method
+from lookalike.metrics import retrieval_metrics
+from lookalike.presets import PRESETS
+from lookalike.retrieval import Gallery, Pipeline
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "landmarks" / "manifest.csv"
 

@@ -3,7 +3,7 @@
 Re-runs reuse extracted features; renaming or moving a photo still hits the cache, editing it
 misses. WAL mode and short transactions make it safe with two processes at once and after a
 kill mid-run (a transaction is either in the file or not). A damaged database file is moved
-aside and rebuilt instead of crashing the run.
+aside (only the newest damaged copy is kept) and rebuilt instead of crashing the run.
 """
 
 from __future__ import annotations
@@ -83,7 +83,20 @@ class FeatureCache:
             source = Path(str(self.path) + suffix)
             if source.exists():
                 os.replace(source, Path(str(aside) + suffix))
+        self._remove_older_damaged(aside)
         return self._connect()
+
+    def _remove_older_damaged(self, newest: Path) -> None:
+        """Keep only the newest damaged copy: each is as large as the cache, and a cache that
+        keeps breaking (a full disk, a bad network share) would otherwise fill the disk."""
+        prefix = f"{self.path.name}.damaged-"
+        keep = {newest.name + suffix for suffix in ("", "-wal", "-shm")}
+        for name in os.listdir(self.path.parent):
+            if name.startswith(prefix) and name not in keep:
+                try:
+                    os.remove(self.path.parent / name)
+                except OSError as error:  # another process removed it, or it is not ours to
+                    log.warning("could not remove %s: %s", name, error)
 
     def get_many(self, keys: Iterable[str], table: str = "features") -> dict[str, bytes]:
         keys = list(keys)

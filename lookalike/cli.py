@@ -28,8 +28,19 @@ class UsageError(Exception):
     """A mistake in how the command was called; printed without a traceback, exit code 1."""
 
 
-def add_common_options(parser: argparse.ArgumentParser, gray: bool = True) -> None:
-    """Options every feature-extracting command shares."""
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with our exit code for usage errors: argparse's own 2 would read as "some
+    inputs could not be read". Subcommand parsers are made of this class too."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def add_common_options(parser: argparse.ArgumentParser, gray: bool = True,
+                       deep: bool = True) -> None:
+    """Options every feature-extracting command shares (`deep`: it runs the deep methods, so
+    `--weights` and `--device` mean something to it)."""
     group = parser.add_argument_group("common options")
     if gray:
         group.add_argument("--gray", action="store_true",
@@ -40,13 +51,29 @@ def add_common_options(parser: argparse.ArgumentParser, gray: bool = True) -> No
     group.add_argument("--jobs", "-j", type=int, default=default_jobs(), metavar="N",
                        help="parallel workers (default: number of CPU cores)")
     group.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    group.add_argument("--weights", metavar="MODEL.pt",
-                       help="fine-tuned AugNet weights from `lookalike train` for augnet")
-    group.add_argument("--device", default=None, metavar="DEV",
-                       help="torch device for deep methods: auto (default), cpu, cuda, cuda:1")
-    group.add_argument("--preset", default=None, metavar="NAME",
-                       help="pipeline for fused, index and evaluate --identify: fast, default "
-                            "or accurate (see `lookalike presets`)")
+    group.add_argument("--progress", action="store_true",
+                       help="progress bars even when stderr is not a terminal (default: only "
+                            "on a terminal)")
+    if deep:
+        group.add_argument("--weights", metavar="MODEL.pt",
+                           help="fine-tuned AugNet weights from `lookalike train` for augnet")
+        group.add_argument("--device", default=None, metavar="DEV",
+                           help="torch device for deep methods: auto (default), cpu, cuda, cuda:1")
+        group.add_argument("--preset", default=None, metavar="NAME",
+                           help="pipeline for fused, index and evaluate --identify: fast, "
+                                "default or accurate (see `lookalike presets`)")
+
+
+def existing_inputs(paths: Sequence[str] | None) -> list[str]:
+    """The image files in `paths` (files and folders); a path that does not exist is a usage
+    error, raised before any work or output, rather than a file reported unreadable."""
+    from lookalike.loading import find_images
+
+    missing = [path for path in paths or [] if not os.path.lexists(path)]
+    if missing:
+        raise UsageError(f"{missing[0]}: no such file or folder"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return find_images(paths or [])
 
 
 def default_jobs() -> int:
@@ -78,14 +105,18 @@ def report_errors(errors: dict[str, str]) -> int:
 # -- compare ---------------------------------------------------------------------------------------
 def run_compare(args: argparse.Namespace) -> int:
     from lookalike.compare import compare
+    from lookalike.methods import parse_methods
 
+    parse_methods(args.methods)  # an unknown method is named first: it is the likelier slip
+    queries = existing_inputs(args.queries)
+    gallery = existing_inputs(args.against) if args.against else None
+    if not queries or gallery == []:
+        raise UsageError("no image files found in the given paths")
     result = compare(
-        args.queries, against=args.against, methods=args.methods, gray=args.gray,
+        queries, against=gallery, methods=args.methods, gray=args.gray,
         outdir=args.output, cache=False if args.no_cache else args.cache, jobs=args.jobs,
         quiet=args.quiet, method_settings=method_settings_from_args(args),
     )
-    if not any(m.queries for m in result.matrices.values()) and not result.errors:
-        raise UsageError("no image files found in the given paths")
     if not args.quiet:
         names = ", ".join(f"{name}.csv" for name in result.matrices)
         print(f"wrote {names} and similarity.xlsx to {args.output}", file=sys.stderr)
@@ -95,7 +126,6 @@ def run_compare(args: argparse.Namespace) -> int:
 # -- features --------------------------------------------------------------------------------------
 def run_features(args: argparse.Namespace) -> int:
     from lookalike.features import extract_features
-    from lookalike.loading import find_images
     from lookalike.methods import BITS, VECTOR, get_method
 
     method = get_method(args.method, gray=args.gray, **method_settings_from_args(args))
@@ -104,7 +134,7 @@ def run_features(args: argparse.Namespace) -> int:
             f"{method.name} features are sets of local keypoints, not fixed-length vectors; "
             "nothing to export as a matrix (use `compare` to score them)"
         )
-    paths = find_images(args.images)
+    paths = existing_inputs(args.images)
     if not paths:
         raise UsageError("no image files found in the given paths")
     features = extract_features(method, paths, cache_from_args(args), args.jobs, args.quiet)
@@ -143,7 +173,7 @@ def run_presets(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from lookalike import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lookalike",
         description="Offline landmark similarity and recognition: does this photo show this "
                     "landmark, and which landmark is it?",
@@ -151,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
     parser.add_argument("--verbose", "-v", action="store_true", help="log more detail")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                       parser_class=ArgumentParser)
 
     compare = subparsers.add_parser(
         "compare", help="similarity tables (CSV per method + XLSX) for photos",
@@ -198,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "progress", False) or "lookalike.features" in sys.modules:
+        from lookalike import features  # not imported otherwise: `methods` need not pay for it
+
+        features.FORCE_PROGRESS = True if getattr(args, "progress", False) else None
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     from lookalike.methods import UnknownMethodError

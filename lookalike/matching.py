@@ -124,9 +124,16 @@ def occupied_cells(points: np.ndarray, size: np.ndarray, grid: int = GRID) -> in
 
 def fit_model(kind: str, points_a: np.ndarray, points_b: np.ndarray, threshold: float,
               max_iters: int = 2000) -> tuple[np.ndarray | None, np.ndarray]:
-    """(model, inlier mask) of a MAGSAC++ fit; (None, all False) when none can be fitted."""
+    """(model, inlier mask) of a MAGSAC++ fit; (None, all False) when none can be fitted.
+
+    OpenCV raises instead of answering "no model" on degenerate input: a photo against its
+    own re-save (every match at the same position) fails inside USAC with `!model.empty()`,
+    and too few distinct points with `sample_size <= points_size_`. Too few distinct points,
+    an OpenCV error and a non-finite model all count as no model."""
     nothing = None, np.zeros(len(points_a), bool)
-    if len(points_a) < (4 if kind == "homography" else 8):
+    needed = 4 if kind == "homography" else 8
+    if len(points_a) < needed or min(len(np.unique(points_a, axis=0)),
+                                     len(np.unique(points_b, axis=0))) < needed:
         return nothing
     try:
         if kind == "homography":
@@ -137,7 +144,7 @@ def fit_model(kind: str, points_a: np.ndarray, points_b: np.ndarray, threshold: 
                                                  0.999, max_iters)
     except cv2.error:  # degenerate input (collinear or duplicate points): no model
         return nothing
-    if model is None or mask is None or model.shape != (3, 3):
+    if model is None or mask is None or model.shape != (3, 3) or not np.isfinite(model).all():
         return nothing
     return model, mask.ravel().astype(bool)
 

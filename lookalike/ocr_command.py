@@ -32,7 +32,7 @@ def add_command(subparsers) -> None:
                         help="report how well the text names this landmark (its names/aliases)")
     parser.add_argument("--min-confidence", type=float, default=None, metavar="C",
                         help="drop lines read with less confidence (0..1, default 0.55)")
-    add_common_options(parser, gray=False)
+    add_common_options(parser, gray=False, deep=False)  # OCR runs no network: no --weights
     parser.set_defaults(handler=run_ocr)
 
 

@@ -72,6 +72,22 @@ def test_damaged_cache_is_rebuilt_not_fatal(tmp_path):
     assert any(name.startswith("c.sqlite.damaged-") for name in os.listdir(tmp_path))
 
 
+def test_only_the_newest_damaged_copy_is_kept(tmp_path):
+    path = tmp_path / "c.sqlite"
+    for old in ("c.sqlite.damaged-1000", "c.sqlite.damaged-1000-wal", "c.sqlite.damaged-2000"):
+        (tmp_path / old).write_bytes(b"an older damaged copy")
+    (tmp_path / "other.sqlite.damaged-1000").write_bytes(b"another cache's: not ours")
+    for _ in range(2):
+        path.write_bytes(b"this is not a database" * 100)
+        FeatureCache(path).close()
+    damaged = sorted(n for n in os.listdir(tmp_path) if n.startswith("c.sqlite.damaged-"))
+    assert len(damaged) == 1 and damaged[0] not in ("c.sqlite.damaged-1000",
+                                                    "c.sqlite.damaged-2000")
+    assert (tmp_path / damaged[0]).read_bytes().startswith(b"this is not a database")
+    assert (tmp_path / "other.sqlite.damaged-1000").exists()
+    assert len(FeatureCache(path)) == 0  # the rebuilt cache works
+
+
 def test_undecodable_entry_is_recomputed(tmp_path):
     cache = FeatureCache(tmp_path / "c.sqlite")
     paths = [str(photos_of("tower_bridge")[0])]

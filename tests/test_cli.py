@@ -94,3 +94,83 @@ def test_methods_and_help(capsys):
         result = subprocess.run([sys.executable, "-m", "lookalike.cli", *command],
                                 capture_output=True, text=True)
         assert result.returncode == 0 and "usage: lookalike" in result.stdout
+
+
+def subcommand_parsers():
+    """Every (sub)command's parser, nested ones (`index add`) included, with its words."""
+    import argparse
+
+    from lookalike.cli import build_parser
+
+    found, todo = [], [((), build_parser())]
+    while todo:
+        words, parser = todo.pop()
+        found.append((words, parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(((*words, name), sub) for name, sub in action.choices.items())
+    return found
+
+
+def test_argparse_usage_errors_exit_1_for_every_command(capsys):
+    """argparse's own exit code is 2, which means "some inputs unreadable" here."""
+    from lookalike.cli import ArgumentParser
+
+    parsers = subcommand_parsers()
+    assert len(parsers) > 10
+    for words, parser in parsers:
+        assert isinstance(parser, ArgumentParser), words
+        with pytest.raises(SystemExit) as exit_info:
+            main([*words, "--no-such-option"])
+        assert exit_info.value.code == 1, words
+        assert "error:" in capsys.readouterr().err
+    for argv in (["no-such-command"], ["compare"], ["compare", "x", "-j", "many", "-o", "o"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 1, argv
+    result = subprocess.run([sys.executable, "-m", "lookalike.cli", "compare"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "required" in result.stderr
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error_and_writes_nothing(tmp_path, capsys,
+                                                                         photo_folder):
+    out = tmp_path / "out"
+    missing = str(tmp_path / "nonexistent")
+    assert main(["compare", missing, "-m", "phash", "-o", str(out), "-q"]) == 1
+    assert f"{missing}: no such file or folder" in capsys.readouterr().err
+    assert main(["compare", str(photo_folder), "--against", missing, "-m", "phash",
+                 "-o", str(out), "-q"]) == 1
+    assert main(["features", missing, "-m", "phash", "-o", str(tmp_path / "f.npz")]) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["compare", str(empty), "-m", "phash", "-o", str(out), "-q"]) == 1
+    assert not out.exists() and not (tmp_path / "f.npz").exists()
+
+
+def test_progress_bars_only_on_a_terminal_unless_asked(photo_folder, tmp_path, capsys,
+                                                       monkeypatch):
+    import lookalike.features as features
+
+    argv = ["compare", str(photo_folder), "-m", "ahash", "-o", str(tmp_path / "o"), "-j", "1",
+            "--no-cache"]
+    try:
+        assert main(argv) == 0
+        assert "ahash" not in capsys.readouterr().err.replace("ahash.csv", "")  # a log: no bar
+        assert main([*argv, "--progress"]) == 0
+        assert "0/3" in capsys.readouterr().err  # forced into a non-terminal
+        assert main([*argv, "--progress", "--quiet"]) == 0
+        assert capsys.readouterr().err == ""  # --quiet still wins
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+        features.FORCE_PROGRESS = None
+        assert features.show_progress(quiet=False) and not features.show_progress(quiet=True)
+    finally:
+        features.FORCE_PROGRESS = None
+
+
+def test_ocr_help_lists_only_what_ocr_uses():
+    result = subprocess.run([sys.executable, "-m", "lookalike.cli", "ocr", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "--min-confidence" in result.stdout
+    assert "--weights" not in result.stdout and "--device" not in result.stdout
+    assert "--progress" in result.stdout

@@ -62,6 +62,29 @@ def test_health_landmarks_docs_and_page(client):
     assert client.get("/static/app.js").status_code == 200
 
 
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_their_assets_from_this_server(client, page):
+    """No CDN: every script, stylesheet and icon of the docs pages is served here."""
+    import re
+
+    html = client.get(page)
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+    urls = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'",
+                                                                           html.text)
+    assert len(urls) >= 2
+    assert all(url.startswith("/") and not url.startswith("//") for url in urls), urls
+    assert "http://" not in html.text and "https://" not in html.text
+    kinds = set()
+    for url in urls:
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        kind = asset.headers["content-type"]
+        kinds.add("js" if "javascript" in kind else "css" if "css" in kind else kind.split(";")[0])
+        if url.endswith(".js"):
+            assert len(asset.content) > 100_000  # the real bundle, not a stub
+    assert "js" in kinds and (page == "/redoc" or "css" in kinds)
+
+
 def test_identify_and_verify_answers(client):
     query = photo(QUERIES["strecha_castle"])
     answer = client.post("/identify", files=upload(query)).json()
@@ -88,7 +111,7 @@ def test_content_is_sniffed_not_trusted(client, tmp_path):
     fake = tmp_path / "fake.jpg"
     fake.write_text("<html>hello</html>")
     refused = client.post("/identify", files=upload(fake))
-    assert refused.status_code == 415
+    assert refused.status_code == 400
     assert refused.json()["error"] == "not_an_image" and "not an image" in refused.json()["message"]
 
 
@@ -119,10 +142,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def live_server(index_path, data_dir):
-    """A real uvicorn on 127.0.0.1 in a thread."""
+    """A real uvicorn on 127.0.0.1 in a thread (a queue long enough for every test client:
+    shedding load is tested in test_server_load.py)."""
     import uvicorn
 
-    app = create_app(index_path, data_dir)
+    app = create_app(index_path, data_dir, queue=16, max_wait=600)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)

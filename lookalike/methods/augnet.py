@@ -122,11 +122,31 @@ class AugNetMethod(Method):
         return VectorIndex(features)
 
     def score_matrix(self, queries, gallery) -> np.ndarray:
+        """-L2 (or cosine) of every pair through one matrix product.
+
+        The product form |q|^2 + |g|^2 - 2 q.g cancels to rounding noise (~1e-6 after the
+        square root) where two vectors are equal, so pairs within that noise of each other are
+        computed again from their difference: a photo scores exactly 0 (cosine exactly 1)
+        against itself, and near-duplicates keep their true order.
+        """
         q = np.stack(queries).astype(np.float64)
         g = np.stack(gallery).astype(np.float64)
         if self.metric == "cosine":
-            q /= np.linalg.norm(q, axis=1, keepdims=True) + 1e-12
-            g /= np.linalg.norm(g, axis=1, keepdims=True) + 1e-12
-            return q @ g.T
-        squared = (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2.0 * q @ g.T
-        return -np.sqrt(np.maximum(squared, 0.0))
+            q, g = unit_rows(q), unit_rows(g)
+        sizes = (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :]
+        products = q @ g.T
+        squared = sizes - 2.0 * products
+        rows, cols = np.nonzero(squared < 1e-8 * sizes)
+        for start in range(0, len(rows), 4096):  # bounded memory even if all photos are equal
+            r, c = rows[start:start + 4096], cols[start:start + 4096]
+            squared[r, c] = ((q[r] - g[c]) ** 2).sum(1)
+        if self.metric == "cosine":
+            products[rows, cols] = 1.0 - 0.5 * squared[rows, cols]  # unit vectors: cos = 1 - d²/2
+            return np.clip(products, -1.0, 1.0)
+        return 0.0 - np.sqrt(np.maximum(squared, 0.0))  # 0.0, not -0.0, for equal vectors
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; all-zero rows stay zero."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)

@@ -28,6 +28,7 @@ from PIL import Image
 
 from lookalike.loading import LoadOptions
 from lookalike.matching import Match as VerifyResult
+from lookalike.matching import fit_model
 from lookalike.methods import register
 from lookalike.methods.akaze import gray_array, keypoint_array
 from lookalike.methods.base import LOCAL, LOCAL_MATCHER, Method
@@ -117,16 +118,9 @@ def _empty_result(matches: int = 0) -> VerifyResult:
 
 
 def _fit(kind: str, pa: np.ndarray, pb: np.ndarray, threshold: float, max_iters: int):
-    """(model, inlier mask) of a MAGSAC++ fit, or (None, all-False mask)."""
-    if kind == "homography":
-        model, mask = cv2.findHomography(pa, pb, cv2.USAC_MAGSAC, threshold,
-                                         maxIters=max_iters, confidence=0.999)
-    else:
-        model, mask = cv2.findFundamentalMat(pa, pb, cv2.USAC_MAGSAC, threshold, 0.999,
-                                             max_iters)
-    if model is None or mask is None or model.shape != (3, 3):
-        return None, np.zeros(len(pa), bool)
-    return model, mask.ravel().astype(bool)
+    """(model, inlier mask) of a MAGSAC++ fit, or (None, all-False mask) when there is none
+    (degenerate input included: see `lookalike.matching.fit_model`)."""
+    return fit_model(kind, pa, pb, threshold, max_iters)
 
 
 def verify_pair(a: dict, b: dict, ratio: float = 0.8, threshold_h: float = 4.0,

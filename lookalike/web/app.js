@@ -10,6 +10,7 @@ const TEXT = {
     candidates: "Candidates", api: "API documentation", working: "Looking…",
     unknown: "Not a known landmark", confidence: "Confidence", yes: "Yes: ", no: "No: ",
     inliers: "verified points", away: "km from the landmark", error: "Error",
+    busy: "The server is busy; trying again in", seconds: "s",
   },
   ja: {
     title: "これはどのランドマーク？", mode: "質問", mode_identify: "どのランドマークですか？",
@@ -19,6 +20,7 @@ const TEXT = {
     candidates: "候補", api: "API ドキュメント", working: "照合中…",
     unknown: "登録されたランドマークではありません", confidence: "確信度", yes: "はい：",
     no: "いいえ：", inliers: "一致点", away: "km（ランドマークからの距離）", error: "エラー",
+    busy: "サーバーが混雑しています。再試行まで", seconds: "秒",
   },
 };
 
@@ -65,7 +67,9 @@ function setStatus(text, isError) {
   $("status").className = isError ? "error" : "";
 }
 
-async function ask(file) {
+const BUSY_RETRIES = 3; // a 503 (busy) is retried after its Retry-After, this many times
+
+async function ask(file, attempt = 0) {
   const mode = $("mode").value;
   const form = new FormData();
   form.append("file", file);
@@ -75,6 +79,12 @@ async function ask(file) {
   try {
     const response = await fetch("/" + mode, { method: "POST", body: form });
     const data = await response.json();
+    if (response.status === 503 && attempt < BUSY_RETRIES) {
+      const wait = Math.min(30, Math.max(1, Number(response.headers.get("Retry-After")) || 2));
+      setStatus(`${t("busy")} ${wait} ${t("seconds")}`);
+      setTimeout(() => ask(file, attempt + 1), wait * 1000);
+      return;
+    }
     if (!response.ok) {
       setStatus(`${t("error")}: ${data.message || response.statusText}`, true);
       return;
