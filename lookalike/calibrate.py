@@ -109,8 +109,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     try:
         paths, labels = load_dataset(args.dataset, args.negatives)
-        method = get_method("fused", preset=args.preset, gray=args.gray,
-                            **method_settings_from_args(args))
+        settings = {**method_settings_from_args(args), "preset": args.preset or "default"}
+        method = get_method("fused", gray=args.gray, **settings)
     except (DatasetError, UnknownPresetError) as error:
         raise UsageError(str(error)) from None
     if not any(label != DISTRACTOR for label in labels):

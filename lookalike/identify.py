@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lookalike.calibration import Calibration, CalibrationError, sigmoid
-from lookalike.index import GalleryError, GalleryIndex
+from lookalike.index import NEGATIVES, GalleryError, GalleryIndex
 from lookalike.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
 from lookalike.retrieval import (
     IDENTIFY_EVIDENCE,
@@ -290,7 +290,7 @@ class Identifier:
             else self.calibration.threshold
 
     def names(self) -> dict[str, dict[str, str]]:
-        return {lid: lm.names for lid, lm in self.index.landmarks.items()}
+        return {lid: lm.names for lid, lm in self.index.landmarks.items() if lid != NEGATIVES}
 
     def gallery(self) -> Gallery:
         """The index's references as the pipeline's gallery (local features read on demand)."""
@@ -358,7 +358,8 @@ class Identifier:
         found = landmark_candidates(
             self.pipeline, query.item, gallery, self._landmark_of,
             settings.verify_landmarks or self.preset.verify_landmarks,
-            settings.verify_per_landmark or self.preset.verify_per_landmark, only=only)
+            settings.verify_per_landmark or self.preset.verify_per_landmark, only=only,
+            negative=NEGATIVES)
         distance_of = self._distance_fn(query.gps)
         text_of = self._text_fn(query.text)
         candidates = []
@@ -402,7 +403,7 @@ class Identifier:
 
     def verify_features(self, photo: str, query: QueryFeatures, landmark: str,
                         settings: Settings | None = None) -> Answer:
-        if landmark not in self.index.landmarks:
+        if landmark not in self.index.landmarks or landmark == NEGATIVES:
             raise KeyError(landmark)
         settings = settings or self.settings
         candidates = self.candidates(query, settings, only=landmark)
@@ -605,9 +606,9 @@ def run_identify(args) -> int:
         except OcrUnavailable as error:
             raise UsageError(f"--use-text needs OCR: {error}") from None
     landmark = getattr(args, "landmark", None)
-    if landmark is not None and landmark not in identifier.index.landmarks:
+    if landmark is not None and landmark not in identifier.names():
         raise UsageError(f"no landmark {landmark!r} in {args.index}; "
-                         f"choose from: {', '.join(identifier.index.landmarks)}")
+                         f"choose from: {', '.join(identifier.names())}")
     names = identifier.names()
     done: set[str] = set()
     writer = handle = None
@@ -731,6 +732,9 @@ def _hook_evaluate(subparsers) -> None:
                                "labelled photos, distractors must come back unknown")
     evaluate.add_argument("--fit-calibration", metavar="FILE.json",
                           help="with --identify: also write the calibration fit on all queries")
+    evaluate.add_argument("--gallery-negatives", action="store_true",
+                          help="with --identify: keep the other distractors in the gallery as "
+                               "negatives (photos of no landmark), as `index build` does")
     for action in evaluate._actions:
         if action.dest == "output":
             action.required = False
@@ -756,7 +760,8 @@ def run_evaluate_identify(args) -> int:
     try:
         summary = evaluate_identify(args.dataset, args.output, cache_from_args(args), args.jobs,
                                     args.quiet, preset=getattr(args, "preset", None),
-                                    fit_calibration=args.fit_calibration)
+                                    fit_calibration=args.fit_calibration,
+                                    negatives=args.gallery_negatives)
     except DatasetError as error:
         raise UsageError(str(error)) from None
     print(markdown_summary(summary))

@@ -116,19 +116,35 @@ def read_landmark_json(folder: Path, landmark_id: str) -> Landmark:
     return Landmark(landmark_id, names, location, regions)
 
 
-def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None) -> list[GalleryEntry]:
+NEGATIVES = "_negatives"  # the reserved landmark id of photos that show no landmark
+NEGATIVE_FOLDERS = ("_negatives", "distractors")
+
+
+def negatives_entry(photos: Sequence[str]) -> GalleryEntry:
+    """Photos of no landmark (streets, other buildings): kept in the index so that a query
+    most like one of them leans towards `unknown`; never an answer."""
+    return GalleryEntry(Landmark(NEGATIVES, {"en": "no landmark (negatives)",
+                                             "ja": "ランドマークなし"}), list(photos))
+
+
+def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None,
+                 negatives: str | os.PathLike | None = None) -> list[GalleryEntry]:
     """A gallery folder (one subfolder per landmark) or a manifest CSV (`path,label`).
 
-    A manifest lets tests and benchmarks use the dev photos in place; rows labelled
-    `distractor` are not landmarks and are skipped.
+    Photos of no landmark are negatives: a `_negatives/` or `distractors/` folder, rows
+    labelled `distractor` in a manifest, or the photos under `negatives`.
     """
     source = Path(source)
     entries: dict[str, GalleryEntry] = {}
+    negative_photos: list[str] = []
     if source.is_file() and source.suffix.lower() == ".csv":
         with open(source, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 label = (row.get("label") or "").strip()
-                if not label or label == "distractor":
+                if not label:
+                    continue
+                if label == "distractor":
+                    negative_photos.append(str(source.parent / row["path"]))
                     continue
                 entry = entries.setdefault(label, GalleryEntry(Landmark(label), []))
                 entry.photos.append(str(source.parent / row["path"]))
@@ -139,7 +155,11 @@ def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None
     elif source.is_dir():
         for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
             photos = [p for p in find_images([folder]) if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
-            if photos:
+            if not photos:
+                continue
+            if folder.name in NEGATIVE_FOLDERS:
+                negative_photos += photos
+            else:
                 entries[folder.name] = GalleryEntry(read_landmark_json(folder, folder.name), photos)
     else:
         raise GalleryError(f"{source}: not a gallery folder or a manifest .csv")
@@ -147,6 +167,12 @@ def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None
         entries = {k: v for k, v in entries.items() if k in set(include)}
     if not entries:
         raise GalleryError(f"{source}: no landmark folders with photos found")
+    if negatives is not None:
+        if not Path(negatives).is_dir():
+            raise GalleryError(f"{negatives}: --negatives must be a folder of photos")
+        negative_photos += find_images([negatives])
+    if negative_photos:
+        entries[NEGATIVES] = negatives_entry(negative_photos)
     return list(entries.values())
 
 
@@ -285,8 +311,8 @@ class GalleryIndex:
         return {
             "path": str(self.path),
             "format": FORMAT_VERSION,
-            "landmarks": len(self.landmarks),
-            "references": len(self.references),
+            "landmarks": len([lid for lid in self.landmarks if lid != NEGATIVES]),
+            "references": len(self.references) - counts.get(NEGATIVES, 0),
             "bytes": size,
             "bytes_per_reference": round(size / max(1, len(self.references))),
             "preset": self.preset,
@@ -294,9 +320,10 @@ class GalleryIndex:
             "local_method": json.loads(self.meta["local_method"]),
             "created": self.meta.get("created"),
             "updated": self.meta.get("updated"),
+            "negatives": counts.get(NEGATIVES, 0),
             "per_landmark": [
                 {**self.landmarks[lid].to_json(), "references": counts.get(lid, 0)}
-                for lid in self.landmarks
+                for lid in self.landmarks if lid != NEGATIVES
             ],
         }
 
@@ -505,7 +532,7 @@ def run_build(args) -> int:
     global_method, local_method = _methods_from_args(args)
     extract = extractor(args.engine, cache_from_args(args), args.jobs, args.quiet)
     try:
-        entries = read_gallery(args.gallery)
+        entries = read_gallery(args.gallery, negatives=args.negatives)
         if args.fit_codebook:
             global_method = fit_gallery_codebook(entries, global_method, local_method, extract,
                                                  args.output, args.quiet)
@@ -596,6 +623,7 @@ def run_info(args) -> int:
         print(json.dumps(info, ensure_ascii=False, indent=2))
         return 0
     print(f"{info['path']}: {info['landmarks']} landmarks, {info['references']} reference photos, "
+          f"{info['negatives']} negatives (photos of no landmark), "
           f"{info['bytes'] / 1e6:.1f} MB ({info['bytes_per_reference'] / 1e3:.0f} kB per photo)")
     print(f"  preset: {info['preset'] or '(custom)'}; global: {info['global_method']['name']}; "
           f"local: {info['local_method']['name']}; updated {info['updated']}")
@@ -636,6 +664,9 @@ def add_command(subparsers) -> None:
     build.add_argument("--local", dest="local_method", metavar="METHOD",
                        help="local matcher instead of the preset's (e.g. aliked, xfeat)")
     build.add_argument("--codebook", metavar="FILE.npy", help="ASMK codebook to use")
+    build.add_argument("--negatives", metavar="DIR",
+                       help="photos of no landmark (also: a _negatives/ or distractors/ folder "
+                            "in GALLERY); a query most like them leans towards unknown")
     build.add_argument("--fit-codebook", action="store_true",
                        help="fit the ASMK codebook on this gallery's photos (large galleries)")
     add_common_options(build, gray=False)

@@ -50,11 +50,12 @@ class QueryOutcome:
 
 
 def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | None = None,
-                  cache=None, jobs: int = 1, quiet: bool = True
+                  cache=None, jobs: int = 1, quiet: bool = True, negatives: bool = False
                   ) -> tuple[list[QueryOutcome], dict[str, str], Pipeline]:
-    """Run the two identify stages for every photo against all other labelled photos."""
+    """Run the two identify stages for every photo against all other labelled photos (and,
+    with `negatives`, the other distractors as the index's negatives)."""
     from lookalike.engines import local_extractor
-    from lookalike.index import pipeline_methods
+    from lookalike.index import NEGATIVES, pipeline_methods
     from lookalike.presets import get_preset
 
     chosen = get_preset(preset)
@@ -66,17 +67,17 @@ def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | Non
     label_of = dict(zip(paths, labels))
     items = {p: Item(global_method.decode(globals_[p]), local_method.decode(locals_[p]),
                      keys.get(p)) for p in ok}
-    references = [p for p in ok if label_of[p] != DISTRACTOR]
+    references = [p for p in ok if negatives or label_of[p] != DISTRACTOR]
     gallery = Gallery([items[p] for p in references], global_method)
     position = {p: i for i, p in enumerate(references)}
-    landmark_of = [label_of[p] for p in references]
+    landmark_of = [NEGATIVES if label_of[p] == DISTRACTOR else label_of[p] for p in references]
     pipeline = Pipeline(global_method, local_method, None, store=cache)
     outcomes = []
     started = time.perf_counter()
     for i, photo in enumerate(ok):
         candidates = landmark_candidates(pipeline, items[photo], gallery, landmark_of,
                                          chosen.verify_landmarks, chosen.verify_per_landmark,
-                                         exclude=position.get(photo))
+                                         exclude=position.get(photo), negative=NEGATIVES)
         for candidate in candidates:  # keep memory small: only the counts are needed
             if candidate.match is not None:
                 candidate.match = Match.from_counts(candidate.match.counts())
@@ -166,13 +167,15 @@ def operating_point(curve: Sequence[dict[str, float]], far: float = TARGET_FAR) 
 
 def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | None = None,
                       cache=None, jobs: int = 1, quiet: bool = True, preset: str | None = None,
-                      fit_calibration: str | os.PathLike | None = None) -> dict[str, Any]:
+                      fit_calibration: str | os.PathLike | None = None,
+                      negatives: bool = False) -> dict[str, Any]:
     """Leave-one-out open-set evaluation; writes results, the curve and a figure to `outdir`."""
     from lookalike.evaluation import DatasetError, load_dataset
 
     paths, labels = load_dataset(dataset)
     started = time.perf_counter()
-    outcomes, errors, pipeline = leave_one_out(paths, labels, preset, cache, jobs, quiet)
+    outcomes, errors, pipeline = leave_one_out(paths, labels, preset, cache, jobs, quiet,
+                                               negatives)
     probabilities = cross_fitted_probabilities(outcomes)
     curve = open_set_curve(outcomes, probabilities)
     at_half = next(p for p in curve if p["threshold"] >= 0.5)
@@ -189,6 +192,7 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
     summary = {
         "dataset": str(dataset),
         "preset": preset,
+        "negatives_in_gallery": negatives,
         "queries": len(outcomes),
         "landmark_queries": sum(o.label != DISTRACTOR for o in outcomes),
         "distractor_queries": sum(o.label == DISTRACTOR for o in outcomes),

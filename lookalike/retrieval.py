@@ -268,10 +268,13 @@ class LandmarkCandidate:
 def landmark_candidates(pipeline: Pipeline, query: Item, gallery: Gallery,
                         landmark_of: Sequence[str], verify_landmarks: int = 4,
                         per_landmark: int = 2, only: str | None = None,
-                        exclude: int | None = None) -> list[LandmarkCandidate]:
+                        exclude: int | None = None, negative: str | None = None
+                        ) -> list[LandmarkCandidate]:
     """The `verify_landmarks` landmarks whose references are globally most similar to the
     query (or just `only`), each verified on its `per_landmark` most similar references.
-    `exclude` leaves one gallery position out (the query itself, in leave-one-out)."""
+    `exclude` leaves one gallery position out (the query itself, in leave-one-out). The
+    `negative` label's references (photos of no landmark) are never a candidate, but they
+    compete in every candidate's margin: a query most like a negative leans to unknown."""
     similarities = np.asarray(gallery.index.scores(query.global_feature), np.float64)
     if exclude is not None:
         similarities[exclude] = -np.inf
@@ -280,7 +283,8 @@ def landmark_candidates(pipeline: Pipeline, query: Item, gallery: Gallery,
         if np.isfinite(similarities[position]):
             groups.setdefault(landmark_of[position], []).append(int(position))
     best = {landmark: float(similarities[refs[0]]) for landmark, refs in groups.items()}
-    chosen = [only] if only is not None else list(groups)[:verify_landmarks]
+    chosen = [only] if only is not None else \
+        [landmark for landmark in groups if landmark != negative][:verify_landmarks]
     candidates = []
     for landmark in chosen:
         refs = groups.get(landmark, [])[:per_landmark]

@@ -430,7 +430,7 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
                      use_gps: Annotated[bool, Form()] = False,
                      use_text: Annotated[bool, Form(description="read signboards")] = False,
                      ) -> dict[str, Any]:
-        if landmark not in identifier.index.landmarks:
+        if landmark not in identifier.names():
             raise HTTPException(404, {"error": "unknown_landmark",
                                       "message": f"no landmark {landmark!r} in this index"})
         data = await read_upload(file)
@@ -460,7 +460,7 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
 
     @app.get("/health", summary="Liveness and what is loaded")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "landmarks": len(identifier.index.landmarks),
+        return {"status": "ok", "landmarks": len(identifier.names()),
                 "references": len(identifier.index.references),
                 "uptime_s": round(time.time() - started, 1)}
 

@@ -55,11 +55,13 @@ def test_calibrate_writes_a_model_with_its_evidence(model_path):
     assert data["methods"]["local"]["name"] == "aliked"
     model = Calibration.load(model_path, PAIR_EVIDENCE)
     shipped = get_method("fused").pipeline().calibration
-    # More verified inliers never lowers the probability.
-    base = np.array([[-4.0, -4.0, np.log1p(5), np.log1p(10), 1.0, 0.0]])
-    more = np.array([[-4.0, -4.0, np.log1p(80), np.log1p(120), 4.0, 1.0]])
-    for calibration in (model, shipped):
-        assert calibration.probability(more)[0] > calibration.probability(base)[0]
+    assert model.probability(np.zeros((3, len(PAIR_EVIDENCE)))).shape == (3,)
+    # More verified inliers raise the shipped probability, and so does verification.
+    base = np.array([[-8.0, -8.0, np.log1p(5), np.log1p(10), 2.0, 0.0]])
+    more = np.array([[-8.0, -8.0, np.log1p(80), np.log1p(120), 2.0, 0.0]])
+    verified = np.array([[-8.0, -8.0, np.log1p(80), np.log1p(120), 2.0, 1.0]])
+    p_base, p_more, p_verified = (shipped.probability(x)[0] for x in (base, more, verified))
+    assert p_base < p_more and p_base < p_verified
 
 
 def test_fused_ranks_the_same_landmark_first(subset, model_path):

@@ -44,7 +44,7 @@ def test_fused_with_text_raises_pairs_that_share_a_plaque(signed_photos):
     assert plain.cache_key() != reading.cache_key()
     without = extract_features(plain, signed_photos, quiet=True)
     with_text = extract_features(reading, signed_photos, quiet=True)
-    assert "伊能忠敬" in str(with_text.features[0]["text"]).replace(" ", "")
+    assert "伊能忠敬" in with_text.features[0].text.replace(" ", "")
     base = plain.score_matrix(without.features, without.features)
     boosted = reading.score_matrix(with_text.features, with_text.features)
     assert base[0, 1] < 0.5  # the photos themselves do not match

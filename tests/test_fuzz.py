@@ -191,8 +191,8 @@ def test_compare_names_a_bad_file_and_finishes(compare_dir, data):
 # -- the server ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The app on a small index, with the network stood in for by a cheap vector of the photo
-    (the decoding, RootSIFT, search and verification are the real ones)."""
+    """The app on a small index of the fast preset, its queries' features computed on 160 px
+    (the decoding, XFeat, ASMK search and verification are the real ones, only smaller)."""
     from fastapi.testclient import TestClient
 
     from lookalike.index import build_index
@@ -200,17 +200,12 @@ def server(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("fuzz-server")
     gallery = make_gallery(root / "gallery", ["strecha_castle"])
-    build_index(gallery, root / "gallery.lkidx")
+    build_index(gallery, root / "gallery.lkidx", preset="fast")
     app = create_app(root / "gallery.lkidx", root / "data", max_bytes=2_000_000,
                      max_pixels=4_000_000, queue=64, max_wait=600)
     identifier = app.state.identifier
-    width = len(identifier.index.vectors_of(list(identifier.index.references)[:1])[0])
-
-    def cheap_vector(image: Image.Image) -> np.ndarray:
-        small = np.asarray(image.convert("L").resize((32, 24)), np.float32).ravel()
-        return np.resize(small - small.mean() + 1e-3, width).astype(np.float32)
-
-    identifier.global_method.extract = cheap_vector  # this app's method object only
+    identifier.local_method.max_side = 160  # this app's method objects only
+    identifier.global_method.max_side = 160
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -236,3 +236,30 @@ def test_signboard_text_counts_as_evidence(identifier, tmp_path):
     # Without a sign nothing is read for the other landmarks: their odds do not move.
     others = [c for c in with_text.candidates if c.landmark != "chateau_de_sceaux"]
     assert all(c.text is None or c.text < 0.75 for c in others)
+
+
+def test_a_distractors_folder_holds_negatives_not_a_landmark(tmp_path, capsys):
+    """Issue 15: `index build DIR` turned `distractors/` into a landmark that answered street
+    photos with p=1.00. Its photos are negatives now: never an answer, listed apart."""
+    import os
+
+    from landmark_gallery import LANDMARKS
+
+    gallery = make_gallery(tmp_path / "gallery", ["chateau_de_sceaux", "strecha_castle"])
+    negatives = sorted((LANDMARKS / "distractors").glob("*.jpg"))
+    (gallery / "distractors").mkdir()
+    for path in negatives[:4]:
+        os.symlink(path, gallery / "distractors" / path.name)
+    output = tmp_path / "with-negatives.lkidx"
+    assert main(["index", "build", str(gallery), "-o", str(output), "-q"]) == 0
+    assert main(["index", "info", str(output), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["landmarks"] == 2 and info["negatives"] == 4
+    assert "_negatives" not in {item["id"] for item in info["per_landmark"]}
+    identifier = Identifier(output)
+    for path in [*negatives[:2], photo(DISTRACTOR)]:
+        answer = identifier.identify(path)
+        assert answer.landmark == "unknown", answer.to_json()
+        assert all(c.landmark != "_negatives" for c in answer.candidates)
+    assert identifier.identify(photo(QUERIES["chateau_de_sceaux"])).landmark == \
+        "chateau_de_sceaux"

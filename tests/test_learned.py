@@ -98,9 +98,9 @@ def test_rotation_trained_aliked_verifies_a_tilted_photo(photos):
 def test_a_photo_stored_sideways_with_its_exif_orientation_verifies(photos, tmp_path):
     """Quarter turns are the camera's: the loader applies EXIF orientation before features."""
     method = get_method("xfeat", max_keypoints=512)
-    sideways = photos["sceaux"].transpose(Image.Transpose.ROTATE_90)
+    sideways = photos["sceaux"].transpose(Image.Transpose.ROTATE_270)
     exif = Image.Exif()
-    exif[0x0112] = 8  # "rotate 90 CW to view": undoes the quarter turn above
+    exif[0x0112] = 8  # the viewer turns it back a quarter (as lookalike.loading does)
     sideways.save(tmp_path / "sideways.jpg", exif=exif, quality=90)
     upright = load_image(tmp_path / "sideways.jpg")
     assert upright.size == photos["sceaux"].size
