@@ -161,6 +161,8 @@ class InvertedFile:
     `scores(query)` visits only the words of the query and returns its similarity with every
     gallery photo (0 for photos sharing no word): the same values as `similarity`, found
     without touching unrelated photos, so cost grows with shared words, not gallery size.
+    Postings are sorted by word, so each query word reads one contiguous slice; residual bits
+    are compared 64 at a time.
     """
 
     def __init__(self, features: Sequence[dict[str, np.ndarray]], alpha: float = ALPHA,
@@ -170,32 +172,38 @@ class InvertedFile:
         self.size = len(features)
         counts = np.array([len(f["words"]) for f in features], np.int64)
         self.norms = 1.0 / np.sqrt(np.maximum(counts, 1))
+        width = next((f["bits"].shape[1] for f in features if len(f["words"])), 16)
+        self.dim = width * 8
         if self.size and counts.sum():
             words = np.concatenate([f["words"] for f in features])
             photos = np.repeat(np.arange(self.size), counts)
             bits = np.concatenate([f["bits"] for f in features])
             order = np.argsort(words, kind="stable")
-            self.words, self.photos, self.bits = words[order], photos[order], bits[order]
+            self.words, self.photos = words[order], photos[order]
+            self.bits = _as_words64(bits[order])
         else:
             self.words = np.zeros(0, np.int32)
             self.photos = np.zeros(0, np.int64)
-            self.bits = np.zeros((0, 16), np.uint8)
-        self.dim = self.bits.shape[1] * 8
+            self.bits = np.zeros((0, max(1, width // 8)), np.uint64)
 
     def scores(self, query: dict[str, np.ndarray]) -> np.ndarray:
-        out = np.zeros(self.size)
         if len(query["words"]) == 0 or len(self.words) == 0:
-            return out
+            return np.zeros(self.size)
         starts = np.searchsorted(self.words, query["words"], side="left")
         ends = np.searchsorted(self.words, query["words"], side="right")
-        lengths = ends - starts
-        if lengths.sum() == 0:
-            return out
-        postings = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends) if e > s])
-        query_rows = np.repeat(np.arange(len(starts)), lengths)
-        agreement = _agreement(self.bits[postings], query["bits"][query_rows], self.dim)
-        np.add.at(out, self.photos[postings],
-                  selectivity(agreement, self.alpha, self.threshold))
+        query_bits = _as_words64(query["bits"])
+        values, photos = [], []
+        for row, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+            if end == start:
+                continue
+            hamming = _popcount64(self.bits[start:end] ^ query_bits[row]).sum(axis=1)
+            agreement = 1.0 - 2.0 * hamming / self.dim
+            keep = agreement > self.threshold
+            values.append(agreement[keep] ** self.alpha)
+            photos.append(self.photos[start:end][keep])
+        if not values:
+            return np.zeros(self.size)
+        out = np.bincount(np.concatenate(photos), np.concatenate(values), minlength=self.size)
         return out * self.norms / np.sqrt(len(query["words"]))
 
     def search(self, query: dict[str, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,3 +215,16 @@ class InvertedFile:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return top, scores[top]
+
+
+def _as_words64(bits: np.ndarray) -> np.ndarray:
+    """Packed bits (n x bytes, a multiple of 8 bytes) viewed as n x (bytes / 8) uint64."""
+    bits = np.ascontiguousarray(bits, np.uint8)
+    return bits.view(np.uint64).reshape(len(bits), -1) if bits.shape[1] % 8 == 0 else \
+        np.ascontiguousarray(np.pad(bits, ((0, 0), (0, -bits.shape[1] % 8)))).view(np.uint64)
+
+
+def _popcount64(words: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(words)
+    return _POPCOUNT[words.view(np.uint8)].reshape(len(words), -1, 8).sum(axis=2)
