@@ -64,6 +64,10 @@ def score_matrix(
     """
     if not len(queries) or not len(gallery):
         return np.zeros((len(queries), len(gallery)))
+    if hasattr(method, "score_gallery"):  # a shortlist-verifying method scores a whole gallery
+        scores = method.score_gallery(queries, gallery, cache, query_keys, gallery_keys)
+        if scores is not None:
+            return scores
     if cache is None or not method.cache_scores or query_keys is None or gallery_keys is None:
         return _score_rows_parallel(method, queries, gallery, range(len(queries)), jobs, quiet, desc)
     prefix = method.score_key()

@@ -19,6 +19,8 @@ the original photo.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import zlib
 from typing import ClassVar
 
@@ -56,12 +58,13 @@ class LearnedLocal(Method):
     network: ClassVar[str] = ""  # weights name in lookalike.learned.WEIGHT_FILES
     glue: ClassVar[str] = ""  # LightGlue weights name for this descriptor
     batch_size: ClassVar[int] = 4  # its own pass: photos decode in threads, the network runs here
-    cache_scores: ClassVar[bool] = True
+    cache_scores: ClassVar[bool] = True  # for `score_matrix` of all pairs (no codebook)
     max_side: int = 800
     max_keypoints: int = 1024
     matcher: str = "mnn"
     ratio: float = 0.9  # mutual nearest neighbours: Lowe's ratio test (1.0 = none)
     device: str = "auto"
+    shortlist: int = 30  # a gallery's scores: each query verifies its ASMK top `shortlist`
 
     def __post_init__(self):
         if self.matcher not in MATCHERS:
@@ -71,6 +74,12 @@ class LearnedLocal(Method):
     # -- extraction ------------------------------------------------------------------------
     def load_options(self) -> LoadOptions:
         return LoadOptions(gray=self.gray, min_long_side=self.max_side)
+
+    def score_key(self) -> str:
+        """Pair results depend on the features and the matcher, not on the shortlist size."""
+        settings = {key: value for key, value in self.settings().items() if key != "shortlist"}
+        spec = {"name": self.name, "version": self.version, "settings": settings}
+        return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def cache_settings(self):
         from lookalike.learned import weights_digest
@@ -161,3 +170,47 @@ class LearnedLocal(Method):
 
     def score(self, a: dict, b: dict) -> float:
         return self.match(a, b).score
+
+    # -- a gallery's scores, as retrieval systems compute them -----------------------------
+    def ranker(self) -> Method | None:
+        """ASMK over this method's own descriptors, or None when no codebook is shipped
+        for its network (then every pair is verified)."""
+        from lookalike import asmk
+        from lookalike.methods import get_method
+
+        if not asmk.shipped_codebook(f"{self.network}-1024").is_file():
+            return None
+        return get_method("asmk", local=self.name, gray=self.gray, max_side=self.max_side,
+                          max_keypoints=self.max_keypoints, device=self.device)
+
+    def score_gallery(self, queries, gallery, cache=None, query_keys=None, gallery_keys=None
+                      ) -> np.ndarray | None:
+        """All query x gallery scores, verifying only each query's `shortlist` most similar
+        gallery photos by ASMK of the same descriptors; the others keep their ASMK similarity
+        (below 1, so every verified pair with an inlier ranks above them). Pair results go
+        through the cache under the same keys as the pipeline's, so `fused` of the same
+        preset re-reads them. None when there is no codebook: score every pair then."""
+        from lookalike.retrieval import Gallery, Item, Pipeline
+
+        ranker = self.ranker()
+        if ranker is None:
+            return None
+
+        def items(features, keys):
+            keys = list(keys) if keys else [None] * len(features)
+            return [Item(ranker.aggregate(f), f, k) for f, k in zip(features, keys)]
+
+        query_items = items(queries, query_keys)
+        gallery_items = query_items if gallery is queries and query_keys == gallery_keys \
+            else items(gallery, gallery_keys)
+        view = Gallery(gallery_items, ranker)
+        store = cache if cache is not None and query_keys and gallery_keys else None
+        pipeline = Pipeline(ranker, self, None, self.shortlist, 0, store)
+        matrix = np.zeros((len(query_items), len(gallery_items)))
+        for row, item in enumerate(query_items):
+            similarities = np.asarray(view.index.scores(item.global_feature), np.float64)
+            top = np.argsort(-similarities, kind="stable")[:self.shortlist]
+            matrix[row] = similarities
+            for position, match in pipeline.verify(item, view, top).items():
+                matrix[row, position] += match.score
+        return matrix
