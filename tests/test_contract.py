@@ -1,0 +1,50 @@
+"""Every registered method through the same checks: the contract the rest is written against."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lookalike.features import extract_features
+from lookalike.loading import ImageLoadError, load_image
+from lookalike.methods import GLOBAL, LOCAL_MATCHER, PAIRWISE, get_method, method_names
+
+PHOTO = "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7102.jpg"
+OTHER = "distractors/image-matching-webui__kn-church_01.jpg"
+SLOW = {"text"}  # OCR: covered by tests/test_ocr.py
+
+
+def same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if hasattr(a, "local_feature"):  # fused's Item
+        return same(a.local_feature, b.local_feature) and same(a.global_feature,
+                                                               b.global_feature)
+    return np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", [n for n in method_names() if n not in SLOW])
+def test_method_follows_the_contract(name, landmarks_dir, tmp_path):
+    method = get_method(name)
+    assert method.role in (GLOBAL, LOCAL_MATCHER, PAIRWISE) and method.description
+    paths = [str(landmarks_dir / PHOTO), str(landmarks_dir / OTHER)]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not a photo")
+    found = extract_features(method, [*paths, str(bad)], quiet=True)
+    # a bad image is reported by name, and the others are extracted
+    assert list(found.errors) == [str(bad)] and found.paths == paths
+    photo, other = found.features
+    # features survive the cache round trip
+    assert same(method.decode(method.encode(photo)), photo)
+    # a photo is at least as similar to itself as to an unrelated one
+    assert method.score(photo, photo) >= method.score(photo, other)
+    with pytest.raises(ImageLoadError, match="bad.jpg"):
+        load_image(bad, method.load_options())
+    if method.role == GLOBAL:
+        index = method.search_index([photo, other])
+        positions, _ = index.search(photo, 1)
+        assert positions[0] == 0
+    if method.role == LOCAL_MATCHER:
+        match = method.match(photo, photo)
+        assert match.verified and match.inliers > 0
+        assert not method.match(photo, other).verified
