@@ -437,9 +437,8 @@ class Identifier:
         match = candidate.match
         ref_path = self.index.references[candidate.reference].path
         try:
-            # Decoded as at indexing time, so the stored scale maps its points.
-            reference = decode_image(read_bytes(ref_path), ref_path,
-                                     self.local_method.load_options())
+            # At full size: the match's points are in original pixels.
+            reference = decode_image(read_bytes(ref_path), ref_path, LoadOptions())
         except ImageLoadError:  # the reference photo moved since indexing
             return None
         return draw_matches(query_image, reference, match.query_points, match.ref_points)

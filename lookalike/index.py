@@ -432,7 +432,8 @@ def write_changes(connection: sqlite3.Connection, entries: Iterable[GalleryEntry
 def pipeline_methods(preset: str | None = None, global_name: str | None = None,
                      local_name: str | None = None, weights: str | None = None,
                      codebook: str | None = None) -> tuple[Method, Method]:
-    """The (global, local) methods of a preset, with either replaced by name if asked."""
+    """The (global, local) methods of a preset, with either replaced by name if asked (an
+    index built so records no preset: `is_preset` tells)."""
     from lookalike.presets import get_preset
 
     chosen = get_preset(preset)
@@ -451,10 +452,22 @@ def pipeline_methods(preset: str | None = None, global_name: str | None = None,
     return global_method, local_method
 
 
+def is_preset(name: str | None, global_method: Method, local_method: Method) -> str | None:
+    """The preset's name when these are exactly its methods, else None."""
+    from lookalike.presets import get_preset
+
+    expected = get_preset(name).methods()
+    same = [method_record(m) for m in expected] == [method_record(global_method),
+                                                     method_record(local_method)]
+    return get_preset(name).name if same else None
+
+
 def create_index(output: str | os.PathLike, global_method: Method, local_method: Method,
                  preset: str | None = None) -> None:
-    """An empty index file with its methods and their settings recorded."""
+    """An empty index file with its methods and their settings recorded, and the preset's
+    name when they are exactly a preset's."""
     check_roles(global_method, local_method)
+    preset = is_preset(preset, global_method, local_method)
     connection = _connect(output)
     try:
         connection.executescript(SCHEMA)

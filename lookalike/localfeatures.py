@@ -113,6 +113,11 @@ class LearnedLocal(Method):
         """(keypoints N x 2, unit descriptors N x D, scores N) of one 1 x 3 x H x W image."""
         raise NotImplementedError
 
+    def encode(self, feature: dict[str, np.ndarray]) -> bytes:
+        """Descriptors as float16 (half the bytes; unit vectors need no more precision)."""
+        return super().encode(dict(feature, descriptors=np.asarray(feature["descriptors"],
+                                                                    np.float16)))
+
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
         """Descriptors are float16 on disk; match in float32 without converting per pair."""
         feature = super().decode(data)

@@ -40,7 +40,7 @@ def test_build_records_landmarks_names_location_and_features(built):
         assert sceaux.location == (SCEAUX["location"]["lat"], SCEAUX["location"]["lon"])
         assert index.landmarks["strecha_castle"].location is None
         assert len(index.references) == 6 and index.search_index.size == 6
-        assert index.preset is None and index.info()["global_method"]["name"] == "asmk"
+        assert index.preset == "default" and index.info()["global_method"]["name"] == "asmk"
         # Every reference finds itself first in the global search, with similarity 1.
         for position, ref in enumerate(index.references.values()):
             ids, sims = index.search(index.global_features[position], 3)
