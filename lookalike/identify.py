@@ -731,6 +731,10 @@ def _hook_evaluate(subparsers) -> None:
                                "labelled photos, distractors must come back unknown")
     evaluate.add_argument("--fit-calibration", metavar="FILE.json",
                           help="with --identify: also write the calibration fit on all queries")
+    evaluate.add_argument("--global", dest="global_method", metavar="METHOD",
+                          help="with --identify: global descriptor instead of the preset's")
+    evaluate.add_argument("--local", dest="local_method", metavar="METHOD",
+                          help="with --identify: local matcher instead of the preset's")
     evaluate.add_argument("--gallery-negatives", action="store_true",
                           help="with --identify: keep the other distractors in the gallery as "
                                "negatives (photos of no landmark), as `index build` does")
@@ -760,8 +764,9 @@ def run_evaluate_identify(args) -> int:
         summary = evaluate_identify(args.dataset, args.output, cache_from_args(args), args.jobs,
                                     args.quiet, preset=getattr(args, "preset", None),
                                     fit_calibration=args.fit_calibration,
-                                    negatives=args.gallery_negatives)
-    except DatasetError as error:
+                                    negatives=args.gallery_negatives,
+                                    methods=(args.global_method, args.local_method))
+    except (DatasetError, GalleryError) as error:
         raise UsageError(str(error)) from None
     print(markdown_summary(summary))
     if args.output and not args.quiet:

@@ -50,7 +50,8 @@ class QueryOutcome:
 
 
 def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | None = None,
-                  cache=None, jobs: int = 1, quiet: bool = True, negatives: bool = False
+                  cache=None, jobs: int = 1, quiet: bool = True, negatives: bool = False,
+                  methods: tuple[str | None, str | None] = (None, None)
                   ) -> tuple[list[QueryOutcome], dict[str, str], Pipeline]:
     """Run the two identify stages for every photo against all other labelled photos (and,
     with `negatives`, the other distractors as the index's negatives)."""
@@ -59,7 +60,7 @@ def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | Non
     from lookalike.presets import get_preset
 
     chosen = get_preset(preset)
-    global_method, local_method = pipeline_methods(chosen.name)
+    global_method, local_method = pipeline_methods(chosen.name, *methods)
     globals_, locals_, errors = local_extractor(cache, jobs, quiet)(list(paths), global_method,
                                                                     local_method)
     keys = _content_keys(paths, cache)
@@ -168,14 +169,15 @@ def operating_point(curve: Sequence[dict[str, float]], far: float = TARGET_FAR) 
 def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | None = None,
                       cache=None, jobs: int = 1, quiet: bool = True, preset: str | None = None,
                       fit_calibration: str | os.PathLike | None = None,
-                      negatives: bool = False) -> dict[str, Any]:
+                      negatives: bool = False,
+                      methods: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
     """Leave-one-out open-set evaluation; writes results, the curve and a figure to `outdir`."""
     from lookalike.evaluation import DatasetError, load_dataset
 
     paths, labels = load_dataset(dataset)
     started = time.perf_counter()
     outcomes, errors, pipeline = leave_one_out(paths, labels, preset, cache, jobs, quiet,
-                                               negatives)
+                                               negatives, methods)
     probabilities = cross_fitted_probabilities(outcomes)
     curve = open_set_curve(outcomes, probabilities)
     at_half = next(p for p in curve if p["threshold"] >= 0.5)
