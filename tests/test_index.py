@@ -141,8 +141,9 @@ def test_manifest_as_gallery_and_bad_inputs(tmp_path):
     rows.append(f"{photo('distractors/image-matching-webui__kn-church_02.jpg')},distractor")
     manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
     entries = read_gallery(manifest)
-    assert [e.landmark.id for e in entries] == ["strecha_castle"]
-    assert len(entries[0].photos) == 3
+    # the distractor row is a negative (a photo of no landmark), not a landmark
+    assert [e.landmark.id for e in entries] == ["strecha_castle", "_negatives"]
+    assert len(entries[0].photos) == 3 and len(entries[1].photos) == 1
     with pytest.raises(GalleryError):
         read_gallery(tmp_path / "missing")
     not_index = tmp_path / "not.lkidx"
