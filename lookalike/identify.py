@@ -273,9 +273,9 @@ class Identifier:
         if isinstance(calibration, Calibration):
             chosen = calibration
         else:
-            path = calibration or self.preset.calibration_path("identify")
             try:
-                chosen = Calibration.load(path, IDENTIFY_EVIDENCE)
+                chosen = Calibration.load(calibration, IDENTIFY_EVIDENCE) if calibration \
+                    else self.preset.calibration("identify", IDENTIFY_EVIDENCE)
             except CalibrationError as error:
                 raise GalleryError(str(error)) from None
         try:

@@ -21,7 +21,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lookalike.calibration import Calibration
+from lookalike.calibration import Calibration, CalibrationError
 from lookalike.methods import get_method
 from lookalike.methods.base import Method
 
@@ -53,7 +53,15 @@ class Preset:
         return DATA / f"calibration-{self.name}-{kind}.json"
 
     def calibration(self, kind: str, features: list[str] | None = None) -> Calibration:
-        return Calibration.load(self.calibration_path(kind), features)
+        path = self.calibration_path(kind)
+        if not path.is_file():
+            fit = (f"lookalike calibrate DATASET --preset {self.name} -o pairs.json"
+                   if kind == "pairs" else
+                   f"lookalike evaluate --identify DATASET --preset {self.name} "
+                   f"--fit-calibration identify.json")
+            raise CalibrationError(f"preset {self.name!r} ships no {kind} calibration yet; "
+                                   f"fit one on labelled photos (`{fit}`) and pass it on")
+        return Calibration.load(path, features)
 
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
