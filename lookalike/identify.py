@@ -313,16 +313,19 @@ class Identifier:
         from lookalike.engines import shares_local
 
         settings = settings or self.settings
-        options = self.local_method.load_options()
-        image = decode_image(data, name, dataclasses.replace(
-            options, min_short_side=350, max_pixels=settings.max_pixels))
+
+        def decoded(method):  # exactly as the method's features are extracted everywhere else
+            options = dataclasses.replace(method.load_options(), max_pixels=settings.max_pixels)
+            return decode_image(data, name, options)
+
+        image = decoded(self.local_method)
         original = image.info.get("original_size", image.size)
         with self._model_lock:  # one forward pass at a time: threads would fight for the cores
             local = self.local_method.extract(image)
             if shares_local(self.global_method, self.local_method):
                 global_feature = self.global_method.aggregate(local)
             else:
-                global_feature = self.global_method.extract(image)
+                global_feature = self.global_method.extract(decoded(self.global_method))
         local = with_original_scale(local, original)
         text = None
         if settings.use_text:

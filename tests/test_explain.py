@@ -58,3 +58,23 @@ def test_explain_reports_an_unreadable_photo(tmp_path, landmarks_dir, capsys):
     assert code == 2
     assert "broken.jpg" in capsys.readouterr().err
     assert not (tmp_path / "m.png").exists()
+
+
+def test_explain_and_verify_report_the_same_numbers_for_the_same_pair(tmp_path, landmarks_dir):
+    """Issue 15: explain said 44 inliers where verify said 34 for one pair. Both now decode,
+    extract and match through the same code (the preset's local method, one side fixed)."""
+    import os
+
+    from lookalike.explain import explain
+    from lookalike.identify import Identifier
+    from lookalike.index import build_index
+
+    query = landmarks_dir / "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7104.jpg"
+    reference = landmarks_dir / "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7101.jpg"
+    gallery = tmp_path / "gallery" / "chateau_de_sceaux"
+    gallery.mkdir(parents=True)
+    os.symlink(reference, gallery / reference.name)
+    build_index(tmp_path / "gallery", tmp_path / "one.lkidx")
+    answer = Identifier(tmp_path / "one.lkidx").verify(query, "chateau_de_sceaux")
+    explained = explain(str(query), str(reference))
+    assert answer.candidates[0].inliers == explained.result.inliers > 50
