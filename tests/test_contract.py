@@ -38,7 +38,7 @@ def test_method_follows_the_contract(name, landmarks_dir, tmp_path):
     assert same(method.decode(method.encode(photo)), photo)
     # a photo is at least as similar to itself as to an unrelated one
     assert method.score(photo, photo) >= method.score(photo, other)
-    with pytest.raises(ImageLoadError, match="bad.jpg"):
+    with pytest.raises(ImageLoadError, match=r"bad\.jpg"):
         load_image(bad, method.load_options())
     if method.role == GLOBAL:
         index = method.search_index([photo, other])
