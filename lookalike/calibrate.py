@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lookalike.calibration import Calibration, fit, method_spec
+from lookalike.features import show_progress
 from lookalike.metrics import DISTRACTOR, retrieval_metrics
 from lookalike.retrieval import PAIR_EVIDENCE, Gallery, Item, Pipeline
 
@@ -35,8 +36,8 @@ def evidence_matrix(items: Sequence[Item], pipeline: Pipeline, quiet: bool = Tru
     """N x N x F evidence: row i = photo i ranked against every photo (itself included)."""
     gallery = Gallery(items, pipeline.global_method)
     rows = []
-    for query in tqdm(items, desc="ranking", unit="photo", disable=quiet, file=sys.stderr,
-                      leave=False):
+    for query in tqdm(items, desc="ranking", unit="photo", disable=not show_progress(quiet),
+                      file=sys.stderr, leave=False):
         rows.append(pipeline.evidence(query, gallery).evidence)
     return np.stack(rows) if rows else np.zeros((0, 0, len(PAIR_EVIDENCE)))
 

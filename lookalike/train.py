@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from lookalike.features import show_progress
 from lookalike.loading import ImageLoadError, LoadOptions, find_images, load_image
 from lookalike.methods.augnet import IMAGENET_MEAN, IMAGENET_STD, resize_short_side
 from lookalike.network import AugNet, configure_threads, load_state_dict, stock_weights_path
@@ -201,8 +202,8 @@ def prepare(paths: Sequence[str], settings: TrainSettings, cache=None, jobs: int
     model = base_model()
     rng = np.random.default_rng(settings.seed)
     kept, maps, views, sizes, errors = [], [], [], [], {}
-    bar = tqdm(paths, desc="feature maps", unit="img", file=sys.stderr, disable=quiet,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(paths, desc="feature maps", unit="img", file=sys.stderr,
+               disable=not show_progress(quiet), dynamic_ncols=True, leave=False)
     for path in bar:
         try:
             image = load_image(path, LoadOptions())
@@ -318,7 +319,8 @@ def fit(prepared: Prepared, settings: TrainSettings, indices: Sequence[int] | No
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: threads only wait for each other on a busy CPU
     bar = tqdm(total=settings.epochs * steps, initial=len(losses) * steps, desc="training",
-               unit="step", file=sys.stderr, disable=quiet, dynamic_ncols=True, leave=False)
+               unit="step", file=sys.stderr, disable=not show_progress(quiet),
+               dynamic_ncols=True, leave=False)
     for epoch in range(len(losses), settings.epochs):
         order = rng.permutation(indices)
         total = 0.0
