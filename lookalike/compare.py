@@ -83,11 +83,28 @@ def score_matrix(
 
 
 def score_sets(method: Method, query_set: FeatureSet, gallery_set: FeatureSet, cache=None,
-               jobs: int = 1, quiet: bool = True) -> np.ndarray:
-    """Score two `FeatureSet`s of one method, reusing cached pair scores where possible."""
-    return score_matrix(method, query_set.features, gallery_set.features, jobs=jobs, quiet=quiet,
-                        cache=cache, query_keys=query_set.content_keys,
-                        gallery_keys=gallery_set.content_keys)
+               jobs: int = 1, quiet: bool = True, errors: dict[str, str] | None = None
+               ) -> np.ndarray:
+    """Score two `FeatureSet`s of one method, reusing cached pair scores where possible.
+
+    When scoring fails, the pairs are scored one by one: a pair that fails gets -inf (ranked
+    last) and its reason goes to `errors` under "A vs B", and the run goes on."""
+    try:
+        return score_matrix(method, query_set.features, gallery_set.features, jobs=jobs,
+                            quiet=quiet, cache=cache, query_keys=query_set.content_keys,
+                            gallery_keys=gallery_set.content_keys)
+    except Exception:  # one pair's failure must cost that pair, not the run
+        matrix = np.empty((len(query_set.features), len(gallery_set.features)))
+        for i, query in enumerate(query_set.features):
+            for j, item in enumerate(gallery_set.features):
+                try:
+                    matrix[i, j] = method.score(query, item)
+                except Exception as error:
+                    matrix[i, j] = -np.inf
+                    if errors is not None:
+                        pair = f"{query_set.paths[i]} vs {gallery_set.paths[j]}"
+                        errors[pair] = f"{method.name} failed: {type(error).__name__}: {error}"
+        return matrix
 
 
 def _score_rows_parallel(method, queries, gallery, rows, jobs, quiet, desc) -> np.ndarray:
@@ -155,7 +172,7 @@ def compare(
     # A file that failed for any method is left out of every matrix, so all share their rows.
     for method, query_set, gallery_set in sets:
         query_set, gallery_set = query_set.without(errors), gallery_set.without(errors)
-        scores = score_sets(method, query_set, gallery_set, feature_cache, jobs, quiet)
+        scores = score_sets(method, query_set, gallery_set, feature_cache, jobs, quiet, errors)
         matrices[method.label()] = SimilarityMatrix(
             method.label(), query_set.paths, gallery_set.paths, scores
         )

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from landmark_gallery import LANDMARKS, QUERIES, REPO, make_gallery, photo
 from PIL import Image
@@ -104,3 +105,31 @@ def test_a_kill_in_the_middle_of_identify_csv_loses_no_row_and_resumes(tmp_path)
     assert main(["identify", "--index", str(index), *queries, "--csv", str(out), "-q"]) == 0
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert sorted(row["photo"] for row in rows) == sorted(queries)
+
+
+def test_a_pair_that_fails_to_score_costs_that_pair_not_the_run(monkeypatch):
+    """Issue 15: a failure inside one pair's scoring ended the whole run."""
+    from lookalike.compare import compare
+    from lookalike.methods.hashes import PerceptualHash
+
+    real = PerceptualHash.score
+    calls = []
+
+    def third_pair_fails(self, a, b):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return real(self, a, b)
+
+    def matrix_fails(self, queries, gallery):
+        raise RuntimeError("a pair in this block failed")
+
+    monkeypatch.setattr(PerceptualHash, "score", third_pair_fails)
+    monkeypatch.setattr(PerceptualHash, "score_matrix", matrix_fails)
+    paths = [str(path) for path in DOZEN[:3]]
+    result = compare(paths, methods="phash", cache=False)
+    scores = result.matrices["phash"].scores
+    assert scores.shape == (3, 3) and np.isinf(scores).sum() == 1
+    assert np.isfinite(scores).sum() == 8
+    (pair, reason), = result.errors.items()
+    assert pair == f"{paths[0]} vs {paths[2]}" and "boom" in reason
