@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 MAX_SIDE = 1600  # photos are read at most this long; larger ones are scaled down first
-MIN_CHARS = 2  # lines with fewer letters/digits after normalisation are dropped
+MIN_CHARS = 2  # Latin lines with fewer letters/digits are dropped (one kanji or kana is kept)
 DOUBTFUL_CONFIDENCE = 0.3  # readings below an engine's min_confidence are kept down to this
 ENGINES = ("scene", "tesseract")
 DEFAULT_ENGINE = "scene"
@@ -120,9 +120,9 @@ def check_available(engine: str = DEFAULT_ENGINE) -> None:
 
 # -- normalisation ----------------------------------------------------------------------------------
 _KATAKANA = {code: code - 0x60 for code in range(0x30A1, 0x30F7)}  # ァ..ヶ -> ぁ..ゖ
-# Traditional (and old Japanese) forms -> today's Japanese forms. PP-OCR's dictionary is
-# Chinese-first: it often writes 姬 for 姫 or 稻 for 稲, characters that differ by a stroke.
-# Both a name and what is read are folded, so a name written in the old form still matches.
+# Traditional (and old Japanese) forms, and simplified ones a stroke away, -> today's Japanese
+# forms. PP-OCR's dictionary is Chinese-first: it often writes 姬 for 姫, 稻 for 稲 or 宫 for
+# 宮. Both a name and what is read are folded, so a name written in an old form still matches.
 _VARIANTS = str.maketrans({pair[0]: pair[1] for pair in (
     "亞亜 惡悪 壓圧 圍囲 醫医 爲為 壹壱 隱隠 榮栄 營営 衞衛 驛駅 圓円 緣縁 鹽塩 奧奥 "
     "應応 歐欧 櫻桜 假仮 價価 畫画 會会 壞壊 懷懐 繪絵 擴拡 覺覚 學学 嶽岳 樂楽 卷巻 "
@@ -138,7 +138,9 @@ _VARIANTS = str.maketrans({pair[0]: pair[1] for pair in (
     "發発 髮髪 拔抜 祕秘 濱浜 拂払 佛仏 竝並 變変 邊辺 邉辺 辨弁 瓣弁 辯弁 舖舗 寶宝 "
     "豐豊 萬万 滿満 默黙 譯訳 藥薬 與与 譽誉 搖揺 樣様 來来 賴頼 亂乱 覽覧 龍竜 兩両 "
     "獵猟 綠緑 壘塁 勵励 禮礼 隸隷 靈霊 齡齢 戀恋 爐炉 勞労 樓楼 郞郎 錄録 灣湾 姬姫 "
-    "稻稲 嶋島 髙高 﨑崎 峯峰 "
+    "稻稲 嶋島 髙高 﨑崎 峯峰  "
+    "宫宮 吕呂 侣侶 户戸 别別 內内 兔兎 靑青 淸清 溫温 歲歳 每毎 步歩 涉渉 单単 弹弾 "
+    "强強 曾曽 两両 亚亜 恶悪 值値 卽即 槪概 蟬蝉 噐器"
 ).split()})
 
 
@@ -146,8 +148,8 @@ def normalise_text(text: str) -> str:
     """Fold what OCR and typography vary, keep what names differ in; words stay space-separated.
 
     NFKC, casefold, Latin diacritics removed (Inō -> ino, but Japanese dakuten kept),
-    katakana -> hiragana, traditional kanji -> today's Japanese forms (姬 -> 姫), punctuation
-    -> space, and no spaces between Japanese characters.
+    katakana -> hiragana, traditional kanji -> today's Japanese forms (姬 -> 姫), the long-vowel
+    mark dropped, punctuation -> space, and no spaces between Japanese characters.
     """
     text = unicodedata.normalize("NFKC", text).casefold()
     out: list[str] = []
@@ -156,8 +158,10 @@ def normalise_text(text: str) -> str:
             continue  # a Latin accent; Japanese (semi-)voiced marks are recombined below
         out.append(char)
     text = unicodedata.normalize("NFKC", "".join(out)).translate(_KATAKANA).translate(_VARIANTS)
-    # The long-vowel mark read as the kanji for one (タワ一): after kana it is the mark.
-    text = "".join("ー" if char == "一" and i and _is_kana(text[i - 1]) else char
+    # The long-vowel mark is dropped: OCR loses it (a dash, a bar down a column) or reads it
+    # as the kanji for one (タワ一) - which after kana is the mark - and names differ in it
+    # far less than in their other characters.
+    text = "".join("" if char == "ー" or (char == "一" and i and _is_kana(text[i - 1])) else char
                    for i, char in enumerate(text))
     words: list[str] = []
     word: list[str] = []
@@ -179,7 +183,7 @@ def normalise_text(text: str) -> str:
 
 
 def _is_kana(char: str) -> bool:
-    return "\u3041" <= char <= "\u309f" or char == "ー"
+    return "\u3041" <= char <= "\u309f"
 
 
 def _is_japanese(char: str) -> bool:
@@ -189,6 +193,14 @@ def _is_japanese(char: str) -> bool:
 def compact(text: str) -> str:
     """Normalised text without spaces: what names are matched against."""
     return normalise_text(text).replace(" ", "")
+
+
+def legible(text: str) -> bool:
+    """Whether a normalised reading is worth keeping: two letters or digits, or one Japanese
+    character (a kanji is a word; a name cut by a post or a branch reads as a line and a
+    character, which the joined text puts back together)."""
+    letters = letter_count(text)
+    return letters >= MIN_CHARS or (letters == 1 and _is_japanese(compact(text)[:1] or "a"))
 
 
 def letter_count(text: str) -> int:
@@ -221,7 +233,7 @@ def read_signs(image: Image.Image, max_side: int = MAX_SIDE, max_regions: int | 
     for reading in reader.read(rgb, max_regions or reader.max_regions):
         reads = [(raw, normalise_text(raw), confidence) for raw, confidence in
                  ((reading.raw, reading.confidence), *reading.alternatives)]
-        reads = [read for read in reads if letter_count(read[1]) >= MIN_CHARS]
+        reads = [read for read in reads if legible(read[1])]
         reads.sort(key=lambda read: -read[2])
         doubtful.extend((text, confidence) for _, text, confidence in reads
                         if DOUBTFUL_CONFIDENCE <= confidence < min_confidence)
@@ -250,8 +262,9 @@ def read_signs(image: Image.Image, max_side: int = MAX_SIDE, max_regions: int | 
 
 
 def reading_order(lines: Sequence[TextLine]) -> list[TextLine]:
-    """Horizontal lines row by row (top to bottom, left to right), then vertical lines right to
-    left, so that a name split over two regions is joined in order."""
+    """Horizontal lines row by row (top to bottom, left to right), then vertical lines column by
+    column (right to left, top to bottom), so that a name split over two regions is joined in
+    order."""
     across = sorted((ln for ln in lines if not ln.vertical), key=lambda ln: ln.box[1] + ln.box[3])
     rows: list[list[TextLine]] = []
     for line in across:
@@ -263,7 +276,17 @@ def reading_order(lines: Sequence[TextLine]) -> list[TextLine]:
         else:
             rows.append([line])
     ordered = [line for row in rows for line in sorted(row, key=lambda ln: ln.box[0])]
-    return ordered + sorted((ln for ln in lines if ln.vertical), key=lambda ln: -ln.box[2])
+    down = sorted((ln for ln in lines if ln.vertical), key=lambda ln: -(ln.box[0] + ln.box[2]))
+    columns: list[list[TextLine]] = []
+    for line in down:
+        middle, width = (line.box[0] + line.box[2]) / 2, line.box[2] - line.box[0]
+        last = columns[-1][-1] if columns else None
+        if last is not None and abs((last.box[0] + last.box[2]) / 2 - middle) < 0.5 * min(
+                width, last.box[2] - last.box[0]):
+            columns[-1].append(line)
+        else:
+            columns.append([line])
+    return ordered + [line for column in columns for line in sorted(column, key=lambda ln: ln.box[1])]
 
 
 def _covered(a: TextLine, b: TextLine) -> float:
