@@ -7,7 +7,8 @@ that package pulls in loguru, omegaconf and a second OpenCV build - and the pipe
 
 - detection: the DB network's text-probability map, thresholded; each blob becomes a
   rotated rectangle, grown by the DB "unclip" offset (pyclipper), as the network shrinks text
-  regions by that much in training;
+  regions by that much in training. The map is made at two sizes of the photo, as a line the
+  network finds whole at one is sometimes split or missed at the other;
 - recognition: each rectangle cut out of the photo (perspective warp), scaled to 48 px high,
   and read by the CTC recogniser; greedy CTC decoding with the model's dictionary, and the
   mean probability of the characters read as the confidence.
@@ -39,7 +40,9 @@ import numpy as np
 from lookalike.ocr import OcrUnavailable, Reading
 
 # -- tunables (measured with benchmarks/signboard_bench.py and benchmarks/ocr_bench.py) ----------
-DET_SIDE = 1280  # the detector sees the photo with its long side this long
+# The detector sees the photo with its long side this long, at each of these sizes: DB's text
+# map is sensitive to scale (a line found whole at one size is split or missed at another).
+DET_SIDES = (960, 1280)
 DET_THRESHOLD = 0.3  # text probability above which a pixel is text
 BOX_THRESHOLD = 0.5  # mean text probability a box needs
 UNCLIP_RATIO = 1.6  # DB unclip: offset = area * ratio / perimeter of the shrunk region
@@ -74,9 +77,8 @@ MODEL_PRESETS = {
                                "ppocrv6/ppocrv6_dict.txt"),
 }
 # Chosen on draws of benchmarks/signboard_bench.py that it does not report (seeds 1601, 1604):
-# names read by ppocrv5 88%, ppocrv6-small 91.5%, ppocrv6-fast 90% (92% detecting at 1280 px,
-# DET_SIDE), in 0.65 / 0.80 / 0.50 s per photo (0.80 at 1280) under load 8; see
-# docs/benchmarks.md.
+# names read by ppocrv5 88%, ppocrv6-small 91.5%, ppocrv6-fast 90% (92% detecting at 1280 px),
+# in 0.65 / 0.80 / 0.50 s per photo (0.80 at 1280) under load 8; see docs/benchmarks.md.
 DEFAULT_MODELS = "ppocrv6-fast"
 
 
@@ -105,7 +107,7 @@ def model_paths(preset: str = DEFAULT_MODELS) -> ModelFiles:
 class SceneTextReader:
     """Detector and recogniser sessions of one preset; `read(rgb)` gives every box's reading."""
 
-    def __init__(self, preset: str = DEFAULT_MODELS, det_side: int = DET_SIDE):
+    def __init__(self, preset: str = DEFAULT_MODELS, det_sides: Sequence[int] = DET_SIDES):
         try:
             import onnxruntime
         except ImportError as error:  # pragma: no cover - a requirement
@@ -114,7 +116,7 @@ class SceneTextReader:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # no warnings about unused initialisers
         options.inter_op_num_threads = 1
-        self.preset, self.det_side = preset, det_side
+        self.preset, self.det_sides = preset, tuple(det_sides)
         self.det = onnxruntime.InferenceSession(paths.det, options,
                                                 providers=["CPUExecutionProvider"])
         self.rec = onnxruntime.InferenceSession(paths.rec, options,
@@ -131,10 +133,11 @@ class SceneTextReader:
                                  f"{paths.rec} reads {classes - 2}; {INSTALL_HINT}")
 
     # -- detection -------------------------------------------------------------------------------
-    def text_map(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """The detector's text probability map, and the x, y scales from photo to map."""
+    def text_map(self, rgb: np.ndarray, side: int) -> tuple[np.ndarray, float, float]:
+        """The detector's text probability map with the photo `side` px long, and the x, y
+        scales from photo to map."""
         height, width = rgb.shape[:2]
-        scale = self.det_side / max(height, width)
+        scale = side / max(height, width)
         map_w = max(32, round(width * scale / 32) * 32)
         map_h = max(32, round(height * scale / 32) * 32)
         small = cv2.resize(rgb, (map_w, map_h),
@@ -147,10 +150,21 @@ class SceneTextReader:
         return probability, map_w / width, map_h / height
 
     def detect(self, rgb: np.ndarray, max_boxes: int = MAX_BOXES) -> list[tuple[np.ndarray, float]]:
-        """Text boxes (4 corners, photo pixels, clockwise from top-left) and their scores."""
+        """Text boxes (4 corners, photo pixels, clockwise from top-left) and their scores, at
+        every detection size; a box found again at another size (IoU > 0.7) is kept once."""
+        found: list[tuple[np.ndarray, float]] = []
+        for side in self.det_sides:
+            for corners, score in self.detect_at(rgb, side):
+                if all(_iou(corners, other) <= 0.7 for other, _ in found):
+                    found.append((corners, score))
+        found.sort(key=lambda item: -item[1] * _box_area(item[0]) ** 0.25)
+        return found[:max_boxes]
+
+    def detect_at(self, rgb: np.ndarray, side: int) -> list[tuple[np.ndarray, float]]:
+        """`detect` at one size."""
         import pyclipper
 
-        probability, scale_x, scale_y = self.text_map(rgb)
+        probability, scale_x, scale_y = self.text_map(rgb, side)
         mask = (probability > DET_THRESHOLD).astype(np.uint8)
         contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         boxes = []
@@ -176,8 +190,7 @@ class SceneTextReader:
                 continue
             corners = cv2.boxPoints(rect) / (scale_x, scale_y)
             boxes.append((order_corners(corners), score))
-        boxes.sort(key=lambda item: -item[1] * _box_area(item[0]) ** 0.25)
-        return boxes[:max_boxes]
+        return boxes
 
     # -- recognition -----------------------------------------------------------------------------
     def recognise(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
@@ -262,6 +275,12 @@ def order_corners(corners: np.ndarray) -> np.ndarray:
 
 def _box_area(corners: np.ndarray) -> float:
     return float(abs(cv2.contourArea(corners.astype(np.float32))))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two convex quadrilaterals."""
+    inter, _ = cv2.intersectConvexConvex(a.astype(np.float32), b.astype(np.float32))
+    return float(inter) / max(1e-6, _box_area(a) + _box_area(b) - float(inter))
 
 
 def cut_out(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from lookalike.methods.text import (
     read_probability,
     text_calibration,
     text_evidence,
+    text_evidence_among,
     text_log_odds,
     text_pair_evidence,
 )
@@ -111,6 +112,21 @@ def test_calibration_is_monotonic_and_log_odds_bounded():
     prior = calibration["prior_log_odds"]  # the fit's: each plaque names one of 15 landmarks
     assert text_log_odds(0.75) == pytest.approx(np.log(3) - prior)
     assert text_log_odds(1 / (1 + np.exp(-prior))) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_evidence_among_a_gallery_counts_a_reading_for_the_name_it_spells():
+    statue = {"ja": "伊能忠敬像", "en": "Statue of Ino Tadataka"}
+    gallery = {"statue": landmark_names(statue), "house": landmark_names(INO_HOUSE),
+               "tower": landmark_names(OTHER)}
+    house = make_feature([ocr.TextLine("伊能忠敬旧宅", "伊能忠敬旧宅", (0, 0, 9, 9), 0.6)])
+    alone = text_evidence(house, gallery["statue"])  # 4/5 of 伊能忠敬像
+    among = text_evidence_among(house, gallery)
+    assert among["house"] >= TEXT_MATCH_THRESHOLD and among["statue"] < alone
+    assert text_log_odds(among["statue"]) == 0.0 == text_log_odds(among["tower"])
+    # An alias inside another landmark's name counts for both: the sign names both.
+    both = text_evidence_among(house, {**gallery, "statue": landmark_names(INO_STATUE)})
+    assert both["house"] >= TEXT_MATCH_THRESHOLD and both["statue"] >= TEXT_MATCH_THRESHOLD
+    assert text_evidence_among(make_feature([]), gallery) == dict.fromkeys(gallery)
 
 
 def test_pair_evidence_needs_a_specific_line_in_both():

@@ -297,6 +297,32 @@ def text_evidence(feature: Readings, landmark_names: Iterable[str]) -> float | N
     return None if match is None else match.score
 
 
+def text_evidence_among(feature: Readings, gallery: Mapping[str, Iterable[str]]
+                        ) -> dict[str, float | None]:
+    """`text_evidence` for every landmark of a gallery ({landmark: names}), each reading
+    counting only for the landmarks it matches best: "St Paul's Cathedral" read whole is
+    evidence for St Paul's, not 60% evidence for Berlin Cathedral, and 伊能忠敬旧宅 is not 80%
+    of 伊能忠敬像. (A reading that matches two landmarks equally - an alias inside another's
+    name - counts for both.) None where nothing was read or a landmark has no usable name."""
+    readings = feature_readings(feature)
+    engine = feature_engine(feature)
+    usable = {landmark: [n for n in names if usable_name(n)] for landmark, names in gallery.items()}
+    similarity = {landmark: [max((name_similarity(text, n) for n in names), default=0.0)
+                             for text, _ in readings] for landmark, names in usable.items()}
+    best = [max((similarity[landmark][i] for landmark in usable if usable[landmark]), default=0.0)
+            for i in range(len(readings))]
+    out: dict[str, float | None] = {}
+    for landmark, names in usable.items():
+        if not readings or not names:
+            out[landmark] = None
+            continue
+        own = [reading for i, reading in enumerate(readings)
+               if similarity[landmark][i] >= best[i] - 1e-9]
+        match = match_readings(own, names, engine) if own else None
+        out[landmark] = match.score if match else read_probability(0.0, 1.0, engine)
+    return out
+
+
 def text_log_odds(evidence: float | None) -> float:
     """The log-odds a landmark gains from `text_evidence` (or `text_pair_evidence`): the fitted
     likelihood ratio of the reading, logit(evidence) minus the fit's prior log-odds, between 0
