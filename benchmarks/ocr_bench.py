@@ -1,10 +1,10 @@
 """OCR benchmark: are landmark names on generated signboards read, and is nothing read into plain photos?
 
-    nice -n 10 .venv/bin/python benchmarks/ocr_bench.py --data ../shared/data/landmarks
+    nice -n 10 .venv/bin/python benchmarks/ocr_bench.py --data ../shared/data/landmarks [--engine tesseract]
 
 Draws signboards (lookalike.signboards: Japanese across and down, English; 2-6% of the photo's
 area, +-12 degrees, high/medium/low contrast, four Noto CJK faces, some blur) onto dev photos,
-reads them with `lookalike.ocr.read_text`, and counts a case as recognised when
+reads them with `lookalike.ocr.read_signs` (--engine scene, the default, or tesseract), and counts a case as recognised when
 `text_evidence(feature, names)` of the drawn landmark reaches TEXT_MATCH_THRESHOLD. Then reads
 every dev photo as it is (none has a signboard with these names) and counts a false match when
 any benchmark landmark reaches the threshold. Reports the rates, the OCR time per 1600 px photo
@@ -69,21 +69,23 @@ def photos(data: Path) -> list[Path]:
         return [data / row["path"] for row in csv.DictReader(handle)]
 
 
-def read(image) -> tuple[dict, float]:
+def read(image, engine: str) -> tuple[dict, float]:
     start = time.perf_counter()
-    feature = make_feature(*ocr.read_signs(image))
+    feature = make_feature(*ocr.read_signs(image, engine=engine), engine=engine)
     return feature, time.perf_counter() - start
 
 
-def timed_read(image) -> tuple[float, float]:
-    """Wall and CPU seconds of one read. Tesseract here is single-threaded, so the CPU time is
-    what the read takes on an otherwise idle core, whatever else the machine is running."""
+def timed_read(image, engine: str) -> tuple[float, float]:
+    """Wall and CPU seconds of one read. Tesseract here is single-threaded, so its CPU time is
+    what the read takes on an otherwise idle core, whatever else the machine is running; the
+    scene engine runs on two threads, so its CPU time is up to twice its wall time."""
     wall, cpu = time.perf_counter(), time.process_time()
-    ocr.read_text(image)
+    ocr.read_text(image, engine=engine)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run_cases(paths, count: int, kind: str, rng: random.Random, failures: Path | None) -> list[dict]:
+def run_cases(paths, count: int, kind: str, rng: random.Random, failures: Path | None,
+              engine: str) -> list[dict]:
     rows = []
     for index in range(count):
         path = rng.choice(paths)
@@ -93,7 +95,7 @@ def run_cases(paths, count: int, kind: str, rng: random.Random, failures: Path |
         sign = random_sign(rng, text, vertical=(kind == "ja-down"))
         photo = load_image(path, LoadOptions())
         image, _plate = paste_sign(photo, sign)
-        feature, seconds = read(image)
+        feature, seconds = read(image, engine)
         match = match_names(feature, names_of(meta))
         score = match.score if match else 0.0
         ok = score >= TEXT_MATCH_THRESHOLD
@@ -122,7 +124,9 @@ def main(argv=None) -> int:
     parser.add_argument("--japanese", type=int, default=80, help="Japanese cases (half down)")
     parser.add_argument("--english", type=int, default=60, help="English cases")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--output", "-o", default="out/ocr_bench.json", type=Path)
+    parser.add_argument("--engine", choices=ocr.ENGINES, default=ocr.DEFAULT_ENGINE)
+    parser.add_argument("--output", "-o", default=None, type=Path,
+                        help="default out/ocr_bench-ENGINE.json")
     parser.add_argument("--failures", type=Path, help="write annotated missed cases here")
     parser.add_argument("--plain", type=int, default=None, metavar="N",
                         help="read only the first N dev photos as they are (default: all)")
@@ -134,17 +138,20 @@ def main(argv=None) -> int:
 
     # Timing first, on 1600 px photos as they are: cold (models loading) then warm.
     long_ones = [p for p in paths if max(load_image(p, LoadOptions()).size) == 1600][:12]
-    cold = timed_read(load_image(long_ones[0], LoadOptions()))
-    warm = [timed_read(load_image(p, LoadOptions())) for p in long_ones]
+    cold = timed_read(load_image(long_ones[0], LoadOptions()), args.engine)
+    warm = [timed_read(load_image(p, LoadOptions()), args.engine) for p in long_ones]
 
     rows = []
-    rows += run_cases(paths, args.japanese // 2, "ja-across", rng, args.failures)
-    rows += run_cases(paths, args.japanese - args.japanese // 2, "ja-down", rng, args.failures)
-    rows += run_cases(paths, args.english, "en", rng, args.failures)
+    rows += run_cases(paths, args.japanese // 2, "ja-across", rng, args.failures,
+                      args.engine)
+    rows += run_cases(paths, args.japanese - args.japanese // 2, "ja-down", rng, args.failures,
+                      args.engine)
+    rows += run_cases(paths, args.english, "en", rng, args.failures,
+                      args.engine)
 
     plain = []
     for path in paths[:args.plain]:
-        feature, seconds = read(load_image(path, LoadOptions()))
+        feature, seconds = read(load_image(path, LoadOptions()), args.engine)
         scores = {name: (m.score if (m := match_names(feature, names_of(meta))) else 0.0)
                   for name, meta in LANDMARKS.items()}
         best = max(scores, key=scores.get)
@@ -156,6 +163,7 @@ def main(argv=None) -> int:
     ja = [r for r in rows if r["kind"].startswith("ja")]
     en = [r for r in rows if r["kind"] == "en"]
     summary = {
+        "engine": args.engine,
         "threshold": TEXT_MATCH_THRESHOLD,
         "japanese_recognised": rate(ja), "japanese_cases": len(ja),
         "japanese_across_recognised": rate([r for r in ja if r["kind"] == "ja-across"]),
@@ -177,6 +185,7 @@ def main(argv=None) -> int:
         "seconds_per_photo_median_all": round(statistics.median(
             [r["seconds"] for r in rows + plain]), 3) if rows or plain else None,
     }
+    args.output = args.output or Path(f"out/ocr_bench-{args.engine}.json")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"summary": summary, "cases": rows, "plain": plain},
                                       ensure_ascii=False, indent=1), encoding="utf-8")

@@ -61,7 +61,6 @@ class Settings:
     threshold: float | None = None  # None: the calibration's threshold
     use_gps: bool = False
     use_text: bool = False  # read signboards (OCR) and count a landmark's name as evidence
-    text_bonus: float = 3.0  # log-odds added when a candidate's name is read on the photo
     gps_radius_km: float = 1.0  # no penalty within this distance
     gps_weight: float = 3.0  # log-odds lost per doubling of the distance beyond the radius
     max_pixels: int = 40_000_000
@@ -155,10 +154,10 @@ class Candidate:
         return self.evidence_row
 
 
-def text_threshold() -> float:
-    from lookalike.methods.text import TEXT_MATCH_THRESHOLD
+def text_log_odds(evidence: float | None) -> float:
+    from lookalike.methods.text import text_log_odds as fitted
 
-    return TEXT_MATCH_THRESHOLD
+    return fitted(evidence)
 
 
 # -- answers ---------------------------------------------------------------------------------------
@@ -374,9 +373,9 @@ class Identifier:
                     candidate.logit -= gps_penalty(candidate.distance_km, settings)
             if text_of is not None:
                 candidate.text = text_of(candidate.landmark)
-                if candidate.text is not None and candidate.text >= text_threshold():
-                    # Not part of the fitted calibration (the dev photos carry no signs).
-                    candidate.logit += settings.text_bonus
+                # The fitted log-odds of the reading (0 when nothing names it; see
+                # lookalike.methods.text.text_log_odds), added to the image evidence.
+                candidate.logit += text_log_odds(candidate.text)
             candidate.probability = float(sigmoid(candidate.logit))
             candidates.append(candidate)
         candidates.sort(key=lambda c: -c.probability)

@@ -1,11 +1,15 @@
 """`lookalike ocr PHOTO...`: print the text read from each photo, one JSON object per line.
 
-    {"photo": "...", "text": "<all text, normalised>",
-     "lines": [{"text", "raw", "box": [left, top, right, bottom], "confidence", "vertical"}]}
+    {"photo": "...", "engine": "scene", "text": "<all text, normalised>",
+     "lines": [{"text", "raw", "box": [left, top, right, bottom], "confidence", "vertical",
+                "alternatives"}]}
 
-With `--landmark landmark.json` each object also says how well the text names that landmark
-(`"match": {"score", "name", "matched"}`); with `--draw OUTDIR` an annotated PNG per photo is
-written. Reads go through the `text` method, so they are cached like every other feature.
+`--ocr-engine scene` (default: PP-OCR scene text) or `tesseract`. With `--landmark
+landmark.json` each object also says how well the text names that landmark (`"match":
+{"score", "name", "matched", "similarity", "confidence", "log_odds"}`: the calibrated
+evidence, the share of the name found, the recogniser's confidence in that reading, and the
+log-odds it adds in identify); with `--draw OUTDIR` an annotated PNG per photo is written.
+Reads go through the `text` method, so they are cached like every other feature.
 """
 
 from __future__ import annotations
@@ -16,22 +20,28 @@ import os
 import sys
 
 from lookalike.cli import EXIT_INPUT_ERRORS, UsageError, add_common_options, cache_from_args
+from lookalike.ocr import DEFAULT_ENGINE, ENGINES
 
 
 def add_command(subparsers) -> None:
     parser = subparsers.add_parser(
         "ocr", help="read signboard text (Japanese and English) from photos",
-        description="Read the text in photos with Tesseract (jpn across, jpn_vert down, eng) "
-                    "and print one JSON object per photo: photo, text (normalised), lines "
-                    "(text, box [left, top, right, bottom] in pixels, confidence 0..1).",
+        description="Read the text in photos (Japanese across and down, English) with a "
+                    "scene-text reader (PP-OCR, default) or Tesseract, and print one JSON "
+                    "object per photo: photo, text (normalised), lines (text, box [left, top, "
+                    "right, bottom] in pixels, confidence 0..1).",
     )
     parser.add_argument("photos", nargs="+", metavar="PHOTO", help="image files or folders")
     parser.add_argument("--draw", metavar="OUTDIR",
                         help="also write each photo with its text boxes drawn, as OUTDIR/<name>.png")
     parser.add_argument("--landmark", metavar="LANDMARK.json",
                         help="report how well the text names this landmark (its names/aliases)")
+    parser.add_argument("--ocr-engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                        help="scene: PP-OCR scene-text models on onnxruntime (default); "
+                             "tesseract: classic text detection, then Tesseract")
     parser.add_argument("--min-confidence", type=float, default=None, metavar="C",
-                        help="drop lines read with less confidence (0..1, default 0.55)")
+                        help="show only lines read with at least this confidence (0..1; "
+                             "default the engine's: scene 0.5, tesseract 0.55)")
     add_common_options(parser, gray=False, deep=False)  # OCR runs no network: no --weights
     parser.set_defaults(handler=run_ocr)
 
@@ -41,7 +51,13 @@ def run_ocr(args: argparse.Namespace) -> int:
     from lookalike.features import extract_features
     from lookalike.loading import ImageLoadError, LoadOptions, find_images, load_image
     from lookalike.methods import get_method
-    from lookalike.methods.text import feature_lines, feature_text, load_landmark_names, match_names
+    from lookalike.methods.text import (
+        feature_lines,
+        feature_text,
+        load_landmark_names,
+        match_names,
+        text_log_odds,
+    )
 
     paths = find_images(args.photos)
     if not paths:
@@ -53,22 +69,24 @@ def run_ocr(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             raise UsageError(f"cannot read {args.landmark}: {error}") from None
     try:
-        ocr.check_available()
+        ocr.check_available(args.ocr_engine)
     except ocr.OcrUnavailable as error:
         raise UsageError(str(error)) from None
-    method = get_method("text", min_confidence=args.min_confidence)
+    method = get_method("text", engine=args.ocr_engine, min_confidence=args.min_confidence)
     features = extract_features(method, paths, cache_from_args(args), args.jobs, args.quiet)
     errors = dict(features.errors)
     if args.draw:
         os.makedirs(args.draw, exist_ok=True)
     for path, feature in zip(features.paths, features.features):
         lines = feature_lines(feature)
-        record = {"photo": path, "text": feature_text(feature),
+        record = {"photo": path, "engine": args.ocr_engine, "text": feature_text(feature),
                   "lines": [line.to_json() for line in lines]}
         if names is not None:
             match = match_names(feature, names)
             record["match"] = None if match is None else {
-                "score": round(match.score, 3), "name": match.name, "matched": match.matched}
+                "score": round(match.score, 3), "name": match.name, "matched": match.matched,
+                "similarity": round(match.similarity, 3), "confidence": round(match.confidence, 3),
+                "log_odds": round(text_log_odds(match.score), 3)}
         print(json.dumps(record, ensure_ascii=False), flush=True)
         if args.draw:
             try:
