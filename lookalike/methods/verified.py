@@ -28,7 +28,7 @@ from PIL import Image
 
 from lookalike.loading import LoadOptions
 from lookalike.matching import Match as VerifyResult
-from lookalike.matching import fit_model
+from lookalike.matching import fit_model, mutual_nearest
 from lookalike.methods import register
 from lookalike.methods.akaze import gray_array, keypoint_array
 from lookalike.methods.base import LOCAL, LOCAL_MATCHER, Method
@@ -81,25 +81,9 @@ def as_float32(feature: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def mutual_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
-    """(index in a, index in b) pairs that are mutual nearest neighbours and pass the ratio test.
-
-    Descriptors have unit L2 norm, so squared distance = 2 - 2 * dot product; one matrix
-    product gives every distance, and the best and second-best of each row are read from it
-    in place (no copies: this is the cost of verifying a pair).
-    """
-    if len(a) < 2 or len(b) < 2:
-        return np.zeros((0, 2), np.int64)
-    similarity = np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
-    rows = np.arange(len(a))
-    best_b = similarity.argmax(axis=1)
-    best_a = similarity.argmax(axis=0)
-    top = similarity[rows, best_b]
-    similarity[rows, best_b] = -1.0
-    second = similarity.max(axis=1)
-    d1 = np.sqrt(np.maximum(2.0 - 2.0 * top, 0.0))
-    d2 = np.sqrt(np.maximum(2.0 - 2.0 * second, 0.0))
-    keep = (best_a[best_b] == rows) & (d1 < ratio * d2)
-    return np.stack([rows[keep], best_b[keep]], axis=1)
+    """(index in a, index in b) pairs that are mutual nearest neighbours and pass the ratio
+    test (`lookalike.matching.mutual_nearest`, which every local method shares)."""
+    return mutual_nearest(a, b, ratio)
 
 
 def occupied_cells(points: np.ndarray, size: np.ndarray, grid: int = GRID) -> int:
@@ -221,36 +205,11 @@ class Verified(Method):
     def score_matrix(self, queries, gallery) -> np.ndarray:
         """Scores are symmetric, so a pair met in both directions (even in another row block
         of the same matrix) is verified once."""
+        from lookalike.retrieval import PairMemo
+
         memo = self.__dict__.setdefault("_pairs", PairMemo(500_000))
         matrix = np.empty((len(queries), len(gallery)))
         for i, query in enumerate(queries):
             for j, item in enumerate(gallery):
                 matrix[i, j] = memo.get(query, item, self.score)
         return matrix
-
-
-class PairMemo:
-    """Results of a symmetric pair computation, found again whichever feature comes first.
-
-    Ranking every photo of a set against the others meets each pair twice. Keys are the two
-    features' ids; the memo holds the features themselves, so their ids stay unique while it
-    lives, and it starts over past `limit` pairs to bound its memory.
-    """
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.pairs: dict[tuple[int, int], tuple] = {}
-
-    def get(self, a, b, compute, reverse=lambda result: result):
-        """compute(a, b), or a stored result for (a, b), or `reverse` of the one for (b, a)."""
-        hit = self.pairs.get((id(a), id(b)))
-        if hit is not None:
-            return hit[0]
-        hit = self.pairs.get((id(b), id(a)))
-        if hit is not None:
-            return reverse(hit[0])
-        if len(self.pairs) >= self.limit:
-            self.pairs.clear()
-        result = compute(a, b)
-        self.pairs[(id(a), id(b))] = (result, a, b)
-        return result
