@@ -48,7 +48,8 @@ TEXT_MATCH_THRESHOLD = 0.75
 MIN_NAME_CHARS_JAPANESE = 2
 MIN_NAME_CHARS_LATIN = 4
 # A line of one photo is looked for in another's text (`text_pair_evidence`) only if it is
-# this long: shorter lines (a house number, two kana of texture) are common to many photos.
+# this long (shorter lines - a house number, two kana of texture - are common to many photos)
+# and half its characters are different.
 MIN_PAIR_CHARS_JAPANESE = 3
 MIN_PAIR_CHARS_LATIN = 6
 # Keys of landmark.json that hold names besides language codes.
@@ -361,8 +362,11 @@ def _shown_lines(feature: Readings) -> list[str]:
 
 
 def _pair_usable(text: str) -> bool:
+    """Long enough to be specific, and not a run of a few characters repeated: window grids
+    and railings read as 十十十十 or iaiaiaia, the same on every photo of a facade."""
     text = ocr.compact(text)
-    return len(text) >= (MIN_PAIR_CHARS_LATIN if text.isascii() else MIN_PAIR_CHARS_JAPANESE)
+    long_enough = len(text) >= (MIN_PAIR_CHARS_LATIN if text.isascii() else MIN_PAIR_CHARS_JAPANESE)
+    return long_enough and len(set(text)) >= max(3, len(text) / 2)
 
 
 # -- the method -----------------------------------------------------------------------------------
@@ -375,7 +379,7 @@ class TextMethod(Method):
     feature_kind: ClassVar[str] = LOCAL
     order: ClassVar[int] = 70
     version: ClassVar[int] = 4
-    # About 0.5-1 s per photo: too slow to join `--methods all` on 2 cores; ask for it by name.
+    # About 0.3-0.5 s per photo: too slow to join `--methods all` on 2 cores; ask for it by name.
     in_all: ClassVar[bool] = False
     max_side: int = ocr.MAX_SIDE
     engine: str = ocr.DEFAULT_ENGINE  # scene | tesseract
