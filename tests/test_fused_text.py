@@ -9,7 +9,8 @@ from conftest import photos_of
 from lookalike.features import extract_features
 from lookalike.loading import load_image
 from lookalike.methods import get_method
-from lookalike.methods.fused import TEXT_LOG_ODDS, with_text_evidence
+from lookalike.methods.fused import with_text_evidence
+from lookalike.methods.text import text_log_odds, text_pair_evidence
 from lookalike.signboards import Sign, paste_sign
 
 
@@ -51,6 +52,8 @@ def test_fused_with_text_raises_pairs_that_share_a_plaque(signed_photos):
     # The shared name is evidence: it adds TEXT_LOG_ODDS to the pair's log-odds, whatever the
     # photos' own probability was.
     log_odds = np.log(boosted[0, 1] / (1 - boosted[0, 1])) - np.log(base[0, 1] / (1 - base[0, 1]))
-    assert log_odds == pytest.approx(TEXT_LOG_ODDS, abs=1e-6)
+    expected = text_log_odds(text_pair_evidence(with_text.features[0].text,
+                                                with_text.features[1].text))
+    assert expected > 1.0 and log_odds == pytest.approx(expected, abs=1e-6)
     assert np.isclose(boosted[0, 2], base[0, 2])  # nothing shared to read: unchanged
     assert np.isclose(boosted[2, 1], base[2, 1])

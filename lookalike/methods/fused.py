@@ -24,19 +24,20 @@ from lookalike.methods import get_method, register
 from lookalike.methods.base import LOCAL, Method, decode_arrays, encode_arrays
 from lookalike.retrieval import PAIR_EVIDENCE, Gallery, Item, Pipeline
 
-# Log-odds added when two photos' signboards read the same text: text ignores the background
-# entirely, so a shared legible name is strong evidence.
-TEXT_LOG_ODDS = 3.0
-
 
 def with_text_evidence(probability: float, text_a: str, text_b: str) -> float:
-    """Raise the probability when both photos carry legible text that matches; else unchanged."""
-    from lookalike.methods.text import TEXT_MATCH_THRESHOLD, text_similarity
+    """Add the fitted log-odds of two photos' signboards reading the same text
+    (`lookalike.methods.text`: `text_pair_evidence`, `text_log_odds`); unchanged when either
+    reads nothing legible or the texts differ."""
+    from lookalike.methods.text import text_log_odds, text_pair_evidence
 
-    if not text_a or not text_b or text_similarity(text_a, text_b) < TEXT_MATCH_THRESHOLD:
+    if not text_a or not text_b:
+        return probability
+    log_odds = text_log_odds(text_pair_evidence(text_a, text_b))
+    if log_odds == 0.0:
         return probability
     p = min(max(probability, 1e-9), 1 - 1e-9)
-    return float(1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + TEXT_LOG_ODDS))))
+    return float(1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + log_odds))))
 
 
 def pack_item(item: Item) -> dict[str, np.ndarray]:
