@@ -19,7 +19,6 @@ the index, explain): it returns a `VerifyResult` with inlier coordinates and the
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from typing import ClassVar
 
 import cv2
@@ -27,20 +26,14 @@ import numpy as np
 from PIL import Image
 
 from lookalike.loading import LoadOptions
+from lookalike.localfeatures import fingerprint
 from lookalike.matching import Match as VerifyResult
-from lookalike.matching import fit_model, mutual_nearest
+from lookalike.matching import fit_model, mutual_nearest, no_match, occupied_cells
 from lookalike.methods import register
 from lookalike.methods.akaze import gray_array, keypoint_array
 from lookalike.methods.base import LOCAL, LOCAL_MATCHER, Method
 
-GRID = 8  # inlier spread is counted on a GRID x GRID grid over each image
 MIN_MATCHES = 16  # below this many tentative matches no geometry is fitted (score 0)
-
-
-def fingerprint(feature: dict[str, np.ndarray]) -> tuple[int, int]:
-    """A number for a local feature that is the same in every process (its keypoints' CRC)."""
-    keypoints = np.ascontiguousarray(feature["keypoints"])
-    return len(keypoints), zlib.crc32(keypoints.tobytes())
 
 
 def create_sift(max_keypoints: int, contrast: float):
@@ -86,21 +79,6 @@ def mutual_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
     return mutual_nearest(a, b, ratio)
 
 
-def occupied_cells(points: np.ndarray, size: np.ndarray, grid: int = GRID) -> int:
-    """How many cells of a grid x grid partition of the image hold at least one point."""
-    if len(points) == 0:
-        return 0
-    cells = np.floor(points / np.maximum(size.astype(np.float64), 1.0) * grid)
-    cells = np.clip(cells, 0, grid - 1).astype(np.int64)
-    return len(np.unique(cells[:, 0] * grid + cells[:, 1]))
-
-
-def _empty_result(matches: int = 0) -> VerifyResult:
-    empty = np.zeros((0,), np.int64)
-    return VerifyResult(0.0, 0, matches, 0, 0, 0, 0, empty, empty,
-                        np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
-
-
 def _fit(kind: str, pa: np.ndarray, pb: np.ndarray, threshold: float, max_iters: int):
     """(model, inlier mask) of a MAGSAC++ fit, or (None, all-False mask) when there is none
     (degenerate input included: see `lookalike.matching.fit_model`)."""
@@ -121,7 +99,7 @@ def verify_pair(a: dict, b: dict, ratio: float = 0.8, threshold_h: float = 4.0,
     """
     pairs = mutual_matches(a["descriptors"], b["descriptors"], ratio)
     if len(pairs) < MIN_MATCHES:
-        return _empty_result(len(pairs))
+        return no_match(len(pairs))
     pa = a["keypoints"][pairs[:, 0], :2].astype(np.float32)
     pb = b["keypoints"][pairs[:, 1], :2].astype(np.float32)
     homography, mask_h = _fit("homography", pa, pb, threshold_h, max_iters)
