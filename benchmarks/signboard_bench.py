@@ -33,11 +33,13 @@ the best wrong one among the 15 dev landmarks.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import math
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -405,6 +407,38 @@ def dev_plaques(paths: list[Path], data: Path, engine: str, seed: int, quiet: bo
     return summary
 
 
+def write_plaque_set(paths: list[Path], data: Path, outdir: Path, seed: int) -> Path:
+    """A copy of the dev set for `lookalike evaluate --identify DIR --use-text`: every landmark
+    photo with a plaque of its landmark's name (English or Japanese, one random condition of
+    the harder benchmark each), the distractors as they are, a landmark.json of names per
+    landmark and a manifest.csv. Returns the manifest's path."""
+    rng = random.Random(seed)
+    rows = []
+    for path in paths:
+        label = path.relative_to(data).parts[0]
+        target = outdir / path.relative_to(data)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        meta = DEV_LANDMARKS.get(label)
+        if meta is None:  # a distractor: no landmark, no plaque
+            shutil.copyfile(path, target)
+            rows.append((target.relative_to(outdir).as_posix(), "distractor"))
+            continue
+        text = meta["en"] if rng.random() < 0.5 else meta["ja"]
+        sign = hard_sign(rng, text, rng.choice(CONDITIONS), vertical=not text.isascii()
+                         and rng.random() < 0.5)
+        image, _ = paste_sign(load_image(path, LoadOptions()), sign)
+        image.convert("RGB").save(target.with_suffix(".jpg"), quality=92)
+        (target.parent / "landmark.json").write_text(
+            json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        rows.append((target.with_suffix(".jpg").relative_to(outdir).as_posix(), label))
+    manifest = outdir / "manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        writer.writerows(rows)
+    return manifest
+
+
 def sign_condition(sign: Sign) -> str:
     return sign.finish if sign.finish != "print" else f"{sign.style}/{sign.family}"
 
@@ -423,6 +457,10 @@ def main(argv=None) -> int:
                         help=f"fit the calibration on seed {FIT_SEED} and write {CALIBRATION_FILE.name}")
     parser.add_argument("--dev-plaques", action="store_true",
                         help="log-odds text adds for a plaque naming each dev photo's landmark")
+    parser.add_argument("--write-plaque-set", metavar="DIR", type=Path,
+                        help="write the dev photos with plaques of their landmark's name, "
+                             "landmark.json names and a manifest to DIR, for `lookalike "
+                             "evaluate --identify DIR/manifest.csv --use-text`")
     parser.add_argument("--no-plain", action="store_true", help="skip the dev photos as they are")
     parser.add_argument("--pairs", action="store_true",
                         help="also score photo pairs with text_pair_evidence (as fused would)")
@@ -433,6 +471,11 @@ def main(argv=None) -> int:
         ocr.check_available(engine)
     paths = photos(args.data)
 
+    if args.write_plaque_set:
+        manifest = write_plaque_set(paths, args.data, args.write_plaque_set,
+                                    args.seed or DEV_SEED)
+        print(f"wrote {manifest}")
+        return 0
     if args.dev_plaques:
         result = dev_plaques(paths, args.data, engines[0], args.seed or DEV_SEED, args.quiet)
         output = args.output or Path("out/signboard_dev_plaques.json")

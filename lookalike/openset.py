@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.calibration import fit, method_spec
+from lookalike.calibration import fit, method_spec, sigmoid
 from lookalike.matching import Match
 from lookalike.retrieval import (
     IDENTIFY_EVIDENCE,
@@ -117,26 +117,61 @@ def evidence_rows(outcomes: Sequence[QueryOutcome]) -> tuple[np.ndarray, np.ndar
             np.array(qs))
 
 
-def cross_fitted_probabilities(outcomes: Sequence[QueryOutcome], folds: int = 5,
-                               seed: int = 0) -> list[list[tuple[str, float]]]:
-    """Per query, (landmark, probability) of each candidate from a model not fit on it."""
+def cross_fitted_probabilities(outcomes: Sequence[QueryOutcome], folds: int = 5, seed: int = 0,
+                               added_log_odds: Sequence[dict[str, float]] | None = None
+                               ) -> list[list[tuple[str, float]]]:
+    """Per query, (landmark, probability) of each candidate from a model not fit on it.
+
+    `added_log_odds` (per query, {landmark: log-odds}) is evidence the image model does not
+    see, added to its logit as `identify` adds it: the signboard text of `--use-text`."""
     x, y, q = evidence_rows(outcomes)
     rng = np.random.default_rng(seed)
     fold_of_query = rng.permutation(len(outcomes)) % folds
-    probabilities = np.zeros(len(y))
+    logits = np.full(len(y), -np.inf)
     for fold in range(folds):
         test = fold_of_query[q] == fold
         if len(set(y[~test].tolist())) < 2 or not test.any():
             continue  # too few queries to fit: those candidates keep probability 0
-        probabilities[test] = fit(x[~test], y[~test], IDENTIFY_EVIDENCE).probability(x[test])
+        logits[test] = fit(x[~test], y[~test], IDENTIFY_EVIDENCE).logit(x[test])
     result: list[list[tuple[str, float]]] = [[] for _ in outcomes]
     position = 0
     for index, outcome in enumerate(outcomes):
+        added = added_log_odds[index] if added_log_odds is not None else {}
         for candidate in outcome.candidates:
-            result[index].append((candidate.landmark, float(probabilities[position])))
+            logit = logits[position] + added.get(candidate.landmark, 0.0)
+            result[index].append((candidate.landmark, float(sigmoid(logit))))
             position += 1
         result[index].sort(key=lambda item: -item[1])
     return result
+
+
+def dataset_landmark_names(dataset: str | os.PathLike, labels: Sequence[str]
+                           ) -> dict[str, list[str]]:
+    """Each landmark's names from DATASET/<label>/landmark.json, as `index build` reads them
+    (landmarks without one are left out)."""
+    from lookalike.index import read_landmark_json
+    from lookalike.methods.text import landmark_names
+
+    root = Path(dataset).parent if Path(dataset).is_file() else Path(dataset)
+    names = {}
+    for label in sorted(set(labels) - {DISTRACTOR}):
+        found = landmark_names(read_landmark_json(root / label, label).names)
+        if found:
+            names[label] = found
+    return names
+
+
+def text_log_odds_per_query(outcomes: Sequence[QueryOutcome], names: dict[str, list[str]],
+                            cache=None, jobs: int = 1, quiet: bool = True
+                            ) -> list[dict[str, float]]:
+    """What each query's signboard text adds to each landmark (OCR through the cache)."""
+    from lookalike.features import extract_features
+    from lookalike.methods import get_method
+    from lookalike.methods.text import gallery_text_log_odds
+
+    text = extract_features(get_method("text"), [o.photo for o in outcomes], cache, jobs, quiet)
+    feature_of = dict(zip(text.paths, text.features))
+    return [gallery_text_log_odds(feature_of.get(o.photo), names) for o in outcomes]
 
 
 def open_set_curve(outcomes: Sequence[QueryOutcome], probabilities: Sequence[Sequence[tuple]]
@@ -145,7 +180,8 @@ def open_set_curve(outcomes: Sequence[QueryOutcome], probabilities: Sequence[Seq
     best = [(p[0] if p else (UNKNOWN, 0.0)) for p in probabilities]
     landmark_q = [i for i, o in enumerate(outcomes) if o.label != DISTRACTOR]
     distractor_q = [i for i, o in enumerate(outcomes) if o.label == DISTRACTOR]
-    thresholds = sorted({0.0, 1.0, *(round(p, 4) for _, p in best)})
+    # Exact probabilities (a rounded one can exclude its own query) and 0.5 itself.
+    thresholds = sorted({0.0, 0.5, 1.0, *(float(p) for _, p in best)})
     curve = []
     for t in thresholds:
         correct = sum(best[i][1] >= t and best[i][0] == outcomes[i].label for i in landmark_q)
@@ -170,36 +206,56 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
                       cache=None, jobs: int = 1, quiet: bool = True, preset: str | None = None,
                       fit_calibration: str | os.PathLike | None = None,
                       negatives: bool = False,
-                      methods: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
-    """Leave-one-out open-set evaluation; writes results, the curve and a figure to `outdir`."""
+                      methods: tuple[str | None, str | None] = (None, None),
+                      use_text: bool = False) -> dict[str, Any]:
+    """Leave-one-out open-set evaluation; writes results, the curve and a figure to `outdir`.
+
+    With `use_text`, each query's signboard text (OCR) adds its fitted log-odds to the
+    landmarks it names, as `identify --use-text` does; the landmarks' names come from
+    DATASET/<label>/landmark.json. The summary then reports the image evidence alone
+    (`image_only`) beside the answers with text, and what text adds."""
     from lookalike.evaluation import DatasetError, load_dataset
 
     paths, labels = load_dataset(dataset)
+    names = dataset_landmark_names(dataset, labels) if use_text else {}
+    if use_text and not names:
+        raise DatasetError(f"{dataset}: --use-text needs the landmarks' names; put a "
+                           "landmark.json (e.g. {\"en\": ..., \"ja\": ...}) in each "
+                           "landmark's folder")
     started = time.perf_counter()
     outcomes, errors, pipeline = leave_one_out(paths, labels, preset, cache, jobs, quiet,
                                                negatives, methods)
-    probabilities = cross_fitted_probabilities(outcomes)
-    curve = open_set_curve(outcomes, probabilities)
-    at_half = next(p for p in curve if p["threshold"] >= 0.5)
-    chosen = operating_point(curve)
     x, y, _ = evidence_rows(outcomes)
     if len(set(y.tolist())) < 2:
         raise DatasetError(f"{dataset}: too few photos per landmark to evaluate identification "
                            "(no query found its landmark among its candidates)")
+    probabilities = cross_fitted_probabilities(outcomes)
+    curve = open_set_curve(outcomes, probabilities)
+    image_only = operating_points(curve)
+    summary_text: dict[str, Any] = {}
+    if use_text:
+        added = text_log_odds_per_query(outcomes, names, cache, jobs, quiet)
+        probabilities = cross_fitted_probabilities(outcomes, added_log_odds=added)
+        curve = open_set_curve(outcomes, probabilities)
+        summary_text = {"image_only": image_only,
+                        "text_names_own_landmark": text_share(outcomes, added)}
+    points = operating_points(curve)
     methods = {"global": method_spec(pipeline.global_method),
                "local": method_spec(pipeline.local_method)}
-    calibration = fit(x, y, IDENTIFY_EVIDENCE, methods, float(chosen["threshold"]),
+    calibration = fit(x, y, IDENTIFY_EVIDENCE, methods,
+                      float(image_only[f"at_far_{TARGET_FAR:g}"]["threshold"]),
                       info={"fitted_on": f"{dataset}: leave-one-out, {len(outcomes)} queries",
                             "preset": preset or ""})
     summary = {
         "dataset": str(dataset),
         "preset": preset,
         "negatives_in_gallery": negatives,
+        "use_text": use_text,
         "queries": len(outcomes),
         "landmark_queries": sum(o.label != DISTRACTOR for o in outcomes),
         "distractor_queries": sum(o.label == DISTRACTOR for o in outcomes),
-        "at_threshold_0.5": at_half,
-        f"at_far_{TARGET_FAR:g}": chosen,
+        **points,
+        **summary_text,
         "shortlist_top1_accuracy": float(np.mean([
             bool(o.candidates) and max(o.candidates, key=lambda c: c.similarity).landmark == o.label
             for o in outcomes if o.label != DISTRACTOR])),
@@ -212,6 +268,19 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
     if outdir is not None:
         write_outputs(Path(outdir), outcomes, probabilities, curve, summary)
     return summary
+
+
+def operating_points(curve: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The operating points at threshold 0.5 and at the target FAR."""
+    return {"at_threshold_0.5": next(p for p in curve if p["threshold"] >= 0.5),
+            f"at_far_{TARGET_FAR:g}": operating_point(curve)}
+
+
+def text_share(outcomes: Sequence[QueryOutcome], added: Sequence[dict[str, float]]
+               ) -> float:
+    """The share of landmark photos whose text raised their own landmark (log-odds > 0)."""
+    own = [a.get(o.label, 0.0) > 0 for o, a in zip(outcomes, added) if o.label != DISTRACTOR]
+    return float(np.mean(own)) if own else 0.0
 
 
 def write_outputs(outdir: Path, outcomes, probabilities, curve, summary) -> None:
@@ -284,10 +353,18 @@ def plot_curve(path: Path, outcomes, probabilities, curve, threshold: float) -> 
 
 
 def markdown_summary(summary: dict[str, Any]) -> str:
-    lines = ["| operating point | threshold | top-1 accuracy | wrong landmark | false accepts |",
-             "|---|---|---|---|---|"]
-    for key in ("at_threshold_0.5", f"at_far_{TARGET_FAR:g}"):
-        p = summary[key]
-        lines.append(f"| {key} | {p['threshold']:.3f} | {p['top1_accuracy']:.3f} | "
-                     f"{p['wrong_landmark_rate']:.3f} | {p['false_accept_rate']:.3f} |")
+    lines = ["| evidence | operating point | threshold | top-1 accuracy | wrong landmark | "
+             "false accepts |", "|---|---|---|---|---|---|"]
+    rows = [("image + text" if summary.get("use_text") else "image", summary)]
+    if "image_only" in summary:
+        rows.insert(0, ("image", summary["image_only"]))
+    for evidence, points in rows:
+        for key in ("at_threshold_0.5", f"at_far_{TARGET_FAR:g}"):
+            p = points[key]
+            lines.append(f"| {evidence} | {key} | {p['threshold']:.3f} | "
+                         f"{p['top1_accuracy']:.3f} | {p['wrong_landmark_rate']:.3f} | "
+                         f"{p['false_accept_rate']:.3f} |")
+    if "text_names_own_landmark" in summary:
+        lines.append(f"\ntext raised the photo's own landmark for "
+                     f"{summary['text_names_own_landmark']:.0%} of the landmark photos")
     return "\n".join(lines)

@@ -339,6 +339,17 @@ def text_log_odds(evidence: float | None) -> float:
     return float(min(max(0.0, ratio), calibration["max_log_odds"]))
 
 
+def gallery_text_log_odds(feature: Readings | None, gallery: Mapping[str, Iterable[str]]
+                          ) -> dict[str, float]:
+    """The log-odds each landmark of a gallery ({landmark: names}) gains from a photo's text:
+    `text_log_odds` of `text_evidence_among`, so a reading counts for the landmark it names
+    best. `identify --use-text` and `evaluate --identify --use-text` both add exactly this."""
+    if feature is None:
+        return {}
+    return {landmark: text_log_odds(evidence)
+            for landmark, evidence in text_evidence_among(feature, gallery).items()}
+
+
 def text_pair_evidence(a: Readings, b: Readings) -> float | None:
     """Evidence (as `text_evidence`) that two photos show the same sign: each line one photo
     shows (not its doubtful readings), if long enough to be specific, is taken as a name and
