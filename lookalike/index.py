@@ -136,32 +136,10 @@ def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None
     labelled `distractor` in a manifest, or the photos under `negatives`.
     """
     source = Path(source)
-    entries: dict[str, GalleryEntry] = {}
-    negative_photos: list[str] = []
     if source.is_file() and source.suffix.lower() == ".csv":
-        with open(source, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                label = (row.get("label") or "").strip()
-                if not label:
-                    continue
-                if label == "distractor":
-                    negative_photos.append(str(source.parent / row["path"]))
-                    continue
-                entry = entries.setdefault(label, GalleryEntry(Landmark(label), []))
-                entry.photos.append(str(source.parent / row["path"]))
-        for label, entry in entries.items():
-            folder = source.parent / label
-            if (folder / LANDMARK_FILE).is_file():
-                entry.landmark = read_landmark_json(folder, label)
+        entries, negative_photos = _read_manifest_gallery(source)
     elif source.is_dir():
-        for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            photos = [p for p in find_images([folder]) if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
-            if not photos:
-                continue
-            if folder.name in NEGATIVE_FOLDERS:
-                negative_photos += photos
-            else:
-                entries[folder.name] = GalleryEntry(read_landmark_json(folder, folder.name), photos)
+        entries, negative_photos = _read_folder_gallery(source)
     else:
         raise GalleryError(f"{source}: not a gallery folder or a manifest .csv")
     if include is not None:
@@ -175,6 +153,42 @@ def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None
     if negative_photos:
         entries[NEGATIVES] = negatives_entry(negative_photos)
     return list(entries.values())
+
+
+def _read_manifest_gallery(manifest: Path) -> tuple[dict[str, GalleryEntry], list[str]]:
+    """Landmarks and negative photos of a `path,label` manifest (paths relative to it); a
+    landmark's names come from `<label>/landmark.json` beside the manifest, if there."""
+    entries: dict[str, GalleryEntry] = {}
+    negative_photos: list[str] = []
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            label = (row.get("label") or "").strip()
+            if not label:
+                continue
+            path = str(manifest.parent / row["path"])
+            if label == "distractor":
+                negative_photos.append(path)
+            else:
+                entries.setdefault(label, GalleryEntry(Landmark(label), [])).photos.append(path)
+    for label, entry in entries.items():
+        if (manifest.parent / label / LANDMARK_FILE).is_file():
+            entry.landmark = read_landmark_json(manifest.parent / label, label)
+    return entries, negative_photos
+
+
+def _read_folder_gallery(root: Path) -> tuple[dict[str, GalleryEntry], list[str]]:
+    """Landmarks (one subfolder each, hidden ones skipped) and the negative folders' photos."""
+    entries: dict[str, GalleryEntry] = {}
+    negative_photos: list[str] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        photos = [p for p in find_images([folder]) if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
+        if not photos:
+            continue
+        if folder.name in NEGATIVE_FOLDERS:
+            negative_photos += photos
+        else:
+            entries[folder.name] = GalleryEntry(read_landmark_json(folder, folder.name), photos)
+    return entries, negative_photos
 
 
 # -- the index file --------------------------------------------------------------------------------
