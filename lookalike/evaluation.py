@@ -23,9 +23,9 @@ from lookalike.loading import find_images
 from lookalike.methods import get_method, parse_methods
 from lookalike.methods.base import Method
 from lookalike.metrics import DISTRACTOR, retrieval_metrics
+from lookalike.settings import GRAY_MODES
 
 DISTRACTOR_FOLDER = "distractors"
-GRAY_MODES = {"no": [False], "yes": [True], "both": [False, True]}
 
 
 class DatasetError(InputError, ValueError):

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from lookalike.ocr_engine import OcrEngine, boxes_overlap
+from lookalike.ocr_engine import DEFAULT_ENGINE, ENGINES, OcrEngine, boxes_overlap
 from lookalike.ocr_engine import (
     OcrUnavailable as OcrUnavailable,  # callers catch ocr.OcrUnavailable
 )
@@ -36,8 +36,6 @@ from lookalike.ocr_engine import (
 MAX_SIDE = 1600  # photos are read at most this long; larger ones are scaled down first
 MIN_CHARS = 2  # Latin lines with fewer letters/digits are dropped (one kanji or kana is kept)
 DOUBTFUL_CONFIDENCE = 0.3  # readings below an engine's min_confidence are kept down to this
-ENGINES = ("scene", "tesseract")
-DEFAULT_ENGINE = "scene"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,10 +8,13 @@ imports the other.
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
+ENGINES = ("scene", "tesseract")
+DEFAULT_ENGINE = "scene"
 
 class OcrUnavailable(RuntimeError):
     """An OCR engine's models or program are missing; the message says what to install."""

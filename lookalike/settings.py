@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# `evaluate --gray`: the colour modes each method is evaluated in.
+GRAY_MODES = {"no": [False], "yes": [True], "both": [False, True]}
+
 
 @dataclass
 class TrainSettings:

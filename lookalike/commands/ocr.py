@@ -30,7 +30,7 @@ from lookalike.commands.common import (
 
 
 def add_command(subparsers) -> None:
-    from lookalike.ocr import DEFAULT_ENGINE, ENGINES
+    from lookalike.ocr_engine import DEFAULT_ENGINE, ENGINES
 
     parser = subparsers.add_parser(
         "ocr", help="read signboard text (Japanese and English) from photos",

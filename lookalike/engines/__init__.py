@@ -12,16 +12,14 @@ encoded by its method (bytes, as the index stores them) and errors as path -> re
 
 from __future__ import annotations
 
-from lookalike.engines.local import local_extractor
-from lookalike.methods.base import shares_local
-
 ENGINES = ("local", "ray")
-__all__ = ["ENGINES", "extractor", "local_extractor", "shares_local"]
 
 
 def extractor(engine: str, cache=None, jobs: int = 1, quiet: bool = True):
     """The extractor of an engine by name."""
     if engine == "local":
+        from lookalike.engines.local import local_extractor
+
         return local_extractor(cache, jobs, quiet)
     if engine == "ray":
         from lookalike.engines.ray import ray_extractor
