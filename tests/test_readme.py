@@ -30,3 +30,15 @@ def test_the_python_tour_in_the_readme_runs(tmp_path, monkeypatch):
     assert results.attempted >= 20
     assert results.failed == 0, "".join(report)
     assert (project / "town.lkidx").is_file()  # written where the tour says, nowhere else
+
+
+def test_the_layout_in_the_readme_names_every_module():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    package = REPO / "lookalike"
+    files = [path for folder in (package, package / "methods", package / "engines")
+             for path in folder.glob("*.py") if path.name != "__init__.py"]
+    missing = [path.name for path in files if f"`{path.name}`" not in layout]
+    missing += [f"commands/{path.stem}" for path in (package / "commands").glob("*.py")
+                if path.name != "__init__.py" and f"`{path.stem}" not in layout]
+    assert missing == []
