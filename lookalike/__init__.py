@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "SimilarityMatrix": "lookalike.compare",
     "evaluate": "lookalike.evaluation",
     "EvaluationResult": "lookalike.evaluation",
+    "MethodScores": "lookalike.evaluation",
     "build_index": "lookalike.api",
     "open_index": "lookalike.api",
     "Index": "lookalike.api",

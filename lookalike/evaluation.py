@@ -13,6 +13,7 @@ import csv
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,21 @@ class _CountingCache:
         return getattr(self.cache, name)
 
 
+@dataclass(frozen=True)
+class MethodScores:
+    """How well one method (in one colour mode) told the landmarks apart: the typed view of
+    a result row (`row` has every figure, timings included)."""
+
+    method: str  # its label, e.g. "augnet" or "augnet (gray)"
+    gray: bool
+    map: float  # mean average precision over the queries
+    p_at_1: float  # share of queries whose best match shows the same landmark
+    roc_auc: float  # over all pairs
+    tpr_at_fpr1: float  # same-landmark pairs found at a 1% false-positive rate
+    ap_per_landmark: dict[str, float]
+    row: dict[str, Any]
+
+
 class EvaluationResult(list):
     """The result rows (one dict per method and colour mode), plus what the reports need:
     the evaluated `paths` and `labels`, one `SimilarityMatrix` per row and unreadable files."""
@@ -113,6 +129,16 @@ class EvaluationResult(list):
         self.matrices: dict[str, SimilarityMatrix] = matrices
         self.errors: dict[str, str] = errors
         self.root: str = root  # names in the matrices are relative to this folder
+
+    def scores(self, method: str, gray: bool = False) -> MethodScores:
+        """The figures of one evaluated method by name (KeyError if it was not evaluated)."""
+        for row in self:
+            if row["name"] == method and row["gray"] == gray:
+                return MethodScores(row["method"], row["gray"], row["map"], row["p_at_1"],
+                                    row["roc_auc"], row["tpr_at_fpr1"], row["ap_per_landmark"],
+                                    row)
+        raise KeyError(f"{method} (gray={gray}) was not evaluated; evaluated: "
+                       f"{', '.join(row['method'] for row in self)}")
 
 
 def evaluate(
