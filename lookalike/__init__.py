@@ -20,7 +20,8 @@ import types
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it. Adding a verb is one line here (and its docs).
+# name -> the module that defines it ("module:attribute" where the name differs there).
+# Adding a verb is one line here (and its docs).
 _EXPORTS: dict[str, str] = {
     "load_image": "lookalike.loading",
     "find_images": "lookalike.loading",
@@ -46,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     "Verification": "lookalike.api",
     "serve_app": "lookalike.api",
     "InputError": "lookalike.errors",
-    # "group": "lookalike.grouping" (group_photos), with the group command.
+    # "group": "lookalike.grouping:group_photos",  <- with the group command (issue 18)
 }
 __all__ = sorted(_EXPORTS)
 
@@ -54,7 +55,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'lookalike' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    module, _, attribute = _EXPORTS[name].partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
     globals()[name] = value
     return value
 

@@ -6,6 +6,8 @@ count, imports only for type checking do not)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import REPO
@@ -114,3 +116,35 @@ def test_every_command_file_is_listed_in_the_cli():
 
     files = {p.stem for p in (PACKAGE / "commands").glob("*.py")} - {"__init__", "common"}
     assert sorted(COMMANDS) == sorted(files)
+
+
+def test_import_lookalike_is_cheap_and_every_exported_name_resolves():
+    script = (
+        "import sys, lookalike\n"
+        "heavy = [m for m in ('numpy', 'PIL', 'cv2', 'torch') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "missing = [n for n in lookalike.__all__ if getattr(lookalike, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "import lookalike.compare, lookalike.identify\n"
+        "assert callable(lookalike.compare) and callable(lookalike.identify)\n"
+        "assert 'fastapi' not in sys.modules and 'torch' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_building_every_parser_imports_no_deep_learning_or_web_framework():
+    """What keeps `lookalike --help` fast: commands import torch, fastapi and the plotting
+    and learning libraries inside `run`."""
+    script = (
+        "import sys\n"
+        "from lookalike.cli import build_parser\n"
+        "build_parser()\n"
+        "heavy = [m for m in ('torch', 'fastapi', 'uvicorn', 'matplotlib', 'sklearn', 'kornia',"
+        " 'onnxruntime', 'ray') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
