@@ -28,6 +28,7 @@ from lookalike.index import (
     NEGATIVES,
     ChangeReport,
     GalleryEntry,
+    GalleryError,
     Landmark,
     read_gallery,
 )
@@ -108,8 +109,8 @@ class Index:
     def verify(self, photo: PathLike, landmark: str) -> Verification:
         """Whether `photo` shows `landmark` (an id of `landmarks`)."""
         if landmark not in self.landmarks:
-            raise KeyError(f"no landmark {landmark!r} in {self.path}; "
-                           f"choose from: {', '.join(self.landmarks)}")
+            raise GalleryError(f"no landmark {landmark!r} in {self.path}; "
+                               f"choose from: {', '.join(self.landmarks)}")
         return Verification.from_answer(self.identifier.verify(photo, landmark))
 
     def add(self, gallery: Gallery, jobs: int = 1, cache: Any = None,
