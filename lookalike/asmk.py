@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.faiss_threads import faiss_module, faiss_threads
+
 DATA = Path(__file__).resolve().parent / "data"
 ALPHA = 3.0
 THRESHOLD = 0.0
@@ -64,8 +66,7 @@ _INDEXES: dict[str, object] = {}
 
 
 def _word_index(codebook: Codebook):
-    import faiss
-
+    faiss = faiss_module()
     index = _INDEXES.get(codebook.digest)
     if index is None:
         index = faiss.IndexFlatL2(codebook.dim)
@@ -104,8 +105,6 @@ def save_codebook(centroids: np.ndarray, path: str | os.PathLike) -> Codebook:
 def fit_codebook(descriptors: Sequence[np.ndarray], words: int = 1024, seed: int = 0,
                  max_points: int = 200_000) -> np.ndarray:
     """k-means centroids of many photos' local descriptors (a random subset past max_points)."""
-    import faiss
-
     stacked = np.concatenate([np.asarray(d, np.float32) for d in descriptors if len(d)])
     if len(stacked) < words:
         raise ValueError(f"{len(stacked)} descriptors cannot make {words} visual words; "
@@ -113,9 +112,10 @@ def fit_codebook(descriptors: Sequence[np.ndarray], words: int = 1024, seed: int
     if len(stacked) > max_points:
         rng = np.random.default_rng(seed)
         stacked = stacked[rng.choice(len(stacked), max_points, replace=False)]
-    kmeans = faiss.Kmeans(stacked.shape[1], words, niter=20, seed=seed, verbose=False,
-                          max_points_per_centroid=max(256, len(stacked) // words + 1))
-    kmeans.train(np.ascontiguousarray(stacked))
+    with faiss_threads(os.cpu_count() or 1) as faiss:  # one long job: worth every core
+        kmeans = faiss.Kmeans(stacked.shape[1], words, niter=20, seed=seed, verbose=False,
+                              max_points_per_centroid=max(256, len(stacked) // words + 1))
+        kmeans.train(np.ascontiguousarray(stacked))
     return kmeans.centroids
 
 

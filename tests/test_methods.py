@@ -132,6 +132,24 @@ def test_akaze_same_landmark_beats_distractor():
     assert method.score(fa, fb) > method.score(fa, fd)
 
 
+def opencv_good_matches(query: np.ndarray, train: np.ndarray, ratio: float) -> int:
+    """The study's own count: OpenCV BFMatcher (Hamming) kNN k=2 and Lowe's ratio test."""
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query, train, k=2)
+    return sum(1 for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance)
+
+
+def test_akaze_count_equals_opencv_bruteforce():
+    """The FAISS search behind `akaze` must give the study's OpenCV count exactly, both ways."""
+    paths = photos_of("sacre_coeur")[:2] + photos_of("distractor")[:1]
+    method = get_method("akaze")
+    features = [method.extract(load_image(p, method.load_options())) for p in paths]
+    for a in features:
+        for b in features:
+            expected = opencv_good_matches(a["descriptors"], b["descriptors"], method.ratio)
+            assert method.score(a, b) == expected
+    assert method.score(features[0], features[1]) > 20  # a real count, not a run of zeros
+
+
 def stock_imgsim_steps():
     """imgsim's own `resize_short` and `normalize`, taken from its source without importing it
     (importing imgsim imports torchvision, which does not load here)."""
