@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lookalike.compare import open_cache  # noqa: E402
-from lookalike.engines import local_extractor  # noqa: E402
+from lookalike.engines.local import local_extractor  # noqa: E402
 from lookalike.evaluation import load_dataset  # noqa: E402
 from lookalike.identify import Identifier  # noqa: E402
 from lookalike.index import (  # noqa: E402

@@ -60,10 +60,10 @@ def ensure_index(workdir: Path) -> Path:
     index = workdir / "dev.lkidx"
     if not index.exists():
         sys.path.insert(0, str(REPO))
-        from lookalike.index import build_index
+        from lookalike import build_index
 
         print(f"building {index} from {MANIFEST} ...", file=sys.stderr, flush=True)
-        build_index(MANIFEST, index, jobs=1, quiet=True)
+        build_index(MANIFEST, index, jobs=1, quiet=True).close()
     return index
 
 

@@ -14,9 +14,10 @@ landmarks.
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -101,58 +102,38 @@ def calibrate(labels: Sequence[str], items: Sequence[Item], pipeline: Pipeline,
     return model
 
 
-def run_calibrate(args: argparse.Namespace) -> int:
-    from lookalike.cli import UsageError, cache_from_args, method_settings_from_args, report_errors
+@dataclass
+class DatasetCalibration:
+    """A calibration fitted on a labelled dataset, and the photos that could not be used."""
+
+    calibration: Calibration
+    errors: dict[str, str]
+
+
+def calibrate_dataset(dataset: str | os.PathLike, preset: str | None = None,
+                      negatives: str | os.PathLike | None = None, gray: bool = False,
+                      shortlist: int | None = None, expansion: int | None = None,
+                      method_settings: dict[str, Any] | None = None, cache=None, jobs: int = 1,
+                      quiet: bool = True) -> DatasetCalibration:
+    """Fit a preset's `fused` calibration on a labelled dataset (folder or manifest).
+
+    The photos go through the same feature extraction as everywhere (cache, `jobs`); the
+    shortlist and expansion are the preset's unless given."""
     from lookalike.evaluation import DatasetError, load_dataset
     from lookalike.features import extract_features
     from lookalike.methods import get_method
-    from lookalike.presets import UnknownPresetError
 
-    try:
-        paths, labels = load_dataset(args.dataset, args.negatives)
-        settings = {**method_settings_from_args(args), "preset": args.preset or "default"}
-        method = get_method("fused", gray=args.gray, **settings)
-    except (DatasetError, UnknownPresetError) as error:
-        raise UsageError(str(error)) from None
+    paths, labels = load_dataset(dataset, negatives)
+    settings = {**(method_settings or {}), "preset": preset or "default"}
+    method = get_method("fused", gray=gray, **settings)
     if not any(label != DISTRACTOR for label in labels):
-        raise UsageError(f"{args.dataset}: no labelled landmark photos to calibrate on")
-    cache = cache_from_args(args)
-    features = extract_features(method, paths, cache, args.jobs, args.quiet)
+        raise DatasetError(f"{dataset}: no labelled landmark photos to calibrate on")
+    features = extract_features(method, paths, cache, jobs, quiet)
     kept = [labels[i] for i, path in enumerate(paths) if path not in features.errors]
     global_part, local_part = method.parts()
-    preset = method._preset
-    pipeline = Pipeline(global_part, local_part, None, args.shortlist or preset.shortlist,
-                        preset.expansion if args.expansion is None else args.expansion, cache)
-    model = calibrate(kept, features.features, pipeline, source=str(args.dataset),
-                      preset=preset.name, quiet=args.quiet)
-    model.save(args.output)
-    for name, numbers in (("fitted", model.info.get("fitted")),
-                          ("cross-validated", model.info.get("cross_validated"))):
-        if numbers:
-            print(f"{name:>16}: mAP {numbers['map']:.3f}  P@1 {numbers['p_at_1']:.3f}  "
-                  f"ROC-AUC {numbers['roc_auc']:.3f}  TPR@FPR1% {numbers['tpr_at_fpr1']:.3f}")
-    if not args.quiet:
-        print(f"wrote {args.output}", file=sys.stderr)
-    return report_errors(features.errors)
-
-
-def add_command(subparsers) -> None:
-    from lookalike.cli import add_common_options
-
-    parser = subparsers.add_parser(
-        "calibrate", help="fit the fused probabilities of a preset on labelled photos",
-        description="Rank every labelled photo against the others as `fused` does and fit a "
-                    "logistic model from the evidence to same-landmark probability. Prints "
-                    "fitted and landmark-cross-validated metrics. Use the result with "
-                    "`--methods fused` through `get_method('fused', calibration=FILE)`.",
-    )
-    parser.add_argument("dataset", metavar="DATASET",
-                        help="folder of landmark subfolders (+ distractors/) or a manifest CSV")
-    parser.add_argument("--output", "-o", required=True, metavar="PAIRS.json")
-    parser.add_argument("--negatives", metavar="DIR", help="extra photos of no landmark")
-    parser.add_argument("--shortlist", type=int, default=None, metavar="K",
-                        help="gallery photos verified per query (default: the preset's)")
-    parser.add_argument("--expansion", type=int, default=None, metavar="N",
-                        help="verified photos averaged into the query (default: the preset's)")
-    add_common_options(parser)
-    parser.set_defaults(handler=run_calibrate)
+    chosen = method._preset
+    pipeline = Pipeline(global_part, local_part, None, shortlist or chosen.shortlist,
+                        chosen.expansion if expansion is None else expansion, cache)
+    model = calibrate(kept, features.features, pipeline, source=str(dataset),
+                      preset=chosen.name, quiet=quiet)
+    return DatasetCalibration(model, dict(features.errors))

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.errors import InputError
 
-class CalibrationError(ValueError):
+
+class CalibrationError(InputError, ValueError):
     """A calibration that cannot be used here: unreadable, or fitted on other methods."""
 
 

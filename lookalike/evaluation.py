@@ -9,27 +9,27 @@ itself lives in `lookalike.metrics.retrieval_metrics`; the files written in `eva
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
-import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lookalike.compare import SimilarityMatrix, open_cache, score_matrix
+from lookalike.errors import InputError
 from lookalike.features import FeatureSet, extract_feature_sets, extracted_together
 from lookalike.loading import find_images
 from lookalike.methods import get_method, parse_methods
 from lookalike.methods.base import Method
 from lookalike.metrics import DISTRACTOR, retrieval_metrics
+from lookalike.settings import GRAY_MODES
 
 DISTRACTOR_FOLDER = "distractors"
-GRAY_MODES = {"no": [False], "yes": [True], "both": [False, True]}
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """The dataset cannot be read as labelled photos (missing, empty, wrong columns)."""
 
 
@@ -103,6 +103,21 @@ class _CountingCache:
         return getattr(self.cache, name)
 
 
+@dataclass(frozen=True)
+class MethodScores:
+    """How well one method (in one colour mode) told the landmarks apart: the typed view of
+    a result row (`row` has every figure, timings included)."""
+
+    method: str  # its label, e.g. "augnet" or "augnet (gray)"
+    gray: bool
+    map: float  # mean average precision over the queries
+    p_at_1: float  # share of queries whose best match shows the same landmark
+    roc_auc: float  # over all pairs
+    tpr_at_fpr1: float  # same-landmark pairs found at a 1% false-positive rate
+    ap_per_landmark: dict[str, float]
+    row: dict[str, Any]
+
+
 class EvaluationResult(list):
     """The result rows (one dict per method and colour mode), plus what the reports need:
     the evaluated `paths` and `labels`, one `SimilarityMatrix` per row and unreadable files."""
@@ -114,6 +129,16 @@ class EvaluationResult(list):
         self.matrices: dict[str, SimilarityMatrix] = matrices
         self.errors: dict[str, str] = errors
         self.root: str = root  # names in the matrices are relative to this folder
+
+    def scores(self, method: str, gray: bool = False) -> MethodScores:
+        """The figures of one evaluated method by name (KeyError if it was not evaluated)."""
+        for row in self:
+            if row["name"] == method and row["gray"] == gray:
+                return MethodScores(row["method"], row["gray"], row["map"], row["p_at_1"],
+                                    row["roc_auc"], row["tpr_at_fpr1"], row["ap_per_landmark"],
+                                    row)
+        raise KeyError(f"{method} (gray={gray}) was not evaluated; evaluated: "
+                       f"{', '.join(row['method'] for row in self)}")
 
 
 def evaluate(
@@ -197,49 +222,3 @@ def _display_name(path: str, root: str) -> str:
 
 def _settings(method: Method) -> dict[str, Any]:
     return {k: v for k, v in method.settings().items() if k != "gray"}
-
-
-# -- command line ----------------------------------------------------------------------------
-def run_evaluate(args: argparse.Namespace) -> int:
-    from lookalike.cli import UsageError, method_settings_from_args, report_errors
-
-    try:
-        result = evaluate(
-            args.dataset, methods=args.methods, gray=args.gray, outdir=args.output,
-            cache=False if args.no_cache else args.cache, jobs=args.jobs, quiet=args.quiet,
-            negatives=args.negatives, method_settings=method_settings_from_args(args),
-        )
-    except DatasetError as error:
-        raise UsageError(str(error)) from None
-    if not args.quiet:
-        from lookalike.eval_report import markdown_table
-
-        print(markdown_table(result), file=sys.stderr)
-        print(f"wrote results.md, results.csv, results.json, plots and index.html to "
-              f"{args.output}", file=sys.stderr)
-    return report_errors(result.errors)
-
-
-def add_command(subparsers) -> None:
-    from lookalike.cli import add_common_options
-
-    parser = subparsers.add_parser(
-        "evaluate", help="accuracy of each method on labelled photos (tables, plots, HTML)",
-        description="Measure how well each method tells landmarks apart on labelled photos: "
-                    "mAP and P@1 (each photo of a landmark with >= 2 photos queries all other "
-                    "photos, distractors included) and pair metrics (ROC-AUC, AP, TPR at FPR "
-                    "1%%, thresholds). Writes results.md/.csv/.json, <method>.csv matrices, "
-                    "ROC/PR plots, score histograms and index.html to OUTDIR.",
-    )
-    parser.add_argument("dataset", metavar="DATASET",
-                        help="folder with one subfolder per landmark (and distractors/), or a "
-                             "manifest CSV with path,label columns")
-    parser.add_argument("--methods", "-m", default="all",
-                        help="comma-separated methods or 'all' (default: all)")
-    parser.add_argument("--gray", choices=sorted(GRAY_MODES), default="no",
-                        help="evaluate in colour (no), grayscale (yes) or both (default: no)")
-    parser.add_argument("--negatives", metavar="DIR",
-                        help="folder of extra photos that show none of the landmarks")
-    parser.add_argument("--output", "-o", required=True, metavar="OUTDIR", help="output folder")
-    add_common_options(parser, gray=False)
-    parser.set_defaults(handler=run_evaluate)

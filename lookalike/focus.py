@@ -28,10 +28,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lookalike.errors import InputError
 from lookalike.methods.verified import Verified, VerifyResult
 
 
-class RegionError(ValueError):
+class RegionError(InputError, ValueError):
     """A sidecar JSON that cannot be read as regions."""
 
 

@@ -23,12 +23,10 @@ import io
 import json
 import math
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -309,7 +307,7 @@ class Identifier:
     def features_from_bytes(self, data: bytes, name: str, keep_image: bool = False,
                             settings: Settings | None = None) -> QueryFeatures:
         """Decode once and extract both roles' features; raises ImageLoadError for bad input."""
-        from lookalike.engines import shares_local
+        from lookalike.methods.base import shares_local
 
         settings = settings or self.settings
 
@@ -491,7 +489,7 @@ def identify_many(identifier: Identifier, paths: Sequence[str], landmark: str | 
     GIL). A photo that fails anywhere, unreadable or failing in its scoring, gets an error
     and the run goes on.
     """
-    from lookalike.engines import local_extractor
+    from lookalike.engines.local import local_extractor
 
     extract = local_extractor(cache, jobs, quiet)
     pool = futures.ThreadPoolExecutor(jobs) if jobs > 1 else None
@@ -562,216 +560,3 @@ def csv_row(photo: str, answer: Answer | None, error: str | None,
     return [photo, answer.landmark, f"{answer.probability:.4f}", label.get("en", ""),
             label.get("ja", ""), distance,
             json.dumps(data["candidates"], ensure_ascii=False), ""]
-
-
-# -- command line ----------------------------------------------------------------------------------
-def settings_from_args(args) -> Settings:
-    return Settings(top=args.top, threshold=args.threshold, use_gps=args.use_gps,
-                    gps_radius_km=args.gps_radius, use_text=args.use_text)
-
-
-def describe(answer: Answer, names: dict[str, dict[str, str]]) -> str:
-    def label(landmark: str) -> str:
-        return (names.get(landmark) or {}).get("en") or landmark
-
-    best = answer.candidates[0] if answer.candidates else None
-    if answer.verified is not None:
-        verdict = "yes" if answer.verified else "no"
-        return f"{answer.photo}: {verdict} ({label(answer.landmark)}, p={answer.probability:.2f}" \
-               f", {best.inliers if best else 0} inliers)"
-    if answer.landmark == UNKNOWN:
-        hint = f"; best {label(best.landmark)} p={best.probability:.2f}" if best else ""
-        return f"{answer.photo}: unknown{hint}"
-    distance = f", {best.distance_km:.1f} km away" if best and best.distance_km is not None else ""
-    return f"{answer.photo}: {label(answer.landmark)} (p={answer.probability:.2f}, " \
-           f"{best.inliers if best else 0} inliers{distance})"
-
-
-def run_identify(args) -> int:
-    from lookalike.cli import EXIT_INPUT_ERRORS, EXIT_OK, UsageError, cache_from_args
-    from lookalike.index import GalleryError
-    from lookalike.loading import find_images
-
-    paths = find_images(args.photos)
-    if not paths:
-        raise UsageError("no image files found in the given paths")
-    try:
-        identifier = Identifier(args.index, settings_from_args(args), args.calibration)
-    except GalleryError as error:
-        raise UsageError(str(error)) from None
-    if args.use_text:
-        from lookalike.ocr import OcrUnavailable, check_available
-
-        try:
-            check_available()
-        except OcrUnavailable as error:
-            raise UsageError(f"--use-text needs OCR: {error}") from None
-    landmark = getattr(args, "landmark", None)
-    if landmark is not None and landmark not in identifier.names():
-        raise UsageError(f"no landmark {landmark!r} in {args.index}; "
-                         f"choose from: {', '.join(identifier.names())}")
-    names = identifier.names()
-    done: set[str] = set()
-    writer = handle = None
-    if getattr(args, "csv", None):
-        try:
-            done = done_in_csv(args.csv)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        fresh = not os.path.isfile(args.csv) or os.path.getsize(args.csv) == 0
-        handle = open(args.csv, "a", newline="", encoding="utf-8")
-        writer = csv.writer(handle)
-        if fresh:
-            writer.writerow(CSV_COLUMNS)
-        if done and not args.quiet:
-            print(f"resuming: {len(done)} photo(s) already in {args.csv}", file=sys.stderr)
-    todo = [p for p in paths if p not in done]
-    errors: dict[str, str] = {}
-    picture_dir = getattr(args, "match_picture", None)
-    try:
-        if getattr(args, "engine", "local") == "ray":
-            from lookalike.engines.ray import ray_identify
-
-            results = ray_identify(args.index, todo, identifier.settings, landmark,
-                                   calibration=args.calibration)
-        else:
-            results = identify_many(identifier, todo, landmark, cache_from_args(args), args.jobs,
-                                    args.quiet)
-        for photo, answer, error in results:
-            if writer is not None:
-                writer.writerow(csv_row(photo, answer, error, names))
-                handle.flush()
-            if answer is None:
-                errors[photo] = error or "failed"
-                if args.json:  # a failed photo is an answer too, with its error
-                    print(json.dumps({"photo": photo, "error": errors[photo]},
-                                     ensure_ascii=False), flush=True)
-                continue
-            if args.json:
-                print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
-            elif writer is None:
-                print(describe(answer, names), flush=True)
-            if picture_dir:
-                write_match_picture(identifier, answer, photo, picture_dir)
-    finally:
-        if handle is not None:
-            handle.close()
-    if writer is not None and not args.quiet:
-        print(f"wrote {len(todo) - len(errors)} answer(s) to {args.csv}", file=sys.stderr)
-    for photo, reason in sorted(errors.items()):
-        print(f"error: {photo}: {reason}", file=sys.stderr)
-    return EXIT_INPUT_ERRORS if errors else EXIT_OK
-
-
-def write_match_picture(identifier: Identifier, answer: Answer, photo: str, folder: str) -> None:
-    try:
-        image = decode_image(read_bytes(photo), photo, LoadOptions())
-    except ImageLoadError:
-        return
-    picture = identifier.match_picture(answer, image)
-    if picture is not None:
-        os.makedirs(folder, exist_ok=True)
-        target = Path(folder) / f"{Path(photo).stem}--{answer.landmark}.png"
-        picture.save(target)
-
-
-def _add_answer_options(parser) -> None:
-    from lookalike.cli import add_common_options
-
-    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="photo files or folders")
-    parser.add_argument("--index", required=True, metavar="NAME.lkidx", help="gallery index")
-    parser.add_argument("--json", action="store_true", help="one JSON object per photo")
-    parser.add_argument("--threshold", type=float, default=None, metavar="P",
-                        help="probability below which the answer is no/unknown "
-                             "(default: the calibration's)")
-    parser.add_argument("--top", type=int, default=3, metavar="N", help="candidates reported")
-    parser.add_argument("--use-gps", action="store_true",
-                        help="let a photo's EXIF GPS position count as evidence (far = unlikely)")
-    parser.add_argument("--gps-radius", type=float, default=1.0, metavar="KM",
-                        help="distance within which GPS never counts against (default 1 km)")
-    parser.add_argument("--use-text", action="store_true",
-                        help="read signboards (OCR) and count a landmark's name as evidence")
-    parser.add_argument("--calibration", metavar="FILE.json",
-                        help="calibration from `evaluate --identify --fit-calibration`")
-    parser.add_argument("--engine", choices=["local", "ray"], default="local",
-                        help="local processes (default) or a Ray cluster (RAY_ADDRESS)")
-    add_common_options(parser)
-
-
-def add_command(subparsers) -> None:
-    identify = subparsers.add_parser(
-        "identify", help="which landmark of an index a photo shows, if any",
-        description="Identify landmarks: a global shortlist from the index, local geometric "
-                    "verification of the best candidates, a calibrated probability per "
-                    "landmark; `unknown` when none passes the threshold.",
-    )
-    _add_answer_options(identify)
-    identify.add_argument("--csv", metavar="OUT.csv",
-                          help="write one row per photo; an interrupted run resumes where it "
-                               "stopped")
-    identify.set_defaults(handler=run_identify, landmark=None, match_picture=None)
-
-    verify = subparsers.add_parser(
-        "verify", help="does a photo show this landmark? (yes/no with probability and evidence)",
-        description="Verify that photos show one landmark of the index.",
-    )
-    _add_answer_options(verify)
-    verify.add_argument("--landmark", required=True, metavar="ID", help="landmark id")
-    verify.add_argument("--match-picture", metavar="DIR",
-                        help="also write a side-by-side picture of the matches per photo")
-    verify.set_defaults(handler=run_identify, csv=None)
-    _hook_evaluate(subparsers)
-
-
-def _hook_evaluate(subparsers) -> None:
-    """Add `--identify` to `lookalike evaluate` (registered by lookalike.evaluation)."""
-    evaluate = subparsers.choices.get("evaluate")
-    if evaluate is None:
-        return
-    evaluate.add_argument("--identify", action="store_true",
-                          help="open-set evaluation of `identify`: leave-one-out over the "
-                               "labelled photos, distractors must come back unknown")
-    evaluate.add_argument("--fit-calibration", metavar="FILE.json",
-                          help="with --identify: also write the calibration fit on all queries")
-    evaluate.add_argument("--global", dest="global_method", metavar="METHOD",
-                          help="with --identify: global descriptor instead of the preset's")
-    evaluate.add_argument("--local", dest="local_method", metavar="METHOD",
-                          help="with --identify: local matcher instead of the preset's")
-    evaluate.add_argument("--gallery-negatives", action="store_true",
-                          help="with --identify: keep the other distractors in the gallery as "
-                               "negatives (photos of no landmark), as `index build` does")
-    for action in evaluate._actions:
-        if action.dest == "output":
-            action.required = False
-    original = evaluate.get_default("handler")
-
-    def handler(args) -> int:
-        from lookalike.cli import UsageError
-
-        if not args.identify:
-            if args.output is None:
-                raise UsageError("the following arguments are required: --output/-o")
-            return original(args)
-        return run_evaluate_identify(args)
-
-    evaluate.set_defaults(handler=handler)
-
-
-def run_evaluate_identify(args) -> int:
-    from lookalike.cli import UsageError, cache_from_args, report_errors
-    from lookalike.evaluation import DatasetError
-    from lookalike.openset import evaluate_identify, markdown_summary
-
-    try:
-        summary = evaluate_identify(args.dataset, args.output, cache_from_args(args), args.jobs,
-                                    args.quiet, preset=getattr(args, "preset", None),
-                                    fit_calibration=args.fit_calibration,
-                                    negatives=args.gallery_negatives,
-                                    methods=(args.global_method, args.local_method))
-    except (DatasetError, GalleryError) as error:
-        raise UsageError(str(error)) from None
-    print(markdown_summary(summary))
-    if args.output and not args.quiet:
-        print(f"wrote identify_results.csv, identify_curve.csv/.png and identify_summary.json "
-              f"to {args.output}", file=sys.stderr)
-    return report_errors(summary["errors"])

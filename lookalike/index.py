@@ -34,6 +34,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from lookalike.errors import InputError
 from lookalike.loading import IMAGE_EXTENSIONS, find_images
 from lookalike.methods import get_method
 from lookalike.methods.base import GLOBAL, LOCAL_MATCHER, Method, SearchIndex
@@ -49,7 +50,7 @@ Extracted = tuple[dict[str, bytes], dict[str, bytes], dict[str, str]]
 Extractor = Callable[[Sequence[str], Method, Method], Extracted]
 
 
-class GalleryError(Exception):
+class GalleryError(InputError):
     """A problem with an index file or a gallery, with a message meant for the user."""
 
 
@@ -135,32 +136,10 @@ def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None
     labelled `distractor` in a manifest, or the photos under `negatives`.
     """
     source = Path(source)
-    entries: dict[str, GalleryEntry] = {}
-    negative_photos: list[str] = []
     if source.is_file() and source.suffix.lower() == ".csv":
-        with open(source, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                label = (row.get("label") or "").strip()
-                if not label:
-                    continue
-                if label == "distractor":
-                    negative_photos.append(str(source.parent / row["path"]))
-                    continue
-                entry = entries.setdefault(label, GalleryEntry(Landmark(label), []))
-                entry.photos.append(str(source.parent / row["path"]))
-        for label, entry in entries.items():
-            folder = source.parent / label
-            if (folder / LANDMARK_FILE).is_file():
-                entry.landmark = read_landmark_json(folder, label)
+        entries, negative_photos = _read_manifest_gallery(source)
     elif source.is_dir():
-        for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            photos = [p for p in find_images([folder]) if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
-            if not photos:
-                continue
-            if folder.name in NEGATIVE_FOLDERS:
-                negative_photos += photos
-            else:
-                entries[folder.name] = GalleryEntry(read_landmark_json(folder, folder.name), photos)
+        entries, negative_photos = _read_folder_gallery(source)
     else:
         raise GalleryError(f"{source}: not a gallery folder or a manifest .csv")
     if include is not None:
@@ -174,6 +153,42 @@ def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None
     if negative_photos:
         entries[NEGATIVES] = negatives_entry(negative_photos)
     return list(entries.values())
+
+
+def _read_manifest_gallery(manifest: Path) -> tuple[dict[str, GalleryEntry], list[str]]:
+    """Landmarks and negative photos of a `path,label` manifest (paths relative to it); a
+    landmark's names come from `<label>/landmark.json` beside the manifest, if there."""
+    entries: dict[str, GalleryEntry] = {}
+    negative_photos: list[str] = []
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            label = (row.get("label") or "").strip()
+            if not label:
+                continue
+            path = str(manifest.parent / row["path"])
+            if label == "distractor":
+                negative_photos.append(path)
+            else:
+                entries.setdefault(label, GalleryEntry(Landmark(label), [])).photos.append(path)
+    for label, entry in entries.items():
+        if (manifest.parent / label / LANDMARK_FILE).is_file():
+            entry.landmark = read_landmark_json(manifest.parent / label, label)
+    return entries, negative_photos
+
+
+def _read_folder_gallery(root: Path) -> tuple[dict[str, GalleryEntry], list[str]]:
+    """Landmarks (one subfolder each, hidden ones skipped) and the negative folders' photos."""
+    entries: dict[str, GalleryEntry] = {}
+    negative_photos: list[str] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        photos = [p for p in find_images([folder]) if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
+        if not photos:
+            continue
+        if folder.name in NEGATIVE_FOLDERS:
+            negative_photos += photos
+        else:
+            entries[folder.name] = GalleryEntry(read_landmark_json(folder, folder.name), photos)
+    return entries, negative_photos
 
 
 # -- the index file --------------------------------------------------------------------------------
@@ -340,7 +355,7 @@ class GalleryIndex:
     def add(self, entries: Sequence[GalleryEntry], extract: Extractor | None = None
             ) -> ChangeReport:
         """Add landmarks and photos in one transaction; photos already present are skipped.
-        `extract` computes the features (default: `lookalike.engines.local_extractor()`)."""
+        `extract` computes the features (default: this machine's, `lookalike.engines.local`)."""
         started = time.perf_counter()
         report = ChangeReport()
         known = {(r.landmark, r.content_hash) for r in self.references.values()}
@@ -358,7 +373,7 @@ class GalleryIndex:
                 known.add((entry.landmark.id, digest))
                 todo.append((entry.landmark.id, path, digest))
         if extract is None:
-            from lookalike.engines import local_extractor
+            from lookalike.engines.local import local_extractor
 
             extract = local_extractor()
         paths = [path for _, path, _ in todo]
@@ -514,52 +529,6 @@ def build_index(gallery: str | os.PathLike | Sequence[GalleryEntry], output: str
     return report
 
 
-# -- command line ----------------------------------------------------------------------------------
-def _print_report(action: str, report: ChangeReport, target, quiet: bool) -> int:
-    from lookalike.cli import report_errors
-
-    if not quiet:
-        parts = [f"{report.added} added"] if action != "remove" else [f"{report.removed} removed"]
-        if report.skipped:
-            parts.append(f"{report.skipped} already present")
-        print(f"{target}: {', '.join(parts)}", file=sys.stderr)
-    return report_errors(report.errors)
-
-
-def _methods_from_args(args) -> tuple[Method, Method]:
-    from lookalike.cli import UsageError
-    from lookalike.presets import UnknownPresetError
-
-    try:
-        return pipeline_methods(args.preset, getattr(args, "global_method", None),
-                                getattr(args, "local_method", None), args.weights,
-                                getattr(args, "codebook", None))
-    except (UnknownPresetError, GalleryError) as error:
-        raise UsageError(str(error)) from None
-
-
-def run_build(args) -> int:
-    from lookalike.cli import UsageError, cache_from_args
-    from lookalike.engines import extractor
-
-    global_method, local_method = _methods_from_args(args)
-    extract = extractor(args.engine, cache_from_args(args), args.jobs, args.quiet)
-    try:
-        entries = read_gallery(args.gallery, negatives=args.negatives)
-        if args.fit_codebook:
-            global_method = fit_gallery_codebook(entries, global_method, local_method, extract,
-                                                 args.output, args.quiet)
-        report = build_index(entries, args.output, extract, args.preset, global_method,
-                             local_method)
-    except GalleryError as error:
-        raise UsageError(str(error)) from None
-    if not args.quiet:
-        rate = report.added / report.seconds if report.seconds else 0.0
-        print(f"built {args.output} in {report.seconds:.1f} s ({rate:.2f} photos/s)",
-              file=sys.stderr)
-    return _print_report("build", report, args.output, args.quiet)
-
-
 def fit_gallery_codebook(entries: Sequence[GalleryEntry], global_method: Method,
                          local_method: Method, extract: Extractor, output: str | os.PathLike,
                          quiet: bool = True) -> Method:
@@ -584,132 +553,3 @@ def fit_gallery_codebook(entries: Sequence[GalleryEntry], global_method: Method,
               file=sys.stderr)
     return get_method(global_method.name, **{**global_method.settings(),
                                              "codebook": str(target)})
-
-
-def run_add(args) -> int:
-    from lookalike.cli import UsageError, cache_from_args
-    from lookalike.engines import extractor
-
-    try:
-        if args.landmark:
-            photos = find_images(args.sources)
-            if not photos:
-                raise UsageError("no image files found in the given paths")
-            landmark = Landmark(args.landmark)
-            with GalleryIndex(args.index) as index:
-                landmark = index.landmarks.get(args.landmark, landmark)
-            if args.landmark_json:
-                landmark = read_landmark_json(Path(args.landmark_json).parent, args.landmark)
-            entries = [GalleryEntry(landmark, photos)]
-        else:
-            entries = [entry for source in args.sources for entry in read_gallery(source)]
-        with GalleryIndex(args.index) as index:
-            report = index.add(entries, extractor(args.engine, cache_from_args(args), args.jobs,
-                                                  args.quiet))
-    except GalleryError as error:
-        raise UsageError(str(error)) from None
-    return _print_report("add", report, args.index, args.quiet)
-
-
-def run_remove(args) -> int:
-    from lookalike.cli import UsageError
-
-    if not args.landmark and not args.photo:
-        raise UsageError("say what to remove: --landmark ID and/or --photo PATH")
-    try:
-        with GalleryIndex(args.index) as index:
-            report = index.remove(args.landmark or (), args.photo or ())
-    except GalleryError as error:
-        raise UsageError(str(error)) from None
-    return _print_report("remove", report, args.index, args.quiet)
-
-
-def run_info(args) -> int:
-    from lookalike.cli import UsageError
-
-    try:
-        with GalleryIndex(args.index) as index:
-            info = index.info()
-    except GalleryError as error:
-        raise UsageError(str(error)) from None
-    if args.json:
-        print(json.dumps(info, ensure_ascii=False, indent=2))
-        return 0
-    print(f"{info['path']}: {info['landmarks']} landmarks, {info['references']} reference photos, "
-          f"{info['negatives']} negatives (photos of no landmark), "
-          f"{info['bytes'] / 1e6:.1f} MB ({info['bytes_per_reference'] / 1e3:.0f} kB per photo)")
-    print(f"  preset: {info['preset'] or '(custom)'}; global: {info['global_method']['name']}; "
-          f"local: {info['local_method']['name']}; updated {info['updated']}")
-    for landmark in info["per_landmark"]:
-        names = " / ".join(landmark["names"].get(k, "") for k in ("en", "ja")
-                           if landmark["names"].get(k))
-        where = ""
-        if "location" in landmark:
-            where = f"  @ {landmark['location']['lat']:.5f}, {landmark['location']['lon']:.5f}"
-        print(f"  {landmark['id']:<28} {landmark['references']:>4} photos  {names}{where}")
-    return 0
-
-
-def add_command(subparsers) -> None:
-    from lookalike.cli import add_common_options
-
-    parser = subparsers.add_parser(
-        "index", help="build and maintain a gallery index (build, add, remove, info)",
-        description="A gallery index holds reference photos per landmark for `identify`, "
-                    "`verify` and `serve`.",
-    )
-    commands = parser.add_subparsers(dest="index_command", metavar="ACTION", required=True)
-
-    build = commands.add_parser(
-        "build", help="build an index from a gallery folder",
-        description="Build NAME.lkidx from GALLERY: a folder with one subfolder per landmark "
-                    "(its id) holding reference photos and optionally landmark.json "
-                    '({"en": ..., "ja": ..., "location": {"lat": ..., "lon": ...}, '
-                    '"regions": {...}}), or a manifest CSV with path,label columns.',
-    )
-    build.add_argument("gallery", metavar="GALLERY", help="gallery folder or manifest .csv")
-    build.add_argument("--output", "-o", required=True, metavar="NAME.lkidx")
-    build.add_argument("--engine", choices=["local", "ray"], default="local",
-                       help="extract features locally (default) or on a Ray cluster")
-    build.add_argument("--global", dest="global_method", metavar="METHOD",
-                       help="global descriptor instead of the preset's (e.g. asmk, augnet); "
-                            "identify then needs a calibration fitted on it")
-    build.add_argument("--local", dest="local_method", metavar="METHOD",
-                       help="local matcher instead of the preset's (e.g. aliked, xfeat)")
-    build.add_argument("--codebook", metavar="FILE.npy", help="ASMK codebook to use")
-    build.add_argument("--negatives", metavar="DIR",
-                       help="photos of no landmark (also: a _negatives/ or distractors/ folder "
-                            "in GALLERY); a query most like them leans towards unknown")
-    build.add_argument("--fit-codebook", action="store_true",
-                       help="fit the ASMK codebook on this gallery's photos (large galleries)")
-    add_common_options(build, gray=False)
-    build.set_defaults(handler=run_build)
-
-    add = commands.add_parser(
-        "add", help="add landmarks or photos to an index (atomic)",
-        description="Add a gallery folder (or manifest), or with --landmark ID the given photos "
-                    "to that landmark. Photos already in the index are skipped.",
-    )
-    add.add_argument("index", metavar="NAME.lkidx")
-    add.add_argument("sources", nargs="+", metavar="SOURCE",
-                     help="gallery folders / manifests, or photos with --landmark")
-    add.add_argument("--landmark", metavar="ID", help="the photos show this landmark")
-    add.add_argument("--landmark-json", metavar="FILE", help="names and location for --landmark")
-    add.add_argument("--engine", choices=["local", "ray"], default="local")
-    add_common_options(add, gray=False)
-    add.set_defaults(handler=run_add)
-
-    remove = commands.add_parser("remove", help="remove landmarks or photos from an index",
-                                 description="Remove whole landmarks and/or single photos.")
-    remove.add_argument("index", metavar="NAME.lkidx")
-    remove.add_argument("--landmark", action="append", metavar="ID", help="(repeatable)")
-    remove.add_argument("--photo", action="append", metavar="PATH",
-                        help="a reference photo, by its indexed path or its content (repeatable)")
-    remove.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
-    remove.set_defaults(handler=run_remove)
-
-    info = commands.add_parser("info", help="what an index holds",
-                               description="Landmarks, photo counts, size and settings.")
-    info.add_argument("index", metavar="NAME.lkidx")
-    info.add_argument("--json", action="store_true")
-    info.set_defaults(handler=run_info)

@@ -132,31 +132,7 @@ def decode_image(data: bytes, name: str | os.PathLike, options: LoadOptions = Lo
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-            orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
-            original_size = (width, height) if orientation < 5 else (height, width)
-            if width * height > options.max_pixels:
-                raise ImageLoadError(
-                    name,
-                    f"too large: {width}x{height} = {width * height:,} pixels exceeds the limit of "
-                    f"{options.max_pixels:,} (a decompression bomb?); raise it with --max-pixels",
-                )
-            single_channel = options.gray or options.luminance_only
-            luma = None
-            if image.format == "JPEG":
-                size = options.draft_size(width, height)
-                if size is None and single_channel and image.mode in ("L", "RGB"):
-                    luma = _jpeg_luma(data)
-                if luma is None and (size is not None or single_channel):
-                    image.draft("L" if single_channel else "RGB", size or (width, height))
-            if luma is not None:
-                image = Image.fromarray(luma, "L")
-            else:
-                image.load()
-            if orientation != 1:
-                image = image.transpose(ORIENTATION_TRANSPOSES[orientation])
+            image, original_size = _decode_oriented(data, name, options)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -171,12 +147,51 @@ def decode_image(data: bytes, name: str | os.PathLike, options: LoadOptions = Lo
     if image.width < 1 or image.height < 1:
         raise ImageLoadError(name, "image has no pixels")
     image = _to_8bit(image)
-    if single_channel:
+    if options.gray or options.luminance_only:
         image = image.convert("L") if image.mode != "L" else image
     else:
         image = image.convert("RGB") if image.mode != "RGB" else image
     # Methods whose result depends on the file's full size (e.g. whash's scale) read this.
     image.info["original_size"] = original_size
+    return image
+
+
+def _decode_oriented(data: bytes, name: str | os.PathLike, options: LoadOptions
+                     ) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded pixels turned upright by their EXIF orientation, and the upright size of
+    the full image (JPEGs may be decoded smaller); refuses more pixels than allowed before
+    decoding any."""
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    orientation = image.getexif().get(0x0112, 1)
+    orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+    original_size = (width, height) if orientation < 5 else (height, width)
+    if width * height > options.max_pixels:
+        raise ImageLoadError(
+            name,
+            f"too large: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+            f"{options.max_pixels:,} (a decompression bomb?); raise it with --max-pixels",
+        )
+    image = _decode_pixels(image, data, options)
+    if orientation != 1:
+        image = image.transpose(ORIENTATION_TRANSPOSES[orientation])
+    return image, original_size
+
+
+def _decode_pixels(image: Image.Image, data: bytes, options: LoadOptions) -> Image.Image:
+    """Decode an opened image; a JPEG at reduced size (draft) when the options allow, and
+    only its luma when one channel is wanted."""
+    single_channel = options.gray or options.luminance_only
+    if image.format == "JPEG":
+        width, height = image.size
+        size = options.draft_size(width, height)
+        luma = _jpeg_luma(data) if size is None and single_channel and \
+            image.mode in ("L", "RGB") else None
+        if luma is not None:
+            return Image.fromarray(luma, "L")
+        if size is not None or single_channel:
+            image.draft("L" if single_channel else "RGB", size or (width, height))
+    image.load()
     return image
 
 

@@ -23,33 +23,19 @@ import functools
 import os
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from lookalike.ocr_engine import DEFAULT_ENGINE, ENGINES, OcrEngine, boxes_overlap
+from lookalike.ocr_engine import (
+    OcrUnavailable as OcrUnavailable,  # callers catch ocr.OcrUnavailable
+)
+
 MAX_SIDE = 1600  # photos are read at most this long; larger ones are scaled down first
 MIN_CHARS = 2  # Latin lines with fewer letters/digits are dropped (one kanji or kana is kept)
 DOUBTFUL_CONFIDENCE = 0.3  # readings below an engine's min_confidence are kept down to this
-ENGINES = ("scene", "tesseract")
-DEFAULT_ENGINE = "scene"
-
-
-class OcrUnavailable(RuntimeError):
-    """An OCR engine's models or program are missing; the message says what to install."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Reading:
-    """What an engine read in one text box, before normalisation: its best reading, the
-    other readings (text, confidence) of the same box, and the box in photo pixels."""
-
-    raw: str
-    confidence: float  # 0..1, the engine's own scale
-    box: tuple[int, int, int, int]  # left, top, right, bottom
-    vertical: bool = False
-    alternatives: tuple[tuple[str, float], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,20 +64,6 @@ class TextLine:
 
 
 # -- engines ----------------------------------------------------------------------------------------
-class OcrEngine(Protocol):
-    """What `read_signs` needs from an engine."""
-
-    name: str
-    min_confidence: float  # default: readings with less are only doubtful
-    max_regions: int  # default: most boxes read per photo
-
-    def check_available(self) -> None:
-        """Raise `OcrUnavailable` with an install hint unless the engine can read."""
-
-    def read(self, rgb: np.ndarray, max_regions: int) -> list[Reading]:
-        """Every text box's readings in an RGB uint8 array."""
-
-
 @functools.cache
 def get_engine(name: str = DEFAULT_ENGINE) -> OcrEngine:
     """The engine called `name` (one per process: its models stay loaded)."""
@@ -294,12 +266,6 @@ def _covered(a: TextLine, b: TextLine) -> float:
     """How much of the smaller of two lines' boxes the other covers."""
     inter, area_a, area_b = boxes_overlap(a.box, b.box)
     return inter / max(1, min(area_a, area_b))
-
-
-def boxes_overlap(a: tuple, b: tuple) -> tuple[float, float, float]:
-    """Intersection area and the two areas of (x0, y0, x1, y1) boxes."""
-    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    return inter, (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
 
 
 def joined_text(lines: Iterable[TextLine]) -> str:

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from lookalike.ocr import OcrUnavailable, Reading, boxes_overlap
+from lookalike.ocr_engine import OcrUnavailable, Reading, boxes_overlap
 
 # -- tunables (measured with benchmarks/ocr_bench.py) -------------------------------------------
 LEVELS = (1, 2, 4)  # detection scales: text 12..64 px high at each of them

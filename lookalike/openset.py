@@ -55,7 +55,7 @@ def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | Non
                   ) -> tuple[list[QueryOutcome], dict[str, str], Pipeline]:
     """Run the two identify stages for every photo against all other labelled photos (and,
     with `negatives`, the other distractors as the index's negatives)."""
-    from lookalike.engines import local_extractor
+    from lookalike.engines.local import local_extractor
     from lookalike.index import NEGATIVES, pipeline_methods
     from lookalike.presets import get_preset
 

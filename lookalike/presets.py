@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.calibration import Calibration, CalibrationError
+from lookalike.errors import InputError
 from lookalike.methods import get_method
 from lookalike.methods.base import Method
 
@@ -74,8 +75,8 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
 )}
 
 
-class UnknownPresetError(ValueError):
-    pass
+class UnknownPresetError(InputError, ValueError):
+    """A preset name that is not one of `PRESETS`."""
 
 
 def get_preset(name: str | None) -> Preset:

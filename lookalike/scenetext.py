@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lookalike.ocr import OcrUnavailable, Reading
+from lookalike.ocr_engine import OcrUnavailable, Reading
 
 # -- tunables (measured with benchmarks/signboard_bench.py and benchmarks/ocr_bench.py) ----------
 # The detector sees the photo with its long side this long, at each of these sizes: DB's text

@@ -41,7 +41,7 @@ from lookalike.features import show_progress
 from lookalike.loading import ImageLoadError, LoadOptions, find_images, load_image
 from lookalike.methods.augnet import IMAGENET_MEAN, IMAGENET_STD, resize_short_side
 from lookalike.network import AugNet, configure_threads, load_state_dict, stock_weights_path
-from lookalike.train_command import TrainSettings
+from lookalike.settings import TrainSettings
 
 STRIDE = 32  # pixels per cell of ResNet50's last feature map
 

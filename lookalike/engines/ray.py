@@ -42,8 +42,8 @@ class FeatureWorker:
         self.gmethod, self.lmethod = gmethod, lmethod
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from lookalike.engines import shares_local
         from lookalike.loading import ImageLoadError, load_image
+        from lookalike.methods.base import shares_local
 
         out: dict[str, list] = {"path": [], "global": [], "local": [], "error": []}
         for path in batch["path"]:

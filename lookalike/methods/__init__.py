@@ -9,6 +9,7 @@ import importlib
 import pkgutil
 from typing import Any
 
+from lookalike.errors import InputError
 from lookalike.methods.base import (
     BITS,
     GLOBAL,
@@ -41,8 +42,8 @@ _UNAVAILABLE: dict[str, str] = {}  # module name -> why it could not be imported
 _LOADED = False
 
 
-class UnknownMethodError(ValueError):
-    pass
+class UnknownMethodError(InputError, ValueError):
+    """A method name that is not registered (or whose module could not be imported)."""
 
 
 def register(cls: type[Method]) -> type[Method]:

@@ -120,6 +120,14 @@ class Method:
         return f"{self.name}-gray" if self.gray else self.name
 
 
+def shares_local(global_method: Method, local_method: Method) -> bool:
+    """Whether the global descriptor is aggregated from exactly the local method's features
+    (ASMK over ALIKED with the same settings): then one extraction serves both roles."""
+    part = getattr(global_method, "local_method", None)
+    return part is not None and hasattr(global_method, "aggregate") and \
+        part().cache_key() == local_method.cache_key()
+
+
 class SearchIndex:
     """What a global descriptor's `search_index` returns: scores of a query against every
     gallery item (by position), and the best k of them."""

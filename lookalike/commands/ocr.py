@@ -19,11 +19,19 @@ import json
 import os
 import sys
 
-from lookalike.cli import EXIT_INPUT_ERRORS, UsageError, add_common_options, cache_from_args
-from lookalike.ocr import DEFAULT_ENGINE, ENGINES
+from lookalike.commands.common import (
+    EXIT_INPUT_ERRORS,
+    EXIT_OK,
+    UsageError,
+    add_common_options,
+    cache_from_args,
+    found_images,
+)
 
 
 def add_command(subparsers) -> None:
+    from lookalike.ocr_engine import DEFAULT_ENGINE, ENGINES
+
     parser = subparsers.add_parser(
         "ocr", help="read signboard text (Japanese and English) from photos",
         description="Read the text in photos (Japanese across and down, English) with a "
@@ -43,31 +51,16 @@ def add_command(subparsers) -> None:
                         help="show only lines read with at least this confidence (0..1; "
                              "default the engine's: scene 0.5, tesseract 0.55)")
     add_common_options(parser, gray=False, deep=False)  # OCR runs no network: no --weights
-    parser.set_defaults(handler=run_ocr)
+    parser.set_defaults(handler=run)
 
 
-def run_ocr(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from lookalike import ocr
     from lookalike.features import extract_features
-    from lookalike.loading import ImageLoadError, LoadOptions, find_images, load_image
     from lookalike.methods import get_method
-    from lookalike.methods.text import (
-        feature_lines,
-        feature_text,
-        load_landmark_names,
-        match_names,
-        text_log_odds,
-    )
 
-    paths = find_images(args.photos)
-    if not paths:
-        raise UsageError("no image files found in the given paths")
-    names = None
-    if args.landmark:
-        try:
-            names = load_landmark_names(args.landmark)
-        except (OSError, ValueError) as error:
-            raise UsageError(f"cannot read {args.landmark}: {error}") from None
+    paths = found_images(args.photos)
+    names = landmark_names_from_args(args)
     try:
         ocr.check_available(args.ocr_engine)
     except ocr.OcrUnavailable as error:
@@ -78,24 +71,54 @@ def run_ocr(args: argparse.Namespace) -> int:
     if args.draw:
         os.makedirs(args.draw, exist_ok=True)
     for path, feature in zip(features.paths, features.features):
-        lines = feature_lines(feature)
-        record = {"photo": path, "engine": args.ocr_engine, "text": feature_text(feature),
-                  "lines": [line.to_json() for line in lines]}
-        if names is not None:
-            match = match_names(feature, names)
-            record["match"] = None if match is None else {
-                "score": round(match.score, 3), "name": match.name, "matched": match.matched,
-                "similarity": round(match.similarity, 3), "confidence": round(match.confidence, 3),
-                "log_odds": round(text_log_odds(match.score), 3)}
-        print(json.dumps(record, ensure_ascii=False), flush=True)
+        print(json.dumps(reading_record(path, feature, args.ocr_engine, names),
+                         ensure_ascii=False), flush=True)
         if args.draw:
-            try:
-                image = load_image(path, LoadOptions())
-            except ImageLoadError as error:
-                errors[path] = error.reason
-                continue
-            stem = os.path.splitext(os.path.basename(path))[0]
-            ocr.draw_text_boxes(image, lines).save(os.path.join(args.draw, f"{stem}.png"))
+            error = draw_reading(path, feature, args.draw)
+            if error:
+                errors[path] = error
     for path, reason in sorted(errors.items()):
         print(f"error: {path}: {reason}", file=sys.stderr)
-    return EXIT_INPUT_ERRORS if errors else 0
+    return EXIT_INPUT_ERRORS if errors else EXIT_OK
+
+
+def landmark_names_from_args(args: argparse.Namespace) -> list[str] | None:
+    """The names and aliases of `--landmark`, or None without it."""
+    from lookalike.methods.text import load_landmark_names
+
+    if not args.landmark:
+        return None
+    try:
+        return load_landmark_names(args.landmark)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {args.landmark}: {error}") from None
+
+
+def reading_record(path: str, feature, engine: str, names) -> dict:
+    """The JSON object printed for one photo (with `match` when a landmark was given)."""
+    from lookalike.methods.text import feature_lines, feature_text, match_names, text_log_odds
+
+    record = {"photo": path, "engine": engine, "text": feature_text(feature),
+              "lines": [line.to_json() for line in feature_lines(feature)]}
+    if names is not None:
+        match = match_names(feature, names)
+        record["match"] = None if match is None else {
+            "score": round(match.score, 3), "name": match.name, "matched": match.matched,
+            "similarity": round(match.similarity, 3), "confidence": round(match.confidence, 3),
+            "log_odds": round(text_log_odds(match.score), 3)}
+    return record
+
+
+def draw_reading(path: str, feature, folder: str) -> str | None:
+    """FOLDER/<name>.png with the text boxes drawn; the reason when the photo cannot be read."""
+    from lookalike import ocr
+    from lookalike.loading import ImageLoadError, LoadOptions, load_image
+    from lookalike.methods.text import feature_lines
+
+    try:
+        image = load_image(path, LoadOptions())
+    except ImageLoadError as error:
+        return error.reason
+    stem = os.path.splitext(os.path.basename(path))[0]
+    ocr.draw_text_boxes(image, feature_lines(feature)).save(os.path.join(folder, f"{stem}.png"))
+    return None

@@ -1,0 +1,128 @@
+"""What every command shares: exit codes, the common options and errors turned into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from lookalike.errors import InputError
+
+EXIT_OK, EXIT_USAGE, EXIT_INPUT_ERRORS = 0, 1, 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called; printed without a traceback, exit code 1."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with our exit code for usage errors: argparse's own 2 would read as "some
+    inputs could not be read". Subcommand parsers are made of this class too."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Run the parsed command; a caller's mistake is one line on stderr and exit code 1."""
+    try:
+        return args.handler(args)
+    except (UsageError, InputError, FileNotFoundError) as error:
+        print(f"lookalike {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def add_common_options(parser: argparse.ArgumentParser, gray: bool = True,
+                       deep: bool = True) -> None:
+    """Options every feature-extracting command shares (`deep`: it runs the deep methods, so
+    `--weights` and `--device` mean something to it)."""
+    group = parser.add_argument_group("common options")
+    if gray:
+        group.add_argument("--gray", action="store_true",
+                           help="convert photos to grayscale before every method")
+    group.add_argument("--cache", metavar="PATH",
+                       help="feature cache file (default: ~/.cache/lookalike/features.sqlite)")
+    group.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    group.add_argument("--jobs", "-j", type=int, default=default_jobs(), metavar="N",
+                       help="parallel workers (default: number of CPU cores)")
+    group.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    group.add_argument("--progress", action="store_true",
+                       help="progress bars even when stderr is not a terminal (default: only "
+                            "on a terminal)")
+    if deep:
+        group.add_argument("--weights", metavar="MODEL.pt",
+                           help="fine-tuned AugNet weights from `lookalike train` for augnet")
+        group.add_argument("--device", default=None, metavar="DEV",
+                           help="torch device for deep methods: auto (default), cpu, cuda, cuda:1")
+        group.add_argument("--preset", default=None, metavar="NAME",
+                           help="pipeline for fused, index and evaluate --identify: fast, "
+                                "default or accurate (see `lookalike presets`)")
+
+
+def add_engine_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--engine local|ray`: where features are extracted (`lookalike.engines`)."""
+    from lookalike.engines import ENGINES
+
+    parser.add_argument("--engine", choices=ENGINES, default="local", help=help)
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def existing_inputs(paths: Sequence[str] | None) -> list[str]:
+    """The image files in `paths` (files and folders); a path that does not exist is a usage
+    error, raised before any work or output, rather than a file reported unreadable."""
+    from lookalike.loading import find_images
+
+    missing = [path for path in paths or [] if not os.path.lexists(path)]
+    if missing:
+        raise UsageError(f"{missing[0]}: no such file or folder"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return find_images(paths or [])
+
+
+def found_images(paths: Sequence[str]) -> list[str]:
+    """The image files in `paths`; none at all is a usage error."""
+    from lookalike.loading import find_images
+
+    found = find_images(paths)
+    if not found:
+        raise UsageError("no image files found in the given paths")
+    return found
+
+
+def cache_from_args(args: argparse.Namespace):
+    """The feature cache the options ask for (`--cache PATH`, `--no-cache`)."""
+    from lookalike.compare import open_cache
+
+    return open_cache(False if args.no_cache else args.cache)
+
+
+def cache_option(args: argparse.Namespace):
+    """`--cache`/`--no-cache` as the library's `cache` argument (opened by the library)."""
+    return False if args.no_cache else args.cache
+
+
+def method_settings_from_args(args: argparse.Namespace) -> dict:
+    """The settings `get_method` takes from the common options (`--weights`, `--device`,
+    `--preset`)."""
+    return {"weights": getattr(args, "weights", None), "device": getattr(args, "device", None),
+            "preset": getattr(args, "preset", None)}
+
+
+def report_errors(errors: dict[str, str]) -> int:
+    """Print each unreadable file on stderr; the exit code says whether any failed."""
+    for path, reason in sorted(errors.items()):
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} file(s) could not be used; the run went on without them",
+              file=sys.stderr)
+        return EXIT_INPUT_ERRORS
+    return EXIT_OK

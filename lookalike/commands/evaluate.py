@@ -1,0 +1,95 @@
+"""`lookalike evaluate`: accuracy of each method on labelled photos, or with `--identify` the
+open-set accuracy of `identify` (leave-one-out, distractors must come back unknown)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lookalike.commands.common import (
+    UsageError,
+    add_common_options,
+    cache_from_args,
+    cache_option,
+    method_settings_from_args,
+    report_errors,
+)
+
+
+def add_command(subparsers) -> None:
+    from lookalike.settings import GRAY_MODES
+
+    parser = subparsers.add_parser(
+        "evaluate", help="accuracy of each method on labelled photos (tables, plots, HTML)",
+        description="Measure how well each method tells landmarks apart on labelled photos: "
+                    "mAP and P@1 (each photo of a landmark with >= 2 photos queries all other "
+                    "photos, distractors included) and pair metrics (ROC-AUC, AP, TPR at FPR "
+                    "1%%, thresholds). Writes results.md/.csv/.json, <method>.csv matrices, "
+                    "ROC/PR plots, score histograms and index.html to OUTDIR.",
+    )
+    parser.add_argument("dataset", metavar="DATASET",
+                        help="folder with one subfolder per landmark (and distractors/), or a "
+                             "manifest CSV with path,label columns")
+    parser.add_argument("--methods", "-m", default="all",
+                        help="comma-separated methods or 'all' (default: all)")
+    parser.add_argument("--gray", choices=sorted(GRAY_MODES), default="no",
+                        help="evaluate in colour (no), grayscale (yes) or both (default: no)")
+    parser.add_argument("--negatives", metavar="DIR",
+                        help="folder of extra photos that show none of the landmarks")
+    parser.add_argument("--output", "-o", metavar="OUTDIR",
+                        help="output folder (required, except with --identify)")
+    add_common_options(parser, gray=False)
+    identify = parser.add_argument_group("open-set evaluation of identify")
+    identify.add_argument("--identify", action="store_true",
+                          help="open-set evaluation of `identify`: leave-one-out over the "
+                               "labelled photos, distractors must come back unknown")
+    identify.add_argument("--fit-calibration", metavar="FILE.json",
+                          help="with --identify: also write the calibration fit on all queries")
+    identify.add_argument("--global", dest="global_method", metavar="METHOD",
+                          help="with --identify: global descriptor instead of the preset's")
+    identify.add_argument("--local", dest="local_method", metavar="METHOD",
+                          help="with --identify: local matcher instead of the preset's")
+    identify.add_argument("--gallery-negatives", action="store_true",
+                          help="with --identify: keep the other distractors in the gallery as "
+                               "negatives (photos of no landmark), as `index build` does")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.identify:
+        return run_identify_evaluation(args)
+    if args.output is None:
+        raise UsageError("the following arguments are required: --output/-o")
+    return run_method_evaluation(args)
+
+
+def run_method_evaluation(args: argparse.Namespace) -> int:
+    from lookalike.evaluation import evaluate
+
+    result = evaluate(
+        args.dataset, methods=args.methods, gray=args.gray, outdir=args.output,
+        cache=cache_option(args), jobs=args.jobs, quiet=args.quiet,
+        negatives=args.negatives, method_settings=method_settings_from_args(args),
+    )
+    if not args.quiet:
+        from lookalike.eval_report import markdown_table
+
+        print(markdown_table(result), file=sys.stderr)
+        print(f"wrote results.md, results.csv, results.json, plots and index.html to "
+              f"{args.output}", file=sys.stderr)
+    return report_errors(result.errors)
+
+
+def run_identify_evaluation(args: argparse.Namespace) -> int:
+    from lookalike.openset import evaluate_identify, markdown_summary
+
+    summary = evaluate_identify(args.dataset, args.output, cache_from_args(args), args.jobs,
+                                args.quiet, preset=args.preset,
+                                fit_calibration=args.fit_calibration,
+                                negatives=args.gallery_negatives,
+                                methods=(args.global_method, args.local_method))
+    print(markdown_summary(summary))
+    if args.output and not args.quiet:
+        print(f"wrote identify_results.csv, identify_curve.csv/.png and identify_summary.json "
+              f"to {args.output}", file=sys.stderr)
+    return report_errors(summary["errors"])

@@ -1,0 +1,203 @@
+"""`lookalike identify`: which landmark of an index each photo shows, if any.
+
+The answers come from `lookalike.identify` (one `Identifier` per index); this module reads
+the options, prints one line or JSON object per photo, and keeps the resumable `--csv` file.
+`lookalike verify` (commands/verify.py) shares the options and the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from lookalike.commands.common import (
+    EXIT_INPUT_ERRORS,
+    EXIT_OK,
+    UsageError,
+    add_common_options,
+    add_engine_option,
+    cache_from_args,
+    found_images,
+)
+
+
+def add_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "identify", help="which landmark of an index a photo shows, if any",
+        description="Identify landmarks: a global shortlist from the index, local geometric "
+                    "verification of the best candidates, a calibrated probability per "
+                    "landmark; `unknown` when none passes the threshold.",
+    )
+    add_answer_options(parser)
+    parser.add_argument("--csv", metavar="OUT.csv",
+                        help="write one row per photo; an interrupted run resumes where it "
+                             "stopped")
+    parser.set_defaults(handler=run, landmark=None, match_picture=None)
+
+
+def add_answer_options(parser: argparse.ArgumentParser) -> None:
+    """The options `identify` and `verify` share."""
+    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="photo files or folders")
+    parser.add_argument("--index", required=True, metavar="NAME.lkidx", help="gallery index")
+    parser.add_argument("--json", action="store_true", help="one JSON object per photo")
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="probability below which the answer is no/unknown "
+                             "(default: the calibration's)")
+    parser.add_argument("--top", type=int, default=3, metavar="N", help="candidates reported")
+    parser.add_argument("--use-gps", action="store_true",
+                        help="let a photo's EXIF GPS position count as evidence (far = unlikely)")
+    parser.add_argument("--gps-radius", type=float, default=1.0, metavar="KM",
+                        help="distance within which GPS never counts against (default 1 km)")
+    parser.add_argument("--use-text", action="store_true",
+                        help="read signboards (OCR) and count a landmark's name as evidence")
+    parser.add_argument("--calibration", metavar="FILE.json",
+                        help="calibration from `evaluate --identify --fit-calibration`")
+    add_engine_option(parser, "local processes (default) or a Ray cluster (RAY_ADDRESS)")
+    add_common_options(parser)
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The identify settings the options ask for."""
+    from lookalike.identify import Settings
+
+    return Settings(top=args.top, threshold=args.threshold, use_gps=args.use_gps,
+                    gps_radius_km=args.gps_radius, use_text=args.use_text)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Answer every photo (identify, or verify with `args.landmark`); exit 2 if any failed."""
+    paths = found_images(args.photos)
+    identifier = open_identifier(args)
+    names = identifier.names()
+    results = ResultsCsv(args.csv, args.quiet) if getattr(args, "csv", None) else None
+    todo = [path for path in paths if results is None or path not in results.done]
+    errors: dict[str, str] = {}
+    try:
+        for photo, answer, error in answers(args, identifier, todo):
+            if results is not None:
+                results.write(photo, answer, error, names)
+            if answer is None:
+                errors[photo] = error or "failed"
+            show(args, identifier, photo, answer, errors.get(photo), names,
+                 to_terminal=results is None)
+    finally:
+        if results is not None:
+            results.close()
+    if results is not None and not args.quiet:
+        print(f"wrote {len(todo) - len(errors)} answer(s) to {args.csv}", file=sys.stderr)
+    for photo, reason in sorted(errors.items()):
+        print(f"error: {photo}: {reason}", file=sys.stderr)
+    return EXIT_INPUT_ERRORS if errors else EXIT_OK
+
+
+def open_identifier(args: argparse.Namespace):
+    """The index opened for answering, after checking what the options need of it."""
+    from lookalike.identify import Identifier
+
+    identifier = Identifier(args.index, settings_from_args(args), args.calibration)
+    if args.use_text:
+        from lookalike.ocr import OcrUnavailable, check_available
+
+        try:
+            check_available()
+        except OcrUnavailable as error:
+            raise UsageError(f"--use-text needs OCR: {error}") from None
+    if args.landmark is not None and args.landmark not in identifier.names():
+        raise UsageError(f"no landmark {args.landmark!r} in {args.index}; "
+                         f"choose from: {', '.join(identifier.names())}")
+    return identifier
+
+
+def answers(args: argparse.Namespace, identifier, photos: list[str]) -> Iterable[tuple]:
+    """(photo, answer or None, error) per photo, from the engine the options name."""
+    if args.engine == "ray":
+        from lookalike.engines.ray import ray_identify
+
+        return ray_identify(args.index, photos, identifier.settings, args.landmark,
+                            calibration=args.calibration)
+    from lookalike.identify import identify_many
+
+    return identify_many(identifier, photos, args.landmark, cache_from_args(args), args.jobs,
+                         args.quiet)
+
+
+def show(args: argparse.Namespace, identifier, photo: str, answer, error: str | None,
+         names: dict, to_terminal: bool) -> None:
+    """Print one photo's answer (or its error, with --json) and draw its match if asked."""
+    if answer is None:
+        if args.json:  # a failed photo is an answer too, with its error
+            print(json.dumps({"photo": photo, "error": error}, ensure_ascii=False), flush=True)
+        return
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+    elif to_terminal:
+        print(describe(answer, names), flush=True)
+    if args.match_picture:
+        write_match_picture(identifier, answer, photo, args.match_picture)
+
+
+def describe(answer, names: dict[str, dict[str, str]]) -> str:
+    """One line a person reads: the landmark (or yes/no) with its probability and inliers."""
+    from lookalike.identify import UNKNOWN
+
+    def label(landmark: str) -> str:
+        return (names.get(landmark) or {}).get("en") or landmark
+
+    best = answer.candidates[0] if answer.candidates else None
+    if answer.verified is not None:
+        verdict = "yes" if answer.verified else "no"
+        return f"{answer.photo}: {verdict} ({label(answer.landmark)}, p={answer.probability:.2f}" \
+               f", {best.inliers if best else 0} inliers)"
+    if answer.landmark == UNKNOWN:
+        hint = f"; best {label(best.landmark)} p={best.probability:.2f}" if best else ""
+        return f"{answer.photo}: unknown{hint}"
+    distance = f", {best.distance_km:.1f} km away" if best and best.distance_km is not None else ""
+    return f"{answer.photo}: {label(answer.landmark)} (p={answer.probability:.2f}, " \
+           f"{best.inliers if best else 0} inliers{distance})"
+
+
+def write_match_picture(identifier, answer, photo: str, folder: str) -> None:
+    """FOLDER/<photo>--<landmark>.png: the photo and its best reference, inliers joined."""
+    from lookalike.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
+
+    try:
+        image = decode_image(read_bytes(photo), photo, LoadOptions())
+    except ImageLoadError:
+        return
+    picture = identifier.match_picture(answer, image)
+    if picture is not None:
+        os.makedirs(folder, exist_ok=True)
+        picture.save(Path(folder) / f"{Path(photo).stem}--{answer.landmark}.png")
+
+
+class ResultsCsv:
+    """The `--csv` results file: appended to photo by photo, so a stopped run resumes."""
+
+    def __init__(self, path: str, quiet: bool):
+        from lookalike.identify import CSV_COLUMNS, done_in_csv
+
+        try:
+            self.done = done_in_csv(path)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        fresh = not os.path.isfile(path) or os.path.getsize(path) == 0
+        self.handle = open(path, "a", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.handle)
+        if fresh:
+            self.writer.writerow(CSV_COLUMNS)
+        if self.done and not quiet:
+            print(f"resuming: {len(self.done)} photo(s) already in {path}", file=sys.stderr)
+
+    def write(self, photo: str, answer, error: str | None, names: dict) -> None:
+        from lookalike.identify import csv_row
+
+        self.writer.writerow(csv_row(photo, answer, error, names))
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()

@@ -1,0 +1,182 @@
+"""`lookalike index build|add|remove|info`: build and maintain a gallery index file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lookalike.commands.common import (
+    EXIT_OK,
+    UsageError,
+    add_common_options,
+    add_engine_option,
+    cache_from_args,
+    found_images,
+    report_errors,
+)
+
+
+def add_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "index", help="build and maintain a gallery index (build, add, remove, info)",
+        description="A gallery index holds reference photos per landmark for `identify`, "
+                    "`verify` and `serve`.",
+    )
+    actions = parser.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    _add_build(actions)
+    _add_add(actions)
+    _add_remove(actions)
+    _add_info(actions)
+
+
+def _add_build(actions) -> None:
+    build = actions.add_parser(
+        "build", help="build an index from a gallery folder",
+        description="Build NAME.lkidx from GALLERY: a folder with one subfolder per landmark "
+                    "(its id) holding reference photos and optionally landmark.json "
+                    '({"en": ..., "ja": ..., "location": {"lat": ..., "lon": ...}, '
+                    '"regions": {...}}), or a manifest CSV with path,label columns.',
+    )
+    build.add_argument("gallery", metavar="GALLERY", help="gallery folder or manifest .csv")
+    build.add_argument("--output", "-o", required=True, metavar="NAME.lkidx")
+    add_engine_option(build, "extract features locally (default) or on a Ray cluster")
+    build.add_argument("--global", dest="global_method", metavar="METHOD",
+                       help="global descriptor instead of the preset's (e.g. asmk, augnet); "
+                            "identify then needs a calibration fitted on it")
+    build.add_argument("--local", dest="local_method", metavar="METHOD",
+                       help="local matcher instead of the preset's (e.g. aliked, xfeat)")
+    build.add_argument("--codebook", metavar="FILE.npy", help="ASMK codebook to use")
+    build.add_argument("--negatives", metavar="DIR",
+                       help="photos of no landmark (also: a _negatives/ or distractors/ folder "
+                            "in GALLERY); a query most like them leans towards unknown")
+    build.add_argument("--fit-codebook", action="store_true",
+                       help="fit the ASMK codebook on this gallery's photos (large galleries)")
+    add_common_options(build, gray=False)
+    build.set_defaults(handler=run_build)
+
+
+def _add_add(actions) -> None:
+    add = actions.add_parser(
+        "add", help="add landmarks or photos to an index (atomic)",
+        description="Add a gallery folder (or manifest), or with --landmark ID the given photos "
+                    "to that landmark. Photos already in the index are skipped.",
+    )
+    add.add_argument("index", metavar="NAME.lkidx")
+    add.add_argument("sources", nargs="+", metavar="SOURCE",
+                     help="gallery folders / manifests, or photos with --landmark")
+    add.add_argument("--landmark", metavar="ID", help="the photos show this landmark")
+    add.add_argument("--landmark-json", metavar="FILE", help="names and location for --landmark")
+    add_engine_option(add, "extract features locally (default) or on a Ray cluster")
+    add_common_options(add, gray=False)
+    add.set_defaults(handler=run_add)
+
+
+def _add_remove(actions) -> None:
+    remove = actions.add_parser("remove", help="remove landmarks or photos from an index",
+                                description="Remove whole landmarks and/or single photos.")
+    remove.add_argument("index", metavar="NAME.lkidx")
+    remove.add_argument("--landmark", action="append", metavar="ID", help="(repeatable)")
+    remove.add_argument("--photo", action="append", metavar="PATH",
+                        help="a reference photo, by its indexed path or its content (repeatable)")
+    remove.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
+    remove.set_defaults(handler=run_remove)
+
+
+def _add_info(actions) -> None:
+    info = actions.add_parser("info", help="what an index holds",
+                              description="Landmarks, photo counts, size and settings.")
+    info.add_argument("index", metavar="NAME.lkidx")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(handler=run_info)
+
+
+def print_report(action: str, report, target, quiet: bool) -> int:
+    """One line of what changed, then the unreadable photos; returns the exit code."""
+    if not quiet:
+        parts = [f"{report.added} added"] if action != "remove" else [f"{report.removed} removed"]
+        if report.skipped:
+            parts.append(f"{report.skipped} already present")
+        print(f"{target}: {', '.join(parts)}", file=sys.stderr)
+    return report_errors(report.errors)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from lookalike.engines import extractor
+    from lookalike.index import build_index, fit_gallery_codebook, pipeline_methods, read_gallery
+
+    global_method, local_method = pipeline_methods(args.preset, args.global_method,
+                                                   args.local_method, args.weights,
+                                                   args.codebook)
+    extract = extractor(args.engine, cache_from_args(args), args.jobs, args.quiet)
+    entries = read_gallery(args.gallery, negatives=args.negatives)
+    if args.fit_codebook:
+        global_method = fit_gallery_codebook(entries, global_method, local_method, extract,
+                                             args.output, args.quiet)
+    report = build_index(entries, args.output, extract, args.preset, global_method,
+                         local_method)
+    if not args.quiet:
+        rate = report.added / report.seconds if report.seconds else 0.0
+        print(f"built {args.output} in {report.seconds:.1f} s ({rate:.2f} photos/s)",
+              file=sys.stderr)
+    return print_report("build", report, args.output, args.quiet)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from lookalike.engines import extractor
+    from lookalike.index import GalleryIndex, read_gallery
+
+    entries = _landmark_entries(args) if args.landmark else \
+        [entry for source in args.sources for entry in read_gallery(source)]
+    with GalleryIndex(args.index) as index:
+        report = index.add(entries, extractor(args.engine, cache_from_args(args), args.jobs,
+                                              args.quiet))
+    return print_report("add", report, args.index, args.quiet)
+
+
+def _landmark_entries(args: argparse.Namespace) -> list:
+    """`index add --landmark ID PHOTO...`: the photos as one entry of that landmark, keeping
+    its names and location unless `--landmark-json` gives new ones."""
+    from pathlib import Path
+
+    from lookalike.index import GalleryEntry, GalleryIndex, Landmark, read_landmark_json
+
+    photos = found_images(args.sources)
+    with GalleryIndex(args.index) as index:
+        landmark = index.landmarks.get(args.landmark, Landmark(args.landmark))
+    if args.landmark_json:
+        landmark = read_landmark_json(Path(args.landmark_json).parent, args.landmark)
+    return [GalleryEntry(landmark, photos)]
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from lookalike.index import GalleryIndex
+
+    if not args.landmark and not args.photo:
+        raise UsageError("say what to remove: --landmark ID and/or --photo PATH")
+    with GalleryIndex(args.index) as index:
+        report = index.remove(args.landmark or (), args.photo or ())
+    return print_report("remove", report, args.index, args.quiet)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from lookalike.index import GalleryIndex
+
+    with GalleryIndex(args.index) as index:
+        info = index.info()
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"{info['path']}: {info['landmarks']} landmarks, {info['references']} reference photos, "
+          f"{info['negatives']} negatives (photos of no landmark), "
+          f"{info['bytes'] / 1e6:.1f} MB ({info['bytes_per_reference'] / 1e3:.0f} kB per photo)")
+    print(f"  preset: {info['preset'] or '(custom)'}; global: {info['global_method']['name']}; "
+          f"local: {info['local_method']['name']}; updated {info['updated']}")
+    for landmark in info["per_landmark"]:
+        names = " / ".join(landmark["names"].get(k, "") for k in ("en", "ja")
+                           if landmark["names"].get(k))
+        where = ""
+        if "location" in landmark:
+            where = f"  @ {landmark['location']['lat']:.5f}, {landmark['location']['lon']:.5f}"
+        print(f"  {landmark['id']:<28} {landmark['references']:>4} photos  {names}{where}")
+    return EXIT_OK
