@@ -16,7 +16,7 @@ from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from PIL import Image
 
 from lookalike.index import build_index
-from lookalike.server import create_app
+from lookalike.server import ServerSettings, create_app
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -39,7 +39,8 @@ def data_dir(tmp_path_factory):
 def client(index_path, data_dir):
     from fastapi.testclient import TestClient
 
-    app = create_app(index_path, data_dir, max_bytes=3_000_000, max_pixels=30_000_000)
+    app = create_app(ServerSettings(index_path, data_dir, max_bytes=3_000_000,
+                                    max_pixels=30_000_000))
     with TestClient(app) as test_client:
         yield test_client
 
@@ -146,7 +147,7 @@ def live_server(index_path, data_dir):
     shedding load is tested in test_server_load.py)."""
     import uvicorn
 
-    app = create_app(index_path, data_dir, queue=16, max_wait=600)
+    app = create_app(ServerSettings(index_path, data_dir, queue=16, max_wait=600))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
