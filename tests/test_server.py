@@ -1,10 +1,10 @@
-"""HTTP API and web page: TestClient, a real uvicorn under bounded concurrent load, Chromium."""
+"""HTTP API and web page: TestClient, a real uvicorn under bounded concurrent load (the web
+app in Chromium is tests/test_webapp.py)."""
 
 from __future__ import annotations
 
 import concurrent.futures as futures
 import io
-import shutil
 import socket
 import subprocess
 import threading
@@ -17,8 +17,6 @@ from PIL import Image
 
 from lookalike.index import build_index
 from lookalike.server import ServerSettings, create_app
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -186,45 +184,6 @@ def test_concurrent_clients_bounded_loop(live_server):
     with futures.ThreadPoolExecutor(6) as pool:
         problems = [p for result in pool.map(client_loop, range(6)) for p in result]
     assert problems == []
-
-
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed")
-def test_web_page_in_headless_chromium(live_server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(locale="en-US")
-            page.goto(live_server + "/")
-            page.wait_for_function("document.querySelectorAll('#landmark option').length == 2")
-            page.set_input_files("#file", str(photo(QUERIES["chateau_de_sceaux"])))
-            page.wait_for_selector("#result:not([hidden])", timeout=120_000)
-            assert page.text_content("#answer") == SCEAUX["en"]
-            assert page.get_attribute("#answer", "data-landmark") == "chateau_de_sceaux"
-            assert "%" in page.text_content("#confidence")
-            page.wait_for_function("Number(document.querySelector('#canvas').dataset.points) > 10")
-            page.click("#lang-ja")
-            assert page.text_content("#answer") == SCEAUX["ja"]
-            assert page.text_content("h1") == "これはどのランドマーク？"
-            # Verify mode, then a file that is not a photo: a clear error, in Japanese.
-            page.select_option("#mode", "verify")
-            page.select_option("#landmark", "strecha_castle")
-            page.set_input_files("#file", str(photo(QUERIES["chateau_de_sceaux"])))
-            page.wait_for_function(
-                "document.querySelector('#answer').textContent.startsWith('いいえ')",
-                timeout=120_000)
-            assert page.text_content("#answer") == "いいえ：strecha_castle"
-            bad = tmp_path / "notes.jpg"
-            bad.write_text("not a photo")
-            page.set_input_files("#file", str(bad))
-            page.wait_for_selector("#status.error", timeout=60_000)
-            assert "エラー" in page.text_content("#status")
-        finally:
-            browser.close()
 
 
 def test_serve_command_starts(index_path, data_dir):
