@@ -20,7 +20,7 @@ from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from lookalike.index import build_index
 from lookalike.server import ServerSettings, create_app
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # Debian's (make setup); no browser is downloaded
 ADMIN_KEY = "admin-key-for-the-browser"
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
@@ -65,10 +65,17 @@ def browser():
         chromium.close()
 
 
+DOCS_PICTURES = ("webapp.png", "webapp-gallery.png")
+
+
 def screenshot(page, tmp_path, name: str) -> None:
     page.screenshot(path=str(tmp_path / name), full_page=True)
-    if os.environ.get("LOOKALIKE_DOCS_SCREENSHOTS") == "1":
-        shutil.copy(tmp_path / name, os.path.join(DOCS, name))
+    if os.environ.get("LOOKALIKE_DOCS_SCREENSHOTS") == "1" and name in DOCS_PICTURES:
+        from PIL import Image
+
+        # 256 colours keep the README's picture a few hundred kB instead of a megabyte.
+        Image.open(tmp_path / name).convert("RGB").quantize(256).save(
+            os.path.join(DOCS, name), optimize=True)
 
 
 def no_outside_requests(page, base: str) -> list[str]:
@@ -98,7 +105,8 @@ def test_batch_upload_table_card_and_match_view(live_server, browser, tmp_path):
     assert cells[1][1] == "Strecha Castle"  # no names stored: a readable id
     assert cells[2][1] == "Not a known landmark" and cells[2][2] == "—"
     assert cells[3][1] == "This file is not a photo."
-    assert page.eval_on_selector_all("#table img.thumb", "els => els.every(e => e.naturalWidth > 0)")
+    page.wait_for_function("[...document.querySelectorAll('#table img.thumb')].slice(0, 3)"
+                           ".every(img => img.naturalWidth > 0)")  # the photos, not the text
 
     # The first answer's card: name, probability, the region drawn, reference thumbnails.
     assert page.text_content("#answer") == SCEAUX["en"]
@@ -137,7 +145,18 @@ def test_batch_upload_table_card_and_match_view(live_server, browser, tmp_path):
     assert table[0]["landmark"] == "chateau_de_sceaux" and table[2]["landmark"] == "unknown"
     assert table[3]["error"] == "not_an_image"
 
+    # Verify mode asks about one landmark per photo.
+    page.select_option("#mode", "verify")
+    page.select_option("#landmark", "strecha_castle")
+    page.set_input_files("#file", [str(files[0]), str(files[1])])
+    page.wait_for_function("document.querySelector('#status').textContent == "
+                           "'2 枚の写真を判定しました。'", timeout=120_000)
+    answers = [cell.inner_text() for cell in
+               page.query_selector_all("#table tbody td:nth-child(3)")]
+    assert answers == ["いいえ：Strecha Castle", "はい：Strecha Castle"]
+
     # A failed request clears the previous answers and says so in the chosen language.
+    page.select_option("#mode", "identify")
     page.route("**/identify/batch", lambda route: route.fulfill(
         status=401, content_type="application/json",
         body='{"error": "unauthorized", "message": "this needs an API key"}'))

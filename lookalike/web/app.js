@@ -162,7 +162,8 @@ function renderTable() {
       className = isPositive(row.answer) ? "" : "unknown";
     }
     const tr = element("tr", { className: index === shown ? "selected" : "", "data-row": String(index) },
-      element("td", {}, element("img", { src: row.url, alt: "", className: "thumb" })),
+      element("td", {}, element("img", { src: row.url, alt: "", className: "thumb",
+        onerror: (e) => e.target.classList.add("no-preview") })),
       element("td", { text: row.file.name, className: "file" }),
       element("td", { text: answer, className }),
       element("td", { text: probability, className: "number" }));
@@ -275,7 +276,7 @@ async function drawMatches(view, url, answer, candidate) {
   });
   view.dataset.lines = String(match.query_points.length);
   view.append(canvas, element("p", { className: "legend", text: t("match_caption", {
-    name: nameOf(candidate.landmark), count: match.query_points.length }) }));
+    name: nameOf(candidate.landmark), count: match.query_points.length, total: candidate.inliers }) }));
 }
 
 function csvCell(value) {

@@ -50,6 +50,7 @@ function mapProjection(points) {
   spanLon = inner.width / scale;
   const centre = { lat: (Math.min(...lats) + Math.max(...lats)) / 2, lon: (Math.min(...lons) + Math.max(...lons)) / 2 };
   return {
+    kmPerPixel: 111.32 / scale, // a degree of latitude is 111.32 km
     x: (lon) => MAP.width / 2 + (lon - centre.lon) * stretch * scale,
     y: (lat) => MAP.height / 2 - (lat - centre.lat) * scale,
     bounds: { south: centre.lat - spanLat / 2, north: centre.lat + spanLat / 2,
@@ -91,6 +92,7 @@ function renderMap() {
     map.append(svg("line", { x1: x, x2: x, y1: 0, y2: MAP.height, class: "grid" }));
     map.append(svg("text", { x: x + 3, y: MAP.height - 4, class: "grid-label" }, `${+lon.toFixed(2)}°`));
   }
+  drawScaleBar(map, projection.kmPerPixel);
   located.forEach((landmark) => {
     const x = projection.x(landmark.location.lon);
     const y = projection.y(landmark.location.lat);
@@ -101,6 +103,16 @@ function renderMap() {
       displayName(landmark.display_name, landmark.id)));
     map.append(group);
   });
+}
+
+function drawScaleBar(map, kmPerPixel) {
+  const wanted = kmPerPixel * 100;
+  const km = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000].find((k) => k >= wanted / 2) || 5000;
+  const length = km / kmPerPixel;
+  const x = MAP.width - MAP.margin - length;
+  const y = MAP.height - 14;
+  map.append(svg("line", { x1: x, x2: x + length, y1: y, y2: y, class: "scale" }));
+  map.append(svg("text", { x: x + length / 2, y: y - 5, class: "scale-label" }, `${km} km`));
 }
 
 // -- the landmark cards ----------------------------------------------------------------------------
@@ -164,7 +176,8 @@ function adminTools(landmark) {
     edit(() => api(`/landmarks/${landmark.id}`, { method: "DELETE" }), "removed");
   });
   return element("div", { className: "tools" }, editForm(landmark),
-    element("label", { className: "button-like" }, element("span", { text: t("add_photos") }), input), remove);
+    element("div", { className: "buttons" },
+      element("label", { className: "button-like" }, element("span", { text: t("add_photos") }), input), remove));
 }
 
 function landmarkCard(landmark) {
