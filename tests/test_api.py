@@ -211,6 +211,22 @@ def test_batch_limits_and_thumbnails_by_id_only(client):
         assert client.get(attempt, headers=READER).status_code in (404, 422)
 
 
+def test_batches_and_photo_uploads_are_shed_like_single_photos(client):
+    gate = client.app.state.gate
+    saved = gate.admitted
+    gate.admitted = gate.workers + gate.queue  # as if that many photos were in the server
+    try:
+        batch = client.post("/identify/batch", headers=READER, files=[upload(DISTRACTOR, "files")])
+        adding = client.post("/landmarks/strecha_castle/photos", headers=ADMIN,
+                             files=[upload(DISTRACTOR, "files")])
+    finally:
+        gate.admitted = saved
+    for response in (batch, adding):
+        assert response.status_code == 503 and response.json()["error"] == "busy"
+        assert int(response.headers["retry-after"]) >= 1
+    assert client.get("/landmarks", headers=READER).status_code == 200  # reading is not shed
+
+
 def test_cors_is_off_by_default_and_on_when_asked(client, index_copy, tmp_path):
     origin = {"Origin": "https://photos.example.org"}
     assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
