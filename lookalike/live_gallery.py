@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -121,8 +122,9 @@ class LiveGallery:
             raise EditError(404, "unknown_landmark", f"no landmark {landmark_id!r} in this index")
         return landmark
 
-    def thumbnail(self, reference_id: int, size: int) -> bytes:
-        """A JPEG of a reference photo, at most `size` pixels on its long side."""
+    def thumbnail(self, reference_id: int, size: int) -> tuple[bytes, str]:
+        """A JPEG of a reference photo, at most `size` pixels on its long side, and the
+        photo's content hash (its identity, for caching)."""
         reference = self.index.references.get(reference_id)
         if reference is None:
             raise EditError(404, "unknown_reference", f"no reference photo {reference_id} "
@@ -131,7 +133,7 @@ class LiveGallery:
         with self._thumbnail_lock:
             if key in self._thumbnails:
                 self._thumbnails.move_to_end(key)
-                return self._thumbnails[key]
+                return self._thumbnails[key], reference.content_hash
         try:
             image = decode_image(read_bytes(reference.path), reference.path,
                                  LoadOptions(min_long_side=size))
@@ -146,7 +148,7 @@ class LiveGallery:
             self._thumbnails[key] = buffer.getvalue()
             while len(self._thumbnails) > THUMBNAILS_KEPT:
                 self._thumbnails.popitem(last=False)
-        return buffer.getvalue()
+        return buffer.getvalue(), reference.content_hash
 
     # -- landmarks -------------------------------------------------------------------------
     def create_landmark(self, landmark: Landmark) -> None:
@@ -203,10 +205,14 @@ class LiveGallery:
         except EditError:
             self._delete(written)
             raise
-        with self._editing() as index:
-            before = set(index.references)
-            report = index.add([GalleryEntry(landmark, paths)], extract=lambda *_: found)
-            added = sorted(set(index.references) - before)
+        try:
+            with self._editing() as index:
+                before = set(index.references)
+                report = index.add([GalleryEntry(landmark, paths)], extract=lambda *_: found)
+                added = sorted(set(index.references) - before)
+        except Exception:
+            self._delete(written)  # the transaction rolled back: nothing refers to them
+            raise
         return added, report.skipped
 
     def _check_pixels(self, upload: Upload) -> None:
@@ -219,14 +225,12 @@ class LiveGallery:
                             f"{upload.name}: {error.reason}") from None
 
     def _store(self, landmark_id: str, uploads: Sequence[Upload]) -> tuple[list[str], list[Path]]:
-        """Each upload's file under references/LANDMARK/, named by its content."""
-        folder = self.photo_dir / landmark_id
+        """Each upload's file under references/LANDMARK/, named by its content and its name."""
+        folder = self.photo_dir / safe_stem(landmark_id)
         folder.mkdir(parents=True, exist_ok=True)
         paths, written = [], []
         for upload in uploads:
-            suffix = Path(upload.name).suffix.lower()
-            target = folder / (photo_digest(upload.data) +
-                               (suffix if suffix in IMAGE_EXTENSIONS else ".jpg"))
+            target = folder / f"{photo_digest(upload.data)[:16]}-{safe_file_name(upload.name)}"
             if not target.exists():
                 temporary = target.with_name(target.name + ".part")
                 temporary.write_bytes(upload.data)
@@ -260,3 +264,15 @@ class LiveGallery:
         for path in paths:
             Path(path).unlink(missing_ok=True)
 
+
+def safe_stem(text: str) -> str:
+    """Letters, digits, '_' and '-' only, at most 80 characters: safe in any file system."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:80] or "photo"
+
+
+def safe_file_name(name: str) -> str:
+    """A client's file name made safe to write, with an image suffix (the content is sniffed
+    anyway, the suffix only helps a person browsing the folder)."""
+    path = Path(name)
+    suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_EXTENSIONS else ".jpg"
+    return safe_stem(path.stem) + suffix

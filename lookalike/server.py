@@ -37,6 +37,7 @@ from typing import Annotated, Any
 
 from lookalike.api_keys import ADMIN, READ, SCOPES, KeyRing, presented_key
 from lookalike.identify import Identifier, Settings
+from lookalike.index import NEGATIVES
 from lookalike.loading import ImageLoadError
 
 # FastAPI and Starlette are imported inside the functions that use them, so that the rest of
@@ -604,9 +605,11 @@ def add_photo_routes(app, context: Context) -> None:
         uploads = [(photo_name(file), await read_upload_or_error(file, settings.max_bytes))
                    for file in files]
         asked = request_settings(settings, use_gps, use_text)
-        return await gate.run(arrival(request),
-                              lambda: batch_answer(uploads, lambda data, name:
-                                                   identify_one(data, name, asked)))
+
+        def answer_one(data: bytes, name: str):
+            return identify_one(data, name, asked)
+
+        return await gate.run(arrival(request), lambda: batch_answer(uploads, answer_one))
 
     @app.post("/verify", summary="Does this photo show this landmark?",
               dependencies=[context.needs(READ)],
@@ -673,14 +676,6 @@ def batch_answer(uploads: list[tuple[str, bytes | dict[str, str]]],
     return BatchAnswer(results=results, answered=len(results) - failed, failed=failed)
 
 
-def landmark_id_parameter():
-    from fastapi import Path as PathParam
-
-    from lookalike.api_models import LANDMARK_ID_PATTERN
-
-    return Annotated[str, PathParam(pattern=LANDMARK_ID_PATTERN)]
-
-
 def add_gallery_routes(app, context: Context) -> None:
     """The landmarks and reference photos: listed with a read key, edited with an admin key."""
     from lookalike.api_models import (
@@ -695,7 +690,6 @@ def add_gallery_routes(app, context: Context) -> None:
 
     gallery = context.gallery
     read, admin = [context.needs(READ)], [context.needs(ADMIN)]
-    LandmarkId = landmark_id_parameter()
 
     @app.get("/landmarks", summary="The landmarks this index knows, with their photos",
              dependencies=read, responses=error_responses(401))
@@ -703,11 +697,11 @@ def add_gallery_routes(app, context: Context) -> None:
         with gallery.reading():
             return LandmarkList(landmarks=[landmark_model(gallery.index, lid)
                                            for lid in gallery.landmark_ids()],
-                                negatives=len(gallery.index.references_of("_negatives")))
+                                negatives=len(gallery.index.references_of(NEGATIVES)))
 
     @app.get("/landmarks/{landmark_id}", summary="One landmark", dependencies=read,
              responses=error_responses(401, 404, 422))
-    def landmark(landmark_id: LandmarkId) -> LandmarkInfo:
+    def landmark(landmark_id: str) -> LandmarkInfo:
         with gallery.reading():
             gallery.require_landmark(landmark_id)
             return landmark_model(gallery.index, landmark_id)
@@ -721,7 +715,7 @@ def add_gallery_routes(app, context: Context) -> None:
 
     @app.patch("/landmarks/{landmark_id}", summary="Edit a landmark's names or location (admin)",
                dependencies=admin, responses=error_responses(401, 403, 404, 422))
-    def edit_landmark(landmark_id: LandmarkId, changes: LandmarkChanges) -> LandmarkInfo:
+    def edit_landmark(landmark_id: str, changes: LandmarkChanges) -> LandmarkInfo:
         location = (changes.location.lat, changes.location.lon) if changes.location else None
         gallery.edit_landmark(landmark_id, dict(changes.names) if changes.names is not None
                               else None, location, "location" in changes.model_fields_set)
@@ -729,7 +723,7 @@ def add_gallery_routes(app, context: Context) -> None:
 
     @app.delete("/landmarks/{landmark_id}", summary="Remove a landmark and its photos (admin)",
                 dependencies=admin, responses=error_responses(401, 403, 404, 422))
-    def remove_landmark(landmark_id: LandmarkId) -> Removed:
+    def remove_landmark(landmark_id: str) -> Removed:
         return Removed(landmarks=[landmark_id],
                        references=gallery.remove_landmark(landmark_id))
 
@@ -744,12 +738,11 @@ def add_reference_routes(app, context: Context) -> None:
 
     gallery, gate, settings = context.gallery, context.gate, context.settings
     read, admin = [context.needs(READ)], [context.needs(ADMIN)]
-    LandmarkId = landmark_id_parameter()
 
     @app.post("/landmarks/{landmark_id}/photos", status_code=201, dependencies=admin,
               summary="Add reference photos to a landmark, all or none (admin)",
               responses=error_responses(400, 401, 403, 404, 409, 413, 422, 500, 503))
-    async def add_photos(request: Request, landmark_id: LandmarkId,
+    async def add_photos(request: Request, landmark_id: str,
                          files: Annotated[list[UploadFile], File(description="the photos")]
                          ) -> PhotosAdded:
         if len(files) > settings.max_files:
@@ -772,11 +765,14 @@ def add_reference_routes(app, context: Context) -> None:
              summary="A reference photo, scaled down (JPEG)", response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG"},
                         **error_responses(401, 404, 422)})
-    def thumbnail(reference_id: int,
+    def thumbnail(request: Request, reference_id: int,
                   size: Annotated[int, Query(ge=32, le=1600, description="long side")] = 256):
-        data = gallery.thumbnail(reference_id, size)
-        return Response(data, media_type="image/jpeg",
-                        headers={"Cache-Control": "private, max-age=3600"})
+        data, digest = gallery.thumbnail(reference_id, size)
+        # Ids can be reused after a removal: the browser revalidates by the photo's content.
+        headers = {"Cache-Control": "private, no-cache", "ETag": f'"{digest}-{size}"'}
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type="image/jpeg", headers=headers)
 
     @app.get("/auth", summary="What the presented API key may do",
              responses=error_responses(401))
@@ -797,7 +793,7 @@ def health_model(context: Context):
 
     index, settings = context.gallery.index, context.settings
     return Health(status="ok", landmarks=len(context.gallery.landmark_ids()),
-                  references=len(index.references) - len(index.references_of("_negatives")),
+                  references=len(index.references) - len(index.references_of(NEGATIVES)),
                   uptime_s=round(time.time() - context.started, 1),
                   limits=Limits(max_bytes=settings.max_bytes, max_pixels=settings.max_pixels,
                                 max_files=settings.max_files),

@@ -111,6 +111,9 @@ def test_every_endpoint_answers_what_its_schema_says(client):
     thumbnail = api.check(client.get(best["thumbnail"], headers=READER),
                           "/references/{reference_id}/thumbnail", "get")
     assert max(Image.open(io.BytesIO(thumbnail)).size) == 256
+    etag = client.get(best["thumbnail"], headers=READER).headers["etag"]
+    assert client.get(best["thumbnail"], headers={**READER, "If-None-Match": etag}
+                      ).status_code == 304  # revalidated by content: ids may be reused
     assert best["match"]["reference_size"][0] > 256
 
     verdict = api.check(client.post("/verify", headers=READER, data={"landmark": "strecha_castle"},
@@ -140,6 +143,7 @@ def test_every_endpoint_answers_what_its_schema_says(client):
         upload("st_pauls_cathedral/cotr__imgs_cathedral_2.jpg", "files")]),
         "/landmarks/{landmark_id}/photos", "post")
     assert len(added["added"]) == 2 and added["skipped"] == 0
+    assert added["added"][0]["name"].endswith("-cotr__imgs_cathedral_1.jpg")
     again = client.post("/identify", headers=READER,
                         files=[upload(QUERIES["st_pauls_cathedral"])]).json()
     assert again["landmark"] == "st_pauls_cathedral"  # the new photos answer at once
@@ -250,3 +254,12 @@ def test_key_file_and_environment(tmp_path):
     keys.write_text(f"{ADMIN_KEY} root\n")
     with pytest.raises(ApiKeyError, match=r"keys.txt:1: .*read or admin"):
         read_key_file(keys)
+
+
+def test_stored_file_names_are_safe():
+    from lookalike.live_gallery import safe_file_name, safe_stem
+
+    assert safe_file_name("../../etc/passwd") == "passwd.jpg"
+    assert safe_file_name("Mon château 2.JPEG") == "Mon_ch_teau_2.jpeg"
+    assert safe_file_name("東京タワー.heic") == "photo.heic"
+    assert safe_stem("tokyo tower/..") == "tokyo_tower"

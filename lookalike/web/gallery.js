@@ -156,7 +156,7 @@ function editForm(landmark) {
     if (values.en.trim()) names.en = values.en.trim();
     if (values.ja.trim()) names.ja = values.ja.trim();
     const location = values.lat !== "" && values.lon !== "" ? { lat: Number(values.lat), lon: Number(values.lon) } : null;
-    edit(() => api(`/landmarks/${landmark.id}`, { method: "PATCH", headers: { "Content-Type": "application/json" },
+    edit(() => api(`/landmarks/${encodeURIComponent(landmark.id)}`, { method: "PATCH", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ names, location }) }), "saved");
   });
   return form;
@@ -167,13 +167,13 @@ function adminTools(landmark) {
   input.addEventListener("change", () => {
     const form = new FormData();
     Array.from(input.files).forEach((file) => form.append("files", file));
-    edit(() => api(`/landmarks/${landmark.id}/photos`, { method: "POST", body: form }), "added",
+    edit(() => api(`/landmarks/${encodeURIComponent(landmark.id)}/photos`, { method: "POST", body: form }), "added",
       (result) => ({ count: result.added.length }));
   });
   const remove = element("button", { type: "button", text: t("remove_landmark"), className: "danger remove-landmark" });
   remove.addEventListener("click", () => {
     if (!window.confirm(t("confirm_remove", { name: displayName(landmark.display_name, landmark.id) }))) return;
-    edit(() => api(`/landmarks/${landmark.id}`, { method: "DELETE" }), "removed");
+    edit(() => api(`/landmarks/${encodeURIComponent(landmark.id)}`, { method: "DELETE" }), "removed");
   });
   return element("div", { className: "tools" }, editForm(landmark),
     element("div", { className: "buttons" },
@@ -203,6 +203,7 @@ function render() {
 }
 
 async function reload() {
+  imageCache.clear(); // reference ids may be reused after an edit (the server revalidates by content)
   access = await api("/auth");
   try {
     gallery = await api("/landmarks");
