@@ -186,25 +186,41 @@ def test_concurrent_clients_bounded_loop(live_server):
     assert problems == []
 
 
-def test_serve_command_starts(index_path, data_dir):
-    """`lookalike serve` as a user runs it: answers /health, then stops cleanly."""
+def test_serve_command_starts(index_path, data_dir, tmp_path):
+    """`lookalike serve` as a user runs it, with keys from a file and from the environment:
+    answers /health, asks for a key where one is configured, then stops cleanly."""
+    import os
     import sys
 
+    keys = tmp_path / "keys.txt"
+    keys.write_text("admin-key-from-the-file admin\n")
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "lookalike.cli", "serve", "--index", str(index_path),
-         "--port", str(port), "--data-dir", str(data_dir)],
+         "--port", str(port), "--data-dir", str(data_dir), "--api-keys", str(keys),
+         "--cors-origin", "https://photos.example.org"],
+        env={**os.environ, "LOOKALIKE_API_KEYS": "read-key-from-the-environment:read"},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                health = httpx.get(base + "/health", timeout=2)
+                if health.status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
         else:
             pytest.fail("server did not start: " + process.stderr.read1().decode())
+        assert health.json()["access"] == {"read": "key", "admin": "key"}
+        assert httpx.get(base + "/landmarks").status_code == 401
+        assert httpx.get(base + "/landmarks", headers={
+            "X-API-Key": "read-key-from-the-environment"}).status_code == 200
+        assert httpx.get(base + "/auth", headers={
+            "Authorization": "Bearer admin-key-from-the-file"}).json()["scope"] == "admin"
+        cors = httpx.get(base + "/health", headers={"Origin": "https://photos.example.org"})
+        assert cors.headers["access-control-allow-origin"] == "https://photos.example.org"
     finally:
         process.terminate()
         process.wait(timeout=30)
