@@ -167,7 +167,11 @@ function renderTable() {
       element("td", { text: row.file.name, className: "file" }),
       element("td", { text: answer, className }),
       element("td", { text: probability, className: "number" }));
-    if (row.answer) tr.addEventListener("click", () => showCard(index));
+    if (row.answer) {
+      tr.tabIndex = 0; // rows open their card from the keyboard too
+      tr.addEventListener("click", () => showCard(index));
+      tr.addEventListener("keydown", (e) => { if (e.key === "Enter") showCard(index); });
+    }
     body.append(tr);
   });
   $("results").hidden = rows.length === 0;
