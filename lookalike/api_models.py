@@ -70,7 +70,7 @@ class CandidateAnswer(BaseModel):
 
 
 class Evidence(BaseModel):
-    """Where the answered landmark matched (kept from the first API): points and their box."""
+    """Where the named landmark matched (kept from the first API): points and their box."""
 
     landmark: str
     reference: int | None
@@ -271,7 +271,8 @@ def positive(answer: Answer) -> bool:
 
 
 def evidence_model(answer: Answer) -> Evidence | None:
-    evidence = answer.evidence()
+    """The first API's evidence, now only where a landmark is named (as `bounding_poly`)."""
+    evidence = answer.evidence() if positive(answer) else None
     if evidence is None:
         return None
     best = answer.candidates[0]

@@ -130,7 +130,8 @@ def test_every_endpoint_answers_what_its_schema_says(client):
     first, street, notes, empty = batch["results"]
     assert first["answer"]["landmark"] == "strecha_castle" and first["error"] is None
     assert street["answer"]["landmark"] == "unknown"
-    assert street["answer"]["bounding_poly"] is None and street["answer"]["display_name"] is None
+    assert street["answer"]["bounding_poly"] is None and street["answer"]["evidence"] is None
+    assert street["answer"]["display_name"] is None
     assert notes["error"]["error"] == "not_an_image" and empty["error"]["error"] == "empty"
     assert (batch["answered"], batch["failed"]) == (2, 2)
 
