@@ -14,7 +14,7 @@ from assets installed with the `fastapi-offline` package, so they work without i
 only folder the server may write to is its data directory (temporary files of the libraries
 it uses, and reference photos added over HTTP, go there) and, for gallery edits with an
 admin key (`lookalike.api_keys`), the index file itself. Responses are typed by the models in
-`lookalike.api_models`; the live gallery and its atomic edits are `lookalike.live_gallery`.
+`lookalike.http_models`; the live gallery and its atomic edits are `lookalike.live_gallery`.
 """
 
 import asyncio
@@ -284,7 +284,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             422: "a form field is missing or of the wrong type",
             500: "the server failed (the traceback is in its log)",
             503: "busy: too many photos in the server; see Retry-After"}
-    from lookalike.api_models import ErrorBody
+    from lookalike.http_models import ErrorBody
 
     return {status: {"description": what[status], "model": ErrorBody} for status in statuses}
 
@@ -569,7 +569,7 @@ def add_photo_routes(app, context: Context) -> None:
     """POST /identify, /identify/batch and /verify: the questions about photos."""
     from fastapi import File, Form, Request, UploadFile
 
-    from lookalike.api_models import BatchAnswer, IdentifyAnswer, answer_model
+    from lookalike.http_models import BatchAnswer, IdentifyAnswer, answer_model
 
     gallery, gate, settings = context.gallery, context.gate, context.settings
 
@@ -656,7 +656,7 @@ def batch_answer(uploads: list[tuple[str, bytes | dict[str, str]]],
     """One `BatchItem` per upload, in order: its answer, or its error in the one shape."""
     from fastapi import HTTPException
 
-    from lookalike.api_models import BatchAnswer, BatchItem, ErrorBody
+    from lookalike.http_models import BatchAnswer, BatchItem, ErrorBody
 
     results = []
     for name, data in uploads:
@@ -678,7 +678,7 @@ def batch_answer(uploads: list[tuple[str, bytes | dict[str, str]]],
 
 def add_gallery_routes(app, context: Context) -> None:
     """The landmarks and reference photos: listed with a read key, edited with an admin key."""
-    from lookalike.api_models import (
+    from lookalike.http_models import (
         LandmarkChanges,
         LandmarkInfo,
         LandmarkList,
@@ -733,7 +733,7 @@ def add_reference_routes(app, context: Context) -> None:
     """Reference photos (added, removed, shown), the key check and the health report."""
     from fastapi import Depends, File, Query, Request, Response, UploadFile
 
-    from lookalike.api_models import Health, KeyCheck, PhotosAdded, Removed, reference_model
+    from lookalike.http_models import Health, KeyCheck, PhotosAdded, Removed, reference_model
     from lookalike.live_gallery import Upload
 
     gallery, gate, settings = context.gallery, context.gate, context.settings
@@ -789,7 +789,7 @@ def add_reference_routes(app, context: Context) -> None:
 
 
 def health_model(context: Context):
-    from lookalike.api_models import Access, Health, Limits
+    from lookalike.http_models import Access, Health, Limits
 
     index, settings = context.gallery.index, context.settings
     return Health(status="ok", landmarks=len(context.gallery.landmark_ids()),
