@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lookalike.identify import UNKNOWN, Answer, Candidate, Identifier, Settings
@@ -190,8 +191,10 @@ def verify(photo: PathLike, landmark: str, index: Index | PathLike) -> Verificat
 
 def serve_app(index: Index | PathLike, **options: Any):
     """The FastAPI application of `lookalike serve` for an index, to run under any ASGI
-    server (`uvicorn.run(app)`); `options` are the server's (data_dir, max_bytes, workers,
-    ...)."""
+    server (`uvicorn.run(app)`); `options` are `lookalike.server_settings.ServerSettings`
+    fields (data_dir, max_bytes, workers, api_keys, cors_origins, ...)."""
     from lookalike.server import create_app
+    from lookalike.server_settings import ServerSettings
 
-    return create_app(index.path if isinstance(index, Index) else index, **options)
+    path = index.path if isinstance(index, Index) else index
+    return create_app(ServerSettings(index=Path(path), **options))

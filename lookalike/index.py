@@ -390,13 +390,19 @@ class GalleryIndex:
         report.seconds = time.perf_counter() - started
         return report
 
-    def remove(self, landmarks: Sequence[str] = (), photos: Sequence[str] = ()) -> ChangeReport:
-        """Remove whole landmarks and/or single reference photos (by path or content)."""
+    def remove(self, landmarks: Sequence[str] = (), photos: Sequence[str] = (),
+               reference_ids: Sequence[int] = ()) -> ChangeReport:
+        """Remove whole landmarks and/or single reference photos (by path or content, or by
+        their ids in this index)."""
         report = ChangeReport()
         unknown = [lid for lid in landmarks if lid not in self.landmarks]
         if unknown:
             raise GalleryError(f"no such landmark(s) in {self.path}: {', '.join(unknown)}")
+        missing = [str(rid) for rid in reference_ids if rid not in self.references]
+        if missing:
+            raise GalleryError(f"no such reference id(s) in {self.path}: {', '.join(missing)}")
         ids = {r.id for r in self.references.values() if r.landmark in set(landmarks)}
+        ids |= set(reference_ids)
         for photo in photos:
             matched = {r.id for r in self.references.values()
                        if r.path in (str(photo), os.path.abspath(photo))}

@@ -1,4 +1,4 @@
-"""`lookalike serve`: the identify/verify API over HTTP (FastAPI) and a web page for people.
+"""`lookalike serve`: the identify/verify/gallery API over HTTP (FastAPI) and a web app.
 
 Why these guards: the server takes photos from strangers. The request body is capped while it
 streams in (before any parsing, with or without a Content-Length), uploads are held in memory
@@ -12,7 +12,9 @@ Every error, the framework's own (404, 405, 422) and an unexpected exception's (
 is one JSON shape: `{"error": CODE, "message": TEXT}`. The API docs (/docs, /redoc) are served
 from assets installed with the `fastapi-offline` package, so they work without internet. The
 only folder the server may write to is its data directory (temporary files of the libraries
-it uses are pointed there).
+it uses, and reference photos added over HTTP, go there) and, for gallery edits with an
+admin key (`lookalike.api_keys`), the index file itself. Responses are typed by the models in
+`lookalike.http_models`; the live gallery and its atomic edits are `lookalike.live_gallery`.
 """
 
 import asyncio
@@ -28,11 +30,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+from lookalike.api_keys import ADMIN, READ, KeyRing, presented_key
 from lookalike.identify import Identifier, Settings
+from lookalike.index import NEGATIVES
 from lookalike.loading import ImageLoadError
+from lookalike.server_settings import (
+    ServerSettings,
+    megabytes,
+    megapixels,
+)
 
 # FastAPI and Starlette are imported inside the functions that use them, so that the rest of
 # the command line does not pay for importing them. (No `from __future__ import annotations`
@@ -41,25 +51,10 @@ from lookalike.loading import ImageLoadError
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-DEFAULT_MAX_BYTES = 20_000_000  # 20 MB, as the README says
-DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_WORKERS = 2
-DEFAULT_QUEUE = 4
-DEFAULT_MAX_WAIT = 0.5  # seconds a photo may wait for a worker before it is refused
-MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the small form fields around the file
-WORK_PATHS = frozenset({"/identify", "/verify"})  # the requests that take a worker
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the small form fields around the files
+WORK_PATHS = frozenset({"/identify", "/identify/batch", "/verify"})  # requests taking a worker
+PHOTO_UPLOAD = re.compile(r"/landmarks/[^/]+/photos")  # adding reference photos takes one too
 DOCS_ASSETS = "/docs-assets"
-
-
-def megabytes(count: int) -> str:
-    """20000000 -> '20 MB', 3100000 -> '3.1 MB', 65536 -> '65.5 kB' (decimal units)."""
-    if count >= 1_000_000:
-        return f"{count / 1e6:.3g} MB"
-    return f"{count / 1e3:.3g} kB" if count >= 1000 else f"{count} bytes"
-
-
-def megapixels(count: int) -> str:
-    return f"{count / 1e6:.3g} Mpx"
 
 
 class BodyTooLarge(Exception):
@@ -224,7 +219,7 @@ class Admission:
         self.gate = gate
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in WORK_PATHS:
+        if scope["type"] != "http" or not takes_worker(scope["method"], scope["path"]):
             return await self.app(scope, receive, send)
         if not self.gate.admit():
             gate = self.gate
@@ -236,6 +231,11 @@ class Admission:
             await self.app(scope, receive, send)
         finally:
             self.gate.leave()
+
+
+def takes_worker(method: str, path: str) -> bool:
+    """Whether a request carries photos to process (and so must be admitted to the gate)."""
+    return method == "POST" and (path in WORK_PATHS or PHOTO_UPLOAD.fullmatch(path) is not None)
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
@@ -261,16 +261,19 @@ def too_large(limit: int):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the errors an endpoint answers, all in the one shape."""
     what = {400: "not an image, a damaged image or an empty upload",
-            404: "no such landmark in this index",
+            401: "an API key is needed (Authorization: Bearer KEY or X-API-Key: KEY), or "
+                 "the one sent is not known",
+            403: "the key's scope does not allow this, or editing is off on this server",
+            404: "no such landmark or reference photo in this index",
+            409: "the gallery's state does not allow this (the landmark exists, has no "
+                 "photos, or the server has no data directory)",
             413: "the upload is over the byte limit, or the photo over the pixel limit",
             422: "a form field is missing or of the wrong type",
             500: "the server failed (the traceback is in its log)",
             503: "busy: too many photos in the server; see Retry-After"}
-    schema = {"type": "object", "required": ["error", "message"],
-              "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}
-    return {status: {"description": what[status],
-                     "content": {"application/json": {"schema": schema}}}
-            for status in statuses}
+    from lookalike.http_models import ErrorBody
+
+    return {status: {"description": what[status], "model": ErrorBody} for status in statuses}
 
 
 def status_code_name(status: int) -> str:
@@ -308,54 +311,141 @@ def docs_assets() -> Path:
     return Path(spec.origin).parent / "static"
 
 
-def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-               max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               workers: int = DEFAULT_WORKERS, calibration: str | None = None,
-               settings: Settings | None = None, queue: int = DEFAULT_QUEUE,
-               max_wait: float = DEFAULT_MAX_WAIT) -> "FastAPI":  # noqa: F821
-    """The application for one index; `data_dir` is the only place it may write."""
-    from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-    from fastapi.responses import FileResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
-    from starlette.exceptions import HTTPException as StarletteHTTPException
+# -- the application -------------------------------------------------------------------------------
+def create_app(settings: ServerSettings) -> "FastAPI":  # noqa: F821
+    """The application for one index; `settings.data_dir` is the only place it may write."""
+    from fastapi import FastAPI
+    from fastapi.middleware.cors import CORSMiddleware
     from starlette.formparsers import MultiPartParser
 
-    if workers < 1 or queue < 0 or max_wait <= 0:
-        raise ValueError("workers must be >= 1, queue >= 0 and max_wait > 0")
-    settings = settings or Settings()
-    settings.max_pixels = max_pixels
-    identifier = Identifier(index, settings, calibration)
+    from lookalike.live_gallery import LiveGallery
+
+    data_dir = Path(settings.data_dir).resolve() if settings.data_dir is not None else None
     if data_dir is not None:
-        data_dir = Path(data_dir).resolve()
         (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
         tempfile.tempdir = str(data_dir / "tmp")
+    gallery = LiveGallery(settings.index, settings.identify_settings(), settings.calibration,
+                          data_dir, settings.max_pixels)
     # Uploads up to the limit stay in memory: Starlette would otherwise spool them to disk.
-    MultiPartParser.spool_max_size = max_bytes + MULTIPART_OVERHEAD
+    MultiPartParser.spool_max_size = settings.max_bytes + MULTIPART_OVERHEAD
     # The heavy work runs on `workers` dedicated threads: few threads touching large buffers
     # keeps the allocator's per-thread arenas (and so memory) flat.
-    executor = ThreadPoolExecutor(workers, thread_name_prefix="lookalike")
-    gate = WorkGate(workers, queue, max_wait, executor)
-    started = time.time()
-    assets = docs_assets()
+    executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="lookalike")
+    gate = WorkGate(settings.workers, settings.queue, settings.max_wait, executor)
 
     app = FastAPI(
-        title="lookalike",
-        version=_version(),
+        title="lookalike", version=_version(),
         summary="Which landmark does this photo show? Offline landmark recognition.",
-        description="Upload a photo (multipart field `file`) to `/identify`, or with a "
-                    "`landmark` id to `/verify`. Answers are the same JSON objects as "
-                    "`lookalike identify --json`. Every error is `{\"error\": code, "
-                    "\"message\": text}`; 503 (busy) comes with Retry-After.",
-        docs_url=None, redoc_url=None,
+        description=API_DESCRIPTION, docs_url=None, redoc_url=None,
     )
-    app.state.identifier = identifier
+    app.state.gallery = gallery
     app.state.gate = gate
-    # Outermost last: CatchAll, then Admission (refuse before reading a body), then BodyLimit.
-    app.add_middleware(BodyLimit, limit=max_bytes + MULTIPART_OVERHEAD, max_bytes=max_bytes)
+    app.state.settings = settings
+    # Outermost last: CORS, CatchAll, then Admission (refuse before reading a body), BodyLimit.
+    app.add_middleware(BodyLimit, limit=settings.max_bytes + MULTIPART_OVERHEAD,
+                       max_bytes=settings.max_bytes)
     app.add_middleware(Admission, gate=gate)
     app.add_middleware(CatchAll)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+                           expose_headers=["Retry-After"])
+    install_error_handlers(app)
+    context = Context(settings, gallery, gate, KeyRing(dict(settings.api_keys)), time.time(),
+                      key_from_headers_dependency())
+    add_photo_routes(app, context)
+    add_gallery_routes(app, context)
+    add_reference_routes(app, context)
+    add_page_routes(app)
+    return app
+
+
+API_DESCRIPTION = """\
+Upload a photo (multipart field `file`) to `/identify`, several (fields `files`) to
+`/identify/batch`, or one with a `landmark` id to `/verify`. Answers carry the landmark's
+stable id, display names, location and the matched region (`bounding_poly`) in the photo's
+pixels; each candidate carries its best reference photo's id, thumbnail URL and the verified
+point pairs.
+
+The gallery endpoints list and edit the landmarks and their reference photos. Reading is
+open unless the server has `read` keys; editing needs a key with `admin` scope, sent as
+`Authorization: Bearer KEY` or `X-API-Key: KEY` (never in the URL).
+
+Every error is `{"error": code, "message": text}`; 503 (busy) comes with Retry-After."""
+
+
+@dataclass
+class Context:
+    """What the endpoints share: the settings, the live gallery, the work gate, the keys."""
+
+    settings: ServerSettings
+    gallery: Any  # LiveGallery (imported with the app)
+    gate: WorkGate
+    keys: KeyRing
+    started: float
+    key_from_headers: Callable[..., str | None]  # a dependency: the request's API key
+
+    def needs(self, scope: str):
+        """A FastAPI dependency that admits a request holding a key of `scope` (or better)."""
+        from fastapi import Depends, HTTPException
+
+        keys = self.keys
+
+        def check(key: Annotated[str | None, Depends(self.key_from_headers)]):
+            problem = access_problem(keys, scope, key)
+            if problem is not None:
+                status, code, message = problem
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                raise HTTPException(status, {"error": code, "message": message}, headers)
+
+        return Depends(check)
+
+
+def key_from_headers_dependency():
+    """`key_from_headers`: the request's API key from `Authorization: Bearer` or `X-API-Key`,
+    declared as the two security schemes, so that /docs offers to send one."""
+    from fastapi import Depends
+    from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+    bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
+    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: KEY")
+
+    def key_from_headers(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+            x_api_key: Annotated[str | None, Depends(header)]) -> str | None:
+        return presented_key(f"Bearer {credentials.credentials}" if credentials else None,
+                             x_api_key)
+
+    return key_from_headers
+
+
+def access_problem(keys: KeyRing, scope: str, key: str | None) -> tuple[int, str, str] | None:
+    """Why a request with `key` may not do what needs `scope` (status, code, message), or None."""
+    held = keys.scope_of(key)
+    if key is not None and held is None:
+        return 401, "unauthorized", "this API key is not known to the server"
+    if scope == READ and (keys.read_open or held is not None):
+        return None
+    if scope == ADMIN and not keys.admin_enabled:
+        return 403, "editing_disabled", ("gallery editing is off on this server: start it "
+                                         "with --api-keys FILE holding a key with admin scope")
+    if held is None:
+        return 401, "unauthorized", (f"this needs an API key with {scope} scope, sent as "
+                                     "'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+    if scope == ADMIN and held != ADMIN:
+        return 403, "forbidden", "this API key has read scope; changing the gallery needs admin"
+    return None
+
+
+def install_error_handlers(app) -> None:
+    """Every error the framework or the library raises, in the one shape."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from lookalike.live_gallery import EditError
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
@@ -374,98 +464,311 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
     async def busy(request: Request, error: Busy):
         return busy_response(error)
 
-    async def read_upload(file: UploadFile) -> bytes:
-        data = await file.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise HTTPException(413, {"error": "too_large",
-                                      "message": too_large_message(max_bytes)})
-        if not data:
-            raise HTTPException(400, {"error": "empty", "message": "the uploaded file is empty"})
-        return data
+    @app.exception_handler(EditError)
+    async def edit_error(request: Request, error: EditError):
+        return error_response(error.status, error.code, error.message)
 
-    def features(data: bytes, name: str, keep_image: bool = False, use_text: bool = False):
-        try:
-            asked = dataclasses.replace(settings, use_text=use_text or settings.use_text)
-            return identifier.features_from_bytes(data, name, keep_image, asked)
-        except ImageLoadError as error:
-            if error.reason.startswith("too large"):
-                raise HTTPException(413, {"error": "too_many_pixels", "message":
-                                          pixel_limit_message(error.reason, max_pixels)}
-                                    ) from None
-            code = "not_an_image" if error.reason.startswith("not an image") else "bad_image"
-            raise HTTPException(400, {"error": code, "message": error.reason}) from None
 
-    def photo_name(file: UploadFile) -> str:
-        return os.path.basename(file.filename or "upload")[:200]
+def api_error(status: int, code: str, message: str) -> Exception:
+    from fastapi import HTTPException
 
-    def arrival(request: Request) -> float:
-        return request.scope.get("state", {}).get("arrival", time.monotonic())
+    return HTTPException(status, {"error": code, "message": message})
+
+
+async def read_upload(file, max_bytes: int) -> bytes:
+    """The uploaded file's bytes, or the 413 / 400 a client gets for it."""
+    data = await file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise api_error(413, "too_large", too_large_message(max_bytes))
+    if not data:
+        raise api_error(400, "empty", "the uploaded file is empty")
+    return data
+
+
+def photo_name(file) -> str:
+    return os.path.basename(file.filename or "upload")[:200]
+
+
+def arrival(request) -> float:
+    return request.scope.get("state", {}).get("arrival", time.monotonic())
+
+
+def query_features(identifier: Identifier, data: bytes, name: str, settings: Settings,
+                   keep_image: bool = False):
+    """The photo's features, or the 400 / 413 its decoding failure answers."""
+    try:
+        return identifier.features_from_bytes(data, name, keep_image, settings)
+    except ImageLoadError as error:
+        if error.reason.startswith("too large"):
+            raise api_error(413, "too_many_pixels",
+                            pixel_limit_message(error.reason, settings.max_pixels)) from None
+        code = "not_an_image" if error.reason.startswith("not an image") else "bad_image"
+        raise api_error(400, code, error.reason) from None
+
+
+def request_settings(settings: ServerSettings, use_gps: bool, use_text: bool) -> Settings:
+    return dataclasses.replace(settings.identify_settings(), use_gps=use_gps or settings.use_gps,
+                               use_text=use_text)
+
+
+def match_picture_url(identifier: Identifier, answer, image) -> str | None:
+    picture = identifier.match_picture(answer, image)
+    if picture is None:
+        return None
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def add_photo_routes(app, context: Context) -> None:
+    """POST /identify, /identify/batch and /verify: the questions about photos."""
+    from fastapi import File, Form, Request, UploadFile
+
+    from lookalike.http_models import BatchAnswer, IdentifyAnswer, answer_model
+
+    gallery, gate, settings = context.gallery, context.gate, context.settings
+
+    def identify_one(data: bytes, name: str, asked: Settings):
+        with gallery.reading() as identifier:
+            query = query_features(identifier, data, name, asked)
+            answer = identifier.identify_features(name, query, asked)
+            return answer_model(answer, identifier.index)
 
     @app.post("/identify", summary="Which landmark is this photo?",
-              responses=error_responses(400, 413, 422, 500, 503))
+              dependencies=[context.needs(READ)],
+              responses=error_responses(400, 401, 413, 422, 500, 503))
     async def identify(request: Request,
                        file: Annotated[UploadFile, File(description="the photo")],
                        use_gps: Annotated[bool, Form()] = False,
                        use_text: Annotated[bool, Form(description="read signboards")] = False,
-                       ) -> dict[str, Any]:
-        data = await read_upload(file)
-        name = photo_name(file)
+                       ) -> IdentifyAnswer:
+        data = await read_upload(file, settings.max_bytes)
+        asked = request_settings(settings, use_gps, use_text)
+        return await gate.run(arrival(request), lambda: identify_one(data, photo_name(file),
+                                                                     asked))
 
-        def work():
-            query = features(data, name, use_text=use_text)
-            local = Settings(**{**settings.__dict__, "use_gps": use_gps or settings.use_gps,
-                                "use_text": use_text or settings.use_text})
-            answer = identifier.identify_features(name, query, local)
-            return answer.to_json(identifier.names())
+    @app.post("/identify/batch", summary="Which landmark is each of these photos?",
+              dependencies=[context.needs(READ)],
+              responses=error_responses(401, 413, 422, 500, 503))
+    async def identify_batch(request: Request,
+                             files: Annotated[list[UploadFile], File(description="the photos")],
+                             use_gps: Annotated[bool, Form()] = False,
+                             use_text: Annotated[bool, Form()] = False) -> BatchAnswer:
+        if len(files) > settings.max_files:
+            raise api_error(422, "too_many_files", f"{len(files)} files in one request; this "
+                            f"server takes at most {settings.max_files}")
+        uploads = [(photo_name(file), await read_upload_or_error(file, settings.max_bytes))
+                   for file in files]
+        asked = request_settings(settings, use_gps, use_text)
 
-        return await gate.run(arrival(request), work)
+        def answer_one(data: bytes, name: str):
+            return identify_one(data, name, asked)
+
+        return await gate.run(arrival(request), lambda: batch_answer(uploads, answer_one))
 
     @app.post("/verify", summary="Does this photo show this landmark?",
-              responses=error_responses(400, 404, 413, 422, 500, 503))
+              dependencies=[context.needs(READ)],
+              responses=error_responses(400, 401, 404, 409, 413, 422, 500, 503))
     async def verify(request: Request,
                      file: Annotated[UploadFile, File(description="the photo")],
                      landmark: Annotated[str, Form(description="landmark id (see /landmarks)")],
                      picture: Annotated[bool, Form(description="include a match picture")] = False,
                      use_gps: Annotated[bool, Form()] = False,
                      use_text: Annotated[bool, Form(description="read signboards")] = False,
-                     ) -> dict[str, Any]:
-        if landmark not in identifier.names():
-            raise HTTPException(404, {"error": "unknown_landmark",
-                                      "message": f"no landmark {landmark!r} in this index"})
-        data = await read_upload(file)
+                     ) -> IdentifyAnswer:
+        gallery.require_landmark(landmark)
+        if not gallery.index.references_of(landmark):
+            raise api_error(409, "no_references", f"landmark {landmark!r} has no reference "
+                            "photos yet; add some with POST /landmarks/{id}/photos")
+        data = await read_upload(file, settings.max_bytes)
         name = photo_name(file)
+        asked = request_settings(settings, use_gps, use_text)
 
         def work():
-            query = features(data, name, keep_image=picture, use_text=use_text)
-            local = Settings(**{**settings.__dict__, "use_gps": use_gps or settings.use_gps,
-                                "use_text": use_text or settings.use_text})
-            answer = identifier.verify_features(name, query, landmark, local)
-            result = answer.to_json(identifier.names())
-            if picture and query.image is not None:
-                image = identifier.match_picture(answer, query.image)
-                if image is not None:
-                    buffer = io.BytesIO()
-                    image.save(buffer, "PNG")
-                    result["match_picture"] = "data:image/png;base64," + \
-                        base64.b64encode(buffer.getvalue()).decode()
-            return result
+            with gallery.reading() as identifier:
+                query = query_features(identifier, data, name, asked, keep_image=picture)
+                answer = identifier.verify_features(name, query, landmark, asked)
+                result = answer_model(answer, identifier.index)
+                if picture and query.image is not None:
+                    result.match_picture = match_picture_url(identifier, answer, query.image)
+                return result
 
         return await gate.run(arrival(request), work)
 
-    @app.get("/landmarks", summary="The landmarks this index knows")
-    def landmarks() -> dict[str, Any]:
-        info = identifier.index.info()
-        return {"landmarks": info["per_landmark"]}
 
-    @app.get("/health", summary="Liveness and what is loaded")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "landmarks": len(identifier.names()),
-                "references": len(identifier.index.references),
-                "uptime_s": round(time.time() - started, 1)}
+async def read_upload_or_error(file, max_bytes: int) -> bytes | dict[str, str]:
+    """A batch file's bytes, or its error entry (one bad file must not fail the batch)."""
+    from fastapi import HTTPException
+
+    try:
+        return await read_upload(file, max_bytes)
+    except HTTPException as error:
+        return error.detail
+
+
+def batch_answer(uploads: list[tuple[str, bytes | dict[str, str]]],
+                 answer_one: Callable[[bytes, str], Any]):
+    """One `BatchItem` per upload, in order: its answer, or its error in the one shape."""
+    from fastapi import HTTPException
+
+    from lookalike.http_models import BatchAnswer, BatchItem, ErrorBody
+
+    results = []
+    for name, data in uploads:
+        if isinstance(data, dict):
+            results.append(BatchItem(photo=name, error=ErrorBody(**data)))
+            continue
+        try:
+            results.append(BatchItem(photo=name, answer=answer_one(data, name)))
+        except HTTPException as error:
+            results.append(BatchItem(photo=name, error=ErrorBody(**error.detail)))
+        except Exception:  # a failure in one photo's scoring costs that photo's answer only
+            log.exception("batch photo %s failed", name)
+            results.append(BatchItem(photo=name, error=ErrorBody(
+                error="internal_error",
+                message="the server failed on this photo; the error is in its log")))
+    failed = sum(item.error is not None for item in results)
+    return BatchAnswer(results=results, answered=len(results) - failed, failed=failed)
+
+
+def add_gallery_routes(app, context: Context) -> None:
+    """The landmarks and reference photos: listed with a read key, edited with an admin key."""
+    from lookalike.http_models import (
+        LandmarkChanges,
+        LandmarkInfo,
+        LandmarkList,
+        NewLandmark,
+        Removed,
+        landmark_model,
+    )
+    from lookalike.index import Landmark
+
+    gallery = context.gallery
+    read, admin = [context.needs(READ)], [context.needs(ADMIN)]
+
+    @app.get("/landmarks", summary="The landmarks this index knows, with their photos",
+             dependencies=read, responses=error_responses(401))
+    def landmarks() -> LandmarkList:
+        with gallery.reading():
+            return LandmarkList(landmarks=[landmark_model(gallery.index, lid)
+                                           for lid in gallery.landmark_ids()],
+                                negatives=len(gallery.index.references_of(NEGATIVES)))
+
+    @app.get("/landmarks/{landmark_id}", summary="One landmark", dependencies=read,
+             responses=error_responses(401, 404, 422))
+    def landmark(landmark_id: str) -> LandmarkInfo:
+        with gallery.reading():
+            gallery.require_landmark(landmark_id)
+            return landmark_model(gallery.index, landmark_id)
+
+    @app.post("/landmarks", summary="Add a landmark (admin)", status_code=201,
+              dependencies=admin, responses=error_responses(401, 403, 409, 422))
+    def create_landmark(new: NewLandmark) -> LandmarkInfo:
+        location = (new.location.lat, new.location.lon) if new.location else None
+        gallery.create_landmark(Landmark(new.id, dict(new.names), location))
+        return landmark_model(gallery.index, new.id)
+
+    @app.patch("/landmarks/{landmark_id}", summary="Edit a landmark's names or location (admin)",
+               dependencies=admin, responses=error_responses(401, 403, 404, 422))
+    def edit_landmark(landmark_id: str, changes: LandmarkChanges) -> LandmarkInfo:
+        location = (changes.location.lat, changes.location.lon) if changes.location else None
+        gallery.edit_landmark(landmark_id, dict(changes.names) if changes.names is not None
+                              else None, location, "location" in changes.model_fields_set)
+        return landmark_model(gallery.index, landmark_id)
+
+    @app.delete("/landmarks/{landmark_id}", summary="Remove a landmark and its photos (admin)",
+                dependencies=admin, responses=error_responses(401, 403, 404, 422))
+    def remove_landmark(landmark_id: str) -> Removed:
+        return Removed(landmarks=[landmark_id],
+                       references=gallery.remove_landmark(landmark_id))
+
+
+
+def add_reference_routes(app, context: Context) -> None:
+    """Reference photos (added, removed, shown), the key check and the health report."""
+    from fastapi import Depends, File, Query, Request, Response, UploadFile
+
+    from lookalike.http_models import Health, KeyCheck, PhotosAdded, Removed, reference_model
+    from lookalike.live_gallery import Upload
+
+    gallery, gate, settings = context.gallery, context.gate, context.settings
+    read, admin = [context.needs(READ)], [context.needs(ADMIN)]
+
+    @app.post("/landmarks/{landmark_id}/photos", status_code=201, dependencies=admin,
+              summary="Add reference photos to a landmark, all or none (admin)",
+              responses=error_responses(400, 401, 403, 404, 409, 413, 422, 500, 503))
+    async def add_photos(request: Request, landmark_id: str,
+                         files: Annotated[list[UploadFile], File(description="the photos")]
+                         ) -> PhotosAdded:
+        if len(files) > settings.max_files:
+            raise api_error(422, "too_many_files", f"{len(files)} files in one request; this "
+                            f"server takes at most {settings.max_files}")
+        uploads = [Upload(photo_name(file), await read_upload(file, settings.max_bytes))
+                   for file in files]
+        added, skipped = await gate.run(arrival(request),
+                                        lambda: gallery.add_photos(landmark_id, uploads))
+        return PhotosAdded(landmark=landmark_id, skipped=skipped,
+                           added=[reference_model(gallery.index, rid) for rid in added])
+
+    @app.delete("/references/{reference_id}", summary="Remove one reference photo (admin)",
+                dependencies=admin, responses=error_responses(401, 403, 404, 422))
+    def remove_reference(reference_id: int) -> Removed:
+        gallery.remove_reference(reference_id)
+        return Removed(landmarks=[], references=[reference_id])
+
+    @app.get("/references/{reference_id}/thumbnail", dependencies=read,
+             summary="A reference photo, scaled down (JPEG)", response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG"},
+                        **error_responses(401, 404, 422)})
+    def thumbnail(request: Request, reference_id: int,
+                  size: Annotated[int, Query(ge=32, le=1600, description="long side")] = 256):
+        data, digest = gallery.thumbnail(reference_id, size)
+        # Ids can be reused after a removal: the browser revalidates by the photo's content.
+        headers = {"Cache-Control": "private, no-cache", "ETag": f'"{digest}-{size}"'}
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type="image/jpeg", headers=headers)
+
+    @app.get("/auth", summary="What the presented API key may do",
+             responses=error_responses(401))
+    def auth(key: Annotated[str | None, Depends(context.key_from_headers)]) -> KeyCheck:
+        scope = context.keys.scope_of(key)
+        if key is not None and scope is None:
+            raise api_error(401, "unauthorized", "this API key is not known to the server")
+        return KeyCheck(scope=scope or "none", read_open=context.keys.read_open,
+                        admin_enabled=context.keys.admin_enabled)
+
+    @app.get("/health", summary="Liveness, what is loaded, the limits and who may do what")
+    def health() -> Health:
+        return health_model(context)
+
+
+def health_model(context: Context):
+    from lookalike.http_models import Access, Health, Limits
+
+    index, settings = context.gallery.index, context.settings
+    return Health(status="ok", landmarks=len(context.gallery.landmark_ids()),
+                  references=len(index.references) - len(index.references_of(NEGATIVES)),
+                  uptime_s=round(time.time() - context.started, 1),
+                  limits=Limits(max_bytes=settings.max_bytes, max_pixels=settings.max_pixels,
+                                max_files=settings.max_files),
+                  access=Access(read="open" if context.keys.read_open else "key",
+                                admin="key" if context.keys.admin_enabled else "disabled"))
+
+
+def add_page_routes(app) -> None:
+    """The web app (two pages and their static files) and the offline API docs."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
 
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(WEB_DIR / "index.html")
+
+    @app.get("/gallery", include_in_schema=False)
+    def gallery_page():
+        return FileResponse(WEB_DIR / "gallery.html")
 
     @app.get("/docs", include_in_schema=False)
     def swagger_ui():
@@ -483,9 +786,8 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
             redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
             redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
 
-    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets()), name="docs-assets")
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
-    return app
 
 
 def _version() -> str:

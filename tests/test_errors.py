@@ -11,7 +11,8 @@ from PIL import Image
 
 from lookalike.identify import Identifier
 from lookalike.index import build_index
-from lookalike.server import DEFAULT_MAX_BYTES, create_app
+from lookalike.server import ServerSettings, create_app
+from lookalike.server_settings import DEFAULT_MAX_BYTES
 
 LIMIT = 3_000_000
 
@@ -21,8 +22,8 @@ def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("errors")
     gallery = make_gallery(root / "gallery", ["strecha_castle"])
     build_index(gallery, root / "gallery.lkidx")
-    return create_app(root / "gallery.lkidx", root / "data", max_bytes=LIMIT,
-                      max_pixels=30_000_000)
+    return create_app(ServerSettings(root / "gallery.lkidx", root / "data", max_bytes=LIMIT,
+                                     max_pixels=30_000_000))
 
 
 @pytest.fixture(scope="module")

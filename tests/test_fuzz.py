@@ -196,14 +196,14 @@ def server(tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from lookalike.index import build_index
-    from lookalike.server import create_app
+    from lookalike.server import ServerSettings, create_app
 
     root = tmp_path_factory.mktemp("fuzz-server")
     gallery = make_gallery(root / "gallery", ["strecha_castle"])
     build_index(gallery, root / "gallery.lkidx", preset="fast")
-    app = create_app(root / "gallery.lkidx", root / "data", max_bytes=2_000_000,
-                     max_pixels=4_000_000, queue=64, max_wait=600)
-    identifier = app.state.identifier
+    app = create_app(ServerSettings(root / "gallery.lkidx", root / "data", max_bytes=2_000_000,
+                                    max_pixels=4_000_000, queue=64, max_wait=600))
+    identifier = app.state.gallery.identifier
     identifier.local_method.max_side = 160  # this app's method objects only
     identifier.global_method.max_side = 160
     with TestClient(app, raise_server_exceptions=False) as client:

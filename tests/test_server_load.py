@@ -15,7 +15,7 @@ from landmark_gallery import QUERIES, make_gallery, photo
 from PIL import Image
 
 from lookalike.index import build_index
-from lookalike.server import create_app
+from lookalike.server import ServerSettings, create_app
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def post_at_once(base: str, data: bytes, count: int) -> list[tuple[int, dict, di
 
 
 def test_full_queue_answers_503_with_retry_after_at_once(index_path, small_photo, tmp_path):
-    app = create_app(index_path, tmp_path, workers=1, queue=1, max_wait=60)
+    app = create_app(ServerSettings(index_path, tmp_path, workers=1, queue=1, max_wait=60))
     with serving(app) as base:
         httpx.post(base + "/identify", files={"file": ("w.jpg", small_photo)}, timeout=120)
         results = post_at_once(base, small_photo, 6)
@@ -91,7 +91,7 @@ def test_full_queue_answers_503_with_retry_after_at_once(index_path, small_photo
 
 
 def test_waiting_past_max_wait_answers_503_not_late(index_path, small_photo, tmp_path):
-    app = create_app(index_path, tmp_path, workers=1, queue=8, max_wait=0.2)
+    app = create_app(ServerSettings(index_path, tmp_path, workers=1, queue=8, max_wait=0.2))
     with serving(app) as base:
         httpx.post(base + "/identify", files={"file": ("w.jpg", small_photo)}, timeout=120)
         results = post_at_once(base, small_photo, 5)

@@ -7,12 +7,13 @@ import math
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 from lookalike.commands.common import EXIT_OK, UsageError
 
 
 def add_command(subparsers) -> None:
-    from lookalike.server import (
+    from lookalike.server_settings import (
         DEFAULT_MAX_BYTES,
         DEFAULT_MAX_PIXELS,
         DEFAULT_MAX_WAIT,
@@ -24,15 +25,17 @@ def add_command(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "serve", help="HTTP API and web page for an index",
-        description="Serve POST /identify, POST /verify, GET /landmarks, GET /health, OpenAPI "
-                    "docs at /docs and a web page at /.",
+        description="Serve POST /identify, /identify/batch and /verify, the gallery endpoints "
+                    "(/landmarks, /references), GET /health, OpenAPI docs at /docs and a web "
+                    "app at / and /gallery.",
     )
     parser.add_argument("--index", required=True, metavar="NAME.lkidx")
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(),
                                                            "lookalike-serve"),
-                        help="the only folder the server writes to (temporary files)")
+                        help="the only folder the server writes to (temporary files, and "
+                             "reference photos added over HTTP: keep it for those)")
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
                         help=f"largest upload in bytes (default {DEFAULT_MAX_BYTES:,} = "
                              f"{megabytes(DEFAULT_MAX_BYTES)})")
@@ -51,24 +54,48 @@ def add_command(subparsers) -> None:
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--use-gps", action="store_true")
     parser.add_argument("--calibration", metavar="FILE.json")
+    parser.add_argument("--api-keys", metavar="FILE",
+                        help="API keys, one 'KEY SCOPE' (read or admin) a line; also read from "
+                             "LOOKALIKE_API_KEYS='KEY:SCOPE,...'. Without keys reading is open "
+                             "and gallery editing is off; with a read key reading needs a key")
+    parser.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                        help="allow cross-origin requests from this origin, e.g. "
+                             "https://example.org (repeatable; default: none)")
     parser.set_defaults(handler=run)
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The server's settings from the flags, with the API keys of --api-keys FILE and of the
+    LOOKALIKE_API_KEYS variable (raises ApiKeyError or ValueError)."""
+    from lookalike.api_keys import keys_from_environment, read_key_file
+    from lookalike.server_settings import ServerSettings
+
+    keys = keys_from_environment()
+    if args.api_keys:
+        keys.update(read_key_file(args.api_keys))
+    return ServerSettings(
+        index=Path(args.index), data_dir=Path(args.data_dir), max_bytes=args.max_bytes,
+        max_pixels=args.max_pixels, workers=args.workers, queue=args.queue,
+        max_wait=args.max_wait, calibration=args.calibration, threshold=args.threshold,
+        use_gps=args.use_gps, api_keys=keys, cors_origins=tuple(args.cors_origin or ()))
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from lookalike.identify import Settings
+    from lookalike.api_keys import KeyRing
     from lookalike.index import GalleryError
     from lookalike.server import create_app
 
     try:
-        app = create_app(args.index, args.data_dir, args.max_bytes, args.max_pixels,
-                         args.workers, args.calibration,
-                         Settings(threshold=args.threshold, use_gps=args.use_gps),
-                         queue=args.queue, max_wait=args.max_wait)
+        settings = settings_from_args(args)
+        app = create_app(settings)
     except (GalleryError, ValueError) as error:
         raise UsageError(str(error)) from None
-    print(f"serving {args.index} on http://{args.host}:{args.port}/ (API docs at /docs)",
+    keys = KeyRing(dict(settings.api_keys))
+    print(f"serving {args.index} on http://{args.host}:{args.port}/ (API docs at /docs); "
+          f"reading {'open' if keys.read_open else 'needs a key'}, gallery editing "
+          f"{'needs an admin key' if keys.admin_enabled else 'off (no admin key)'}",
           file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK

@@ -1,0 +1,109 @@
+"""API keys of `lookalike serve`: who may read the gallery and who may change it.
+
+Why keys and scopes: identifying photos and listing the gallery is what a page or a client
+does; adding or removing reference photos changes every later answer, so it needs a key with
+`admin` scope. Keys come from a file (`--api-keys FILE`, one `KEY SCOPE` per line) or the
+environment (`LOOKALIKE_API_KEYS="KEY:SCOPE,KEY:SCOPE"`), never from a URL, where they would
+end up in logs and browser history. A request sends its key in `Authorization: Bearer KEY` or
+`X-API-Key: KEY`.
+
+The default, with no keys at all: reading is open and gallery editing is off. Reading needs
+a key only once a `read` key is configured; an `admin` key also reads.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+READ, ADMIN = "read", "admin"
+SCOPES = (READ, ADMIN)
+ENVIRONMENT_VARIABLE = "LOOKALIKE_API_KEYS"
+MIN_KEY_LENGTH = 16
+
+
+class ApiKeyError(ValueError):
+    """A key file or variable that cannot be used; the message names the line and the fix."""
+
+
+def parse_key_line(line: str, where: str) -> tuple[str, str] | None:
+    """`KEY SCOPE` (or `KEY:SCOPE`) -> (key, scope); blank lines and `#` comments -> None."""
+    text = line.split("#", 1)[0].strip()
+    if not text:
+        return None
+    if any(character.isspace() for character in text):
+        parts = text.split()
+    else:
+        key, _, scope = text.rpartition(":")
+        parts = [key, scope] if key else [text]
+    if len(parts) != 2 or parts[1] not in SCOPES:
+        raise ApiKeyError(f"{where}: expected 'KEY SCOPE' with SCOPE read or admin, "
+                          f"got {text[:40]!r}")
+    key, scope = parts
+    if len(key) < MIN_KEY_LENGTH:
+        raise ApiKeyError(f"{where}: a key must have at least {MIN_KEY_LENGTH} characters "
+                          "(make one with `python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(24))'`)")
+    return key, scope
+
+
+def read_key_file(path: str | os.PathLike) -> dict[str, str]:
+    """The keys of a key file: key -> scope."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ApiKeyError(f"{path}: cannot read the API key file ({error.strerror})") from None
+    keys = {}
+    for number, line in enumerate(lines, 1):
+        parsed = parse_key_line(line, f"{path}:{number}")
+        if parsed is not None:
+            keys[parsed[0]] = parsed[1]
+    return keys
+
+
+def keys_from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The keys of `LOOKALIKE_API_KEYS`: comma-separated `KEY:SCOPE` pairs."""
+    keys = {}
+    for number, item in enumerate(environ.get(ENVIRONMENT_VARIABLE, "").split(","), 1):
+        parsed = parse_key_line(item, f"{ENVIRONMENT_VARIABLE} item {number}")
+        if parsed is not None:
+            keys[parsed[0]] = parsed[1]
+    return keys
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The configured keys and what each request may do."""
+
+    keys: Mapping[str, str]
+
+    @property
+    def read_open(self) -> bool:
+        """Reading needs no key until a read key is configured."""
+        return READ not in self.keys.values()
+
+    @property
+    def admin_enabled(self) -> bool:
+        return ADMIN in self.keys.values()
+
+    def scope_of(self, key: str | None) -> str | None:
+        """The scope of a presented key (compared in constant time), None if unknown."""
+        if not key:
+            return None
+        found = None
+        for known, scope in self.keys.items():
+            if hmac.compare_digest(known.encode(), key.encode()):
+                found = scope
+        return found
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request sent: `Authorization: Bearer KEY`, else `X-API-Key: KEY`."""
+    if authorization:
+        kind, _, value = authorization.partition(" ")
+        if kind.lower() == "bearer" and value.strip():
+            return value.strip()
+    return x_api_key.strip() if x_api_key and x_api_key.strip() else None
