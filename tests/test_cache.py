@@ -167,10 +167,19 @@ def test_array_encoding_round_trips_and_reads_old_entries():
         assert back.dtype == array.dtype and back.shape == array.shape
         assert np.array_equal(back, array) and back.flags.writeable
     keypoints = {"points": np.ones((5, 2), np.float32), "descriptors": np.zeros((5, 61), np.uint8)}
-    back = decode_arrays(encode_arrays(keypoints))
+    encoded = encode_arrays(keypoints)
+    back = decode_arrays(encoded)
     assert set(back) == set(keypoints) and all(np.array_equal(back[k], keypoints[k]) for k in back)
+    assert all(back[k].dtype == keypoints[k].dtype and back[k].flags.writeable for k in back)
+    assert not encoded.startswith(b"PK")  # no zip archive for plain arrays
     old = io.BytesIO()  # entries cached by earlier versions are .npz archives
     np.savez(old, __array__=np.arange(5))
     assert np.array_equal(decode_arrays(old.getvalue()), np.arange(5))
-    with pytest.raises(ValueError):
-        decode_arrays(encode_arrays(np.arange(10))[:-3])
+    old_dict = io.BytesIO()
+    np.savez(old_dict, **keypoints)
+    assert np.array_equal(decode_arrays(old_dict.getvalue())["descriptors"],
+                          keypoints["descriptors"])
+    for damaged in (encode_arrays(np.arange(10))[:-3], encoded[:-3], encoded[:12],
+                    encoded + b"x"):
+        with pytest.raises(ValueError):
+            decode_arrays(damaged)
