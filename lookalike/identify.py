@@ -333,13 +333,17 @@ class Identifier:
                              image if keep_image else None, text)
 
     def _text_fn(self, text: dict | None):
+        """How well the photo's text names each landmark, each reading counting only for the
+        landmarks it names best (`text_evidence_among`; `evaluate --identify --use-text`
+        measures exactly this)."""
         if text is None:
             return None
-        from lookalike.methods.text import landmark_names, text_evidence
+        from lookalike.methods.text import landmark_names, text_evidence_among
 
-        def score(landmark: str) -> float | None:
-            return text_evidence(text, landmark_names(self.index.landmarks[landmark].names))
-        return score
+        evidence = text_evidence_among(text, {
+            landmark: landmark_names(entry.names)
+            for landmark, entry in self.index.landmarks.items()})
+        return evidence.get
 
     def _distance_fn(self, gps: tuple[float, float] | None):
         if gps is None:

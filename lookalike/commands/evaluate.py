@@ -52,6 +52,11 @@ def add_command(subparsers) -> None:
     identify.add_argument("--gallery-negatives", action="store_true",
                           help="with --identify: keep the other distractors in the gallery as "
                                "negatives (photos of no landmark), as `index build` does")
+    identify.add_argument("--use-text", action="store_true",
+                          help="with --identify: also read each photo's signboards (OCR) and "
+                               "add the text's fitted log-odds, as `identify --use-text` does; "
+                               "names come from DATASET/<landmark>/landmark.json. Reports the "
+                               "image alone beside image + text")
     parser.set_defaults(handler=run)
 
 
@@ -83,11 +88,19 @@ def run_method_evaluation(args: argparse.Namespace) -> int:
 def run_identify_evaluation(args: argparse.Namespace) -> int:
     from lookalike.openset import evaluate_identify, markdown_summary
 
+    if args.use_text:
+        from lookalike.ocr import OcrUnavailable, check_available
+
+        try:
+            check_available()
+        except OcrUnavailable as error:
+            raise UsageError(f"--use-text needs OCR: {error}") from None
     summary = evaluate_identify(args.dataset, args.output, cache_from_args(args), args.jobs,
                                 args.quiet, preset=args.preset,
                                 fit_calibration=args.fit_calibration,
                                 negatives=args.gallery_negatives,
-                                methods=(args.global_method, args.local_method))
+                                methods=(args.global_method, args.local_method),
+                                use_text=args.use_text)
     print(markdown_summary(summary))
     if args.output and not args.quiet:
         print(f"wrote identify_results.csv, identify_curve.csv/.png and identify_summary.json "
