@@ -21,7 +21,8 @@ EXIT_OK, EXIT_USAGE, EXIT_INPUT_ERRORS = 0, 1, 2
 # Modules that add their own subcommands (see `add_command` in each).
 COMMAND_MODULES: list[str] = ["lookalike.evaluation", "lookalike.index", "lookalike.identify",
                               "lookalike.server", "lookalike.ocr_command", "lookalike.explain",
-                              "lookalike.calibrate", "lookalike.train_command"]
+                              "lookalike.calibrate", "lookalike.train_command",
+                              "lookalike.group_command"]
 
 
 class UsageError(Exception):

@@ -1,0 +1,123 @@
+"""How well `lookalike group` finds the landmarks of the dev photos, with the labels hidden.
+
+    nice -n 10 .venv/bin/python benchmarks/group_bench.py --preset default
+
+The photos go to `lookalike.grouping.group_photos` as bare paths, in shuffled order (so the
+manifest's landmark order cannot help); the labels are read only afterwards to score the
+result. Each ungrouped photo counts as a cluster of its own. Two readings of the distractors:
+
+- strict: every distractor is its own true cluster, so grouping two of them is an error,
+  even when they show the same scene (several distractors are frames of one street or room);
+- noise: distractors are left out of the scores, which then measure the landmark photos only.
+
+Reported: adjusted Rand index (sklearn), purity (share of photos in the majority label of
+their cluster) and inverse purity (share of photos in the cluster holding most of their
+label), groups found, wall time from an empty cache (a new temporary file unless --cache is
+given) and the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from sklearn.metrics import adjusted_rand_score
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lookalike.cache import FeatureCache  # noqa: E402
+from lookalike.evaluation import load_dataset  # noqa: E402
+from lookalike.grouping import THRESHOLD, Grouping, group_photos  # noqa: E402
+from lookalike.metrics import DISTRACTOR  # noqa: E402
+
+
+def predicted_clusters(grouping: Grouping) -> dict[str, str]:
+    """Photo -> cluster name; an ungrouped photo is a cluster of its own."""
+    clusters = {photo: f"single:{photo}" for photo in grouping.ungrouped}
+    for group in grouping.groups:
+        clusters.update((photo, group.name) for photo in group.photos)
+    return clusters
+
+
+def purity(truth: Sequence[str], predicted: Sequence[str]) -> float:
+    """Share of photos whose cluster's majority label is theirs."""
+    members: dict[str, list[str]] = {}
+    for label, cluster in zip(truth, predicted):
+        members.setdefault(cluster, []).append(label)
+    return sum(Counter(labels).most_common(1)[0][1] for labels in members.values()) / len(truth)
+
+
+def scores(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
+    return {"ari": adjusted_rand_score(truth, predicted), "purity": purity(truth, predicted),
+            "inverse_purity": purity(predicted, truth), "photos": len(truth)}
+
+
+def evaluate(grouping: Grouping, label_of: dict[str, str]) -> dict[str, dict[str, float]]:
+    clusters = predicted_clusters(grouping)
+    photos = [photo for photo in grouping.photos if photo in clusters]
+    strict_truth = [label_of[p] if label_of[p] != DISTRACTOR else f"distractor:{p}"
+                    for p in photos]
+    landmark_photos = [p for p in photos if label_of[p] != DISTRACTOR]
+    return {
+        "strict": scores(strict_truth, [clusters[p] for p in photos]),
+        "noise": scores([label_of[p] for p in landmark_photos],
+                        [clusters[p] for p in landmark_photos]),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(REPO.parent / "shared/data/landmarks"))
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--cache", help="feature cache (default: a new temporary file)")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--threshold", type=float, default=THRESHOLD)
+    parser.add_argument("--seed", type=int, default=0, help="shuffle of the input order")
+    parser.add_argument("--json", metavar="OUT.json", help="also write the figures here")
+    args = parser.parse_args(argv)
+
+    paths, labels = load_dataset(args.data)
+    label_of = dict(zip(paths, labels))
+    shuffled = list(paths)
+    random.Random(args.seed).shuffle(shuffled)
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = FeatureCache(args.cache or os.path.join(scratch, "cache.sqlite"))
+        load_before = os.getloadavg()
+        start = time.perf_counter()
+        grouping = group_photos(shuffled, preset=args.preset, cache=cache, jobs=args.jobs,
+                                quiet=False, threshold=args.threshold)
+        seconds = time.perf_counter() - start
+        load_after = os.getloadavg()
+        cache.close()
+    result = {"preset": args.preset, "threshold": args.threshold, "seconds": round(seconds, 1),
+              "empty_cache": args.cache is None, "groups": len(grouping.groups),
+              "ungrouped": len(grouping.ungrouped), "errors": len(grouping.errors),
+              "load_before": [round(x, 2) for x in load_before],
+              "load_after": [round(x, 2) for x in load_after], **evaluate(grouping, label_of)}
+    for reading in ("strict", "noise"):
+        numbers = result[reading]
+        print(f"{reading:>6}: ARI {numbers['ari']:.3f}  purity {numbers['purity']:.3f}  "
+              f"inverse purity {numbers['inverse_purity']:.3f}  ({numbers['photos']} photos)")
+    print(f"{result['groups']} groups, {result['ungrouped']} ungrouped, {seconds:.0f} s "
+          f"({'empty cache' if args.cache is None else 'cache ' + args.cache}), load "
+          f"{load_before[0]:.2f} -> {load_after[0]:.2f}")
+    for group in grouping.groups:
+        print(f"  {group.name}: " + ", ".join(f"{label} x{count}" for label, count in
+                                             Counter(label_of[p] for p in group.photos)
+                                             .most_common()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
