@@ -236,11 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         features.FORCE_PROGRESS = True if getattr(args, "progress", False) else None
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
+    from lookalike.extras import MissingExtra
     from lookalike.methods import UnknownMethodError
 
     try:
         return args.handler(args)
-    except (UsageError, UnknownMethodError, FileNotFoundError) as error:
+    except (UsageError, UnknownMethodError, FileNotFoundError, MissingExtra) as error:
         print(f"lookalike {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -304,8 +304,9 @@ def docs_assets() -> Path:
 
     spec = importlib.util.find_spec("fastapi_offline")
     if spec is None or spec.origin is None:
-        raise RuntimeError("the API docs need the fastapi-offline package: "
-                           "pip install fastapi-offline")
+        from lookalike.extras import install_hint
+
+        raise RuntimeError(f"the API docs need the fastapi-offline package; {install_hint('serve')}")
     return Path(spec.origin).parent / "static"
 
 
@@ -315,6 +316,10 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
                settings: Settings | None = None, queue: int = DEFAULT_QUEUE,
                max_wait: float = DEFAULT_MAX_WAIT) -> "FastAPI":  # noqa: F821
     """The application for one index; `data_dir` is the only place it may write."""
+    from lookalike.extras import optional_import
+
+    for module in ("fastapi", "python_multipart", "fastapi_offline"):  # uploads, offline docs
+        optional_import(module, "serve")
     from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -497,9 +502,8 @@ def _version() -> str:
 
 # -- command line ----------------------------------------------------------------------------------
 def run_serve(args) -> int:
-    import uvicorn
-
     from lookalike.cli import UsageError
+    from lookalike.extras import optional_import
     from lookalike.index import GalleryError
 
     try:
@@ -511,6 +515,7 @@ def run_serve(args) -> int:
         raise UsageError(str(error)) from None
     print(f"serving {args.index} on http://{args.host}:{args.port}/ (API docs at /docs)",
           file=sys.stderr)
+    uvicorn = optional_import("uvicorn", "serve")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
