@@ -318,8 +318,9 @@ def create_app(index: str | os.PathLike, data_dir: str | os.PathLike | None = No
     """The application for one index; `data_dir` is the only place it may write."""
     from lookalike.extras import optional_import
 
-    for module in ("fastapi", "python_multipart", "fastapi_offline"):  # uploads, offline docs
-        optional_import(module, "serve")
+    optional_import("fastapi", "serve")
+    optional_import("python_multipart", "serve")  # uploads
+    optional_import("fastapi_offline", "serve")  # the API docs' assets
     from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
