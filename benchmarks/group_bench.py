@@ -13,7 +13,8 @@ result. Each ungrouped photo counts as a cluster of its own. Two readings of the
 Reported: adjusted Rand index (sklearn), purity (share of photos in the majority label of
 their cluster) and inverse purity (share of photos in the cluster holding most of their
 label), groups found, wall time from an empty cache (a new temporary file unless --cache is
-given) and the load average before and after.
+given) and the load average before and after. `--held-out` scores each photo with a pair
+calibration fitted without its landmark (the shipped one was fitted on these very photos).
 """
 
 from __future__ import annotations
@@ -29,15 +30,27 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lookalike.cache import FeatureCache  # noqa: E402
+from lookalike.calibrate import evidence_matrix, landmark_folds, same_landmark  # noqa: E402
+from lookalike.calibration import fit  # noqa: E402
 from lookalike.evaluation import load_dataset  # noqa: E402
-from lookalike.grouping import THRESHOLD, Grouping, group_photos  # noqa: E402
+from lookalike.grouping import (  # noqa: E402
+    THRESHOLD,
+    Grouping,
+    confirmed_links,
+    group_photos,
+    grouping_from_links,
+    photo_items,
+    shortlist_probabilities,
+)
 from lookalike.metrics import DISTRACTOR  # noqa: E402
+from lookalike.retrieval import PAIR_EVIDENCE  # noqa: E402
 
 
 def predicted_clusters(grouping: Grouping) -> dict[str, str]:
@@ -74,6 +87,27 @@ def evaluate(grouping: Grouping, label_of: dict[str, str]) -> dict[str, dict[str
     }
 
 
+def group_held_out(paths: Sequence[str], label_of: dict[str, str], preset: str, cache,
+                   jobs: int, threshold: float) -> Grouping:
+    """As `group_photos`, but each photo's probabilities come from a pair calibration fitted
+    without its landmark (folds of whole landmarks, as `lookalike calibrate` cross-validates):
+    the figure for landmarks the shipped calibration has never seen."""
+    features, pipeline = photo_items(paths, preset, cache, jobs, quiet=False)
+    labels = [label_of[path] for path in features.paths]
+    evidence = evidence_matrix(features.features, pipeline, quiet=False)
+    fold, same = landmark_folds(labels), same_landmark(labels)
+    off_diagonal = ~np.eye(len(labels), dtype=bool)
+    models = {}
+    for k in sorted(set(fold)):
+        train = fold != k
+        mask = train[:, None] & train[None, :] & off_diagonal
+        models[k] = fit(evidence[mask], same[mask], PAIR_EVIDENCE)
+    probabilities, matches, similarities = shortlist_probabilities(
+        features.features, pipeline, False, lambda i: models[fold[i]])
+    links = confirmed_links(probabilities, matches, similarities, threshold)
+    return grouping_from_links(features.paths, links, features.errors, preset, threshold)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared/data/landmarks"))
@@ -82,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--threshold", type=float, default=THRESHOLD)
     parser.add_argument("--seed", type=int, default=0, help="shuffle of the input order")
+    parser.add_argument("--held-out", action="store_true",
+                        help="probabilities from calibrations fitted without each photo's "
+                             "landmark, instead of the shipped one (fitted on these photos)")
     parser.add_argument("--json", metavar="OUT.json", help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -93,12 +130,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache = FeatureCache(args.cache or os.path.join(scratch, "cache.sqlite"))
         load_before = os.getloadavg()
         start = time.perf_counter()
-        grouping = group_photos(shuffled, preset=args.preset, cache=cache, jobs=args.jobs,
-                                quiet=False, threshold=args.threshold)
+        if args.held_out:
+            grouping = group_held_out(shuffled, label_of, args.preset, cache, args.jobs,
+                                      args.threshold)
+        else:
+            grouping = group_photos(shuffled, preset=args.preset, cache=cache, jobs=args.jobs,
+                                    quiet=False, threshold=args.threshold)
         seconds = time.perf_counter() - start
         load_after = os.getloadavg()
         cache.close()
-    result = {"preset": args.preset, "threshold": args.threshold, "seconds": round(seconds, 1),
+    result = {"preset": args.preset, "threshold": args.threshold, "held_out": args.held_out, "seconds": round(seconds, 1),
               "empty_cache": args.cache is None, "groups": len(grouping.groups),
               "ungrouped": len(grouping.ungrouped), "errors": len(grouping.errors),
               "load_before": [round(x, 2) for x in load_before],

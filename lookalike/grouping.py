@@ -29,13 +29,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import networkx as nx
 import numpy as np
 from tqdm import tqdm
 
-from lookalike.features import show_progress
+from lookalike.calibration import Calibration
+from lookalike.features import FeatureSet, show_progress
 from lookalike.matching import Match
 from lookalike.retrieval import Gallery, Item, Pipeline
 
@@ -100,24 +101,30 @@ class Grouping:
 
 
 # -- the pair graph ------------------------------------------------------------------------------
-def shortlist_probabilities(items: Sequence[Item], pipeline: Pipeline, quiet: bool = True
+def shortlist_probabilities(items: Sequence[Item], pipeline: Pipeline, quiet: bool = True,
+                            calibration_of: Callable[[int], Calibration] | None = None
                             ) -> tuple[dict[tuple[int, int], float], dict[tuple[int, int], Match],
                                        dict[tuple[int, int], float]]:
     """Each photo ranked against the collection: (probability, match, similarity) of every
     pair (query, shortlisted photo), keyed by (query position, gallery position). Memory grows
-    with photos x shortlist, not with the square of the collection."""
+    with photos x shortlist, not with the square of the collection. `calibration_of(i)` gives
+    query i's calibration (default: the pipeline's; a benchmark holds each landmark out)."""
     gallery = Gallery(items, pipeline.global_method)
     probabilities: dict[tuple[int, int], float] = {}
     matches: dict[tuple[int, int], Match] = {}
     similarities: dict[tuple[int, int], float] = {}
     for i, item in enumerate(tqdm(items, desc="grouping", unit="photo", file=sys.stderr,
                                   disable=not show_progress(quiet), leave=False)):
-        ranking = pipeline.rank(item, gallery)
-        for j, match in ranking.matches.items():
-            if j != i:
-                probabilities[i, j] = float(ranking.probabilities[j])
-                matches[i, j] = match
-                similarities[i, j] = float(ranking.similarities[j])
+        ranking = pipeline.evidence(item, gallery)
+        calibration = pipeline.calibration if calibration_of is None else calibration_of(i)
+        shortlisted = [j for j in ranking.matches if j != i]
+        if not shortlisted:
+            continue
+        chosen = calibration.probability(ranking.evidence[shortlisted])
+        for j, probability in zip(shortlisted, chosen):
+            probabilities[i, j] = float(probability)
+            matches[i, j] = ranking.matches[j]
+            similarities[i, j] = float(ranking.similarities[j])
     return probabilities, matches, similarities
 
 
@@ -224,24 +231,24 @@ def near_duplicate_sets(members: Sequence[int], links: Sequence[PairLink],
 
 
 # -- the entry point -----------------------------------------------------------------------------
-def group_photos(paths: Sequence[str], preset: str = "default", cache=None, jobs: int = 1,
-                 quiet: bool = True, threshold: float = THRESHOLD, gray: bool = False
-                 ) -> Grouping:
-    """Group photos by landmark with the preset's pipeline and its shipped pair calibration.
-
-    `cache` is a FeatureCache (features and pair verifications are kept there) or None for
-    none. Files that cannot be read are in `.errors` and left out; the rest are grouped."""
+def photo_items(paths: Sequence[str], preset: str = "default", cache=None, jobs: int = 1,
+                quiet: bool = True, gray: bool = False) -> tuple[FeatureSet, Pipeline]:
+    """The photos' items of the preset's two methods (unreadable files in `.errors`) and the
+    preset's pipeline with its shipped pair calibration, verifying through `cache`."""
     from lookalike.cache import NoCache
     from lookalike.methods import get_method
 
     fused = get_method("fused", preset=preset, gray=gray)
     features = fused.combine_features(list(paths), cache if cache is not None else NoCache(),
                                       jobs, quiet)
-    pipeline = fused.pipeline()
-    photos = list(features.paths)
-    probabilities, matches, similarities = shortlist_probabilities(features.features, pipeline,
-                                                                   quiet)
-    links = confirmed_links(probabilities, matches, similarities, threshold)
+    return features, fused.pipeline()
+
+
+def grouping_from_links(photos: Sequence[str], links: Sequence[PairLink],
+                        errors: dict[str, str], preset: str = "default",
+                        threshold: float = THRESHOLD) -> Grouping:
+    """Groups (two photos or more, named largest first), their near-duplicate sets, and the
+    photos linked to no other."""
     groups, ungrouped = [], []
     for members in photo_groups(len(photos), links):
         if len(members) == 1:
@@ -250,4 +257,19 @@ def group_photos(paths: Sequence[str], preset: str = "default", cache=None, jobs
         name = f"group-{len(groups) + 1:03d}"
         groups.append(Group(name, [photos[position] for position in members],
                             near_duplicate_sets(members, links, photos, name)))
-    return Grouping(groups, ungrouped, dict(features.errors), links, photos, preset, threshold)
+    return Grouping(groups, ungrouped, dict(errors), list(links), list(photos), preset,
+                    threshold)
+
+
+def group_photos(paths: Sequence[str], preset: str = "default", cache=None, jobs: int = 1,
+                 quiet: bool = True, threshold: float = THRESHOLD, gray: bool = False
+                 ) -> Grouping:
+    """Group photos by landmark with the preset's pipeline and its shipped pair calibration.
+
+    `cache` is a FeatureCache (features and pair verifications are kept there) or None for
+    none. Files that cannot be read are in `.errors` and left out; the rest are grouped."""
+    features, pipeline = photo_items(paths, preset, cache, jobs, quiet, gray)
+    probabilities, matches, similarities = shortlist_probabilities(features.features, pipeline,
+                                                                   quiet)
+    links = confirmed_links(probabilities, matches, similarities, threshold)
+    return grouping_from_links(features.paths, links, features.errors, preset, threshold)
