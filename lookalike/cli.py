@@ -237,11 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     from lookalike.extras import MissingExtra
+    from lookalike.learned import WeightsMissing
     from lookalike.methods import UnknownMethodError
 
     try:
         return args.handler(args)
-    except (UsageError, UnknownMethodError, FileNotFoundError, MissingExtra) as error:
+    except (UsageError, UnknownMethodError, FileNotFoundError, MissingExtra,
+            WeightsMissing) as error:
         print(f"lookalike {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

