@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -108,6 +109,13 @@ def group_held_out(paths: Sequence[str], label_of: dict[str, str], preset: str, 
     return grouping_from_links(features.paths, links, features.errors, preset, threshold)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of its finished workers."""
+    own, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                         resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared/data/landmarks"))
@@ -129,17 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         cache = FeatureCache(args.cache or os.path.join(scratch, "cache.sqlite"))
         load_before = os.getloadavg()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         if args.held_out:
             grouping = group_held_out(shuffled, label_of, args.preset, cache, args.jobs,
                                       args.threshold)
         else:
             grouping = group_photos(shuffled, preset=args.preset, cache=cache, jobs=args.jobs,
                                     quiet=False, threshold=args.threshold)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
         load_after = os.getloadavg()
         cache.close()
-    result = {"preset": args.preset, "threshold": args.threshold, "held_out": args.held_out, "seconds": round(seconds, 1),
+    result = {"preset": args.preset, "threshold": args.threshold, "held_out": args.held_out, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
               "empty_cache": args.cache is None, "groups": len(grouping.groups),
               "ungrouped": len(grouping.ungrouped), "errors": len(grouping.errors),
               "load_before": [round(x, 2) for x in load_before],
@@ -149,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{reading:>6}: ARI {numbers['ari']:.3f}  purity {numbers['purity']:.3f}  "
               f"inverse purity {numbers['inverse_purity']:.3f}  ({numbers['photos']} photos)")
     print(f"{result['groups']} groups, {result['ungrouped']} ungrouped, {seconds:.0f} s "
+          f"(CPU {cpu:.0f} s) "
           f"({'empty cache' if args.cache is None else 'cache ' + args.cache}), load "
           f"{load_before[0]:.2f} -> {load_after[0]:.2f}")
     for group in grouping.groups:

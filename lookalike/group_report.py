@@ -10,9 +10,11 @@ moved: gallery folders hold hard links, or copies where a link cannot be made.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import os
 import shutil
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,26 +55,39 @@ def write_errors_csv(errors: dict[str, str], path: str | os.PathLike) -> None:
 
 
 # -- contact sheets ------------------------------------------------------------------------------
-def write_thumbnails(photos: Sequence[str], folder: Path) -> dict[str, str]:
-    """A small JPEG per photo, named by its position; returns photo -> file name (relative to
-    the pages). A photo that cannot be read again (changed meanwhile) gets no thumbnail."""
+@dataclasses.dataclass(frozen=True)
+class Thumbnail:
+    """A photo as the pages show it: its thumbnail file and a link to the photo itself, both
+    relative to the pages' folder (so the folder can be moved together with the photos)."""
+
+    source: str | None  # None: the photo could not be read again (changed meanwhile)
+    href: str
+
+
+def write_thumbnails(photos: Sequence[str], outdir: Path) -> dict[str, Thumbnail]:
+    """A small JPEG per photo in outdir/thumbs/, named by its position."""
+    folder = outdir / "thumbs"
     folder.mkdir(parents=True, exist_ok=True)
-    names = {}
+    thumbnails = {}
     for number, photo in enumerate(photos, start=1):
         name = f"{number:05d}.jpg"
+        href = urllib.parse.quote(os.path.relpath(os.path.abspath(photo), os.path.abspath(outdir)))
         try:
             image = load_image(photo, LoadOptions(min_long_side=THUMBNAIL_SIDE * 2))
         except ImageLoadError:
+            thumbnails[photo] = Thumbnail(None, href)
             continue
         image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
         image.save(folder / name, quality=85)
-        names[photo] = f"{folder.name}/{name}"
-    return names
+        thumbnails[photo] = Thumbnail(f"thumbs/{name}", href)
+    return thumbnails
 
 
-def _figure(photo: str, thumbnail: str | None, css: str = "", note: str = "") -> str:
-    image = (f'<img src="{html.escape(thumbnail)}" alt="" loading="lazy">' if thumbnail
-             else "<p>(no thumbnail)</p>")
+def _figure(photo: str, thumbnail: Thumbnail | None, css: str = "", note: str = "") -> str:
+    image = "<p>(no thumbnail)</p>"
+    if thumbnail is not None and thumbnail.source:
+        image = (f'<a href="{html.escape(thumbnail.href)}"><img src="'
+                 f'{html.escape(thumbnail.source)}" alt="" loading="lazy"></a>')
     caption = html.escape(os.path.basename(photo)) + (f"<br><b>{html.escape(note)}</b>"
                                                       if note else "")
     return (f'<figure class="{css}" title="{html.escape(photo)}">{image}'
@@ -85,7 +100,7 @@ def _page(title: str, body: str) -> str:
             f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n")
 
 
-def group_sheet(group: Group, thumbnails: dict[str, str]) -> str:
+def group_sheet(group: Group, thumbnails: dict[str, Thumbnail]) -> str:
     """A group's page: every photo, near-duplicate sets framed, the one to keep marked."""
     duplicates = {photo: found for found in group.near_duplicates for photo in found.photos}
     figures = []
@@ -104,7 +119,7 @@ def group_sheet(group: Group, thumbnails: dict[str, str]) -> str:
     return _page(group.name, intro + f'<div class="sheet">{"".join(figures)}</div>')
 
 
-def index_page(grouping: Grouping, thumbnails: dict[str, str]) -> str:
+def index_page(grouping: Grouping, thumbnails: dict[str, Thumbnail]) -> str:
     sections = []
     for group in grouping.groups:
         preview = "".join(_figure(photo, thumbnails.get(photo))
@@ -125,7 +140,7 @@ def index_page(grouping: Grouping, thumbnails: dict[str, str]) -> str:
 def write_contact_sheets(grouping: Grouping, outdir: str | os.PathLike) -> None:
     """index.html, one <group>.html per group and ungrouped.html, thumbnails in thumbs/."""
     outdir = Path(outdir)
-    thumbnails = write_thumbnails(grouping.photos, outdir / "thumbs")
+    thumbnails = write_thumbnails(grouping.photos, outdir)
     (outdir / "index.html").write_text(index_page(grouping, thumbnails), encoding="utf-8")
     for group in grouping.groups:
         (outdir / f"{group.name}.html").write_text(group_sheet(group, thumbnails),

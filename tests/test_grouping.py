@@ -12,6 +12,7 @@ import csv
 import io
 import os
 import re
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,8 @@ def test_contact_sheets_are_offline_html_with_thumbnails(grouped):
         assert "http://" not in text and "https://" not in text
         for source in re.findall(r'src="([^"]+)"', text):
             assert (out / source).is_file(), source
+        for target in re.findall(r'href="([^"]+)"', text):  # pages, and the photos themselves
+            assert (out / urllib.parse.unquote(target)).exists(), target
     assert all(page.name in index for page in group_pages)
     keeper = next(page for page in group_pages if "keep (" in page.read_text(encoding="utf-8"))
     assert "near-duplicate (" in keeper.read_text(encoding="utf-8")
