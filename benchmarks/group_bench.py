@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
@@ -43,10 +44,13 @@ from lookalike.calibration import fit  # noqa: E402
 from lookalike.evaluation import load_dataset  # noqa: E402
 from lookalike.grouping import (  # noqa: E402
     THRESHOLD,
+    Group,
     Grouping,
+    PairLink,
     confirmed_links,
     group_photos,
     grouping_from_links,
+    photo_groups,
     photo_items,
     shortlist_probabilities,
 )
@@ -88,12 +92,10 @@ def evaluate(grouping: Grouping, label_of: dict[str, str]) -> dict[str, dict[str
     }
 
 
-def group_held_out(paths: Sequence[str], label_of: dict[str, str], preset: str, cache,
-                   jobs: int, threshold: float) -> Grouping:
-    """As `group_photos`, but each photo's probabilities come from a pair calibration fitted
-    without its landmark (folds of whole landmarks, as `lookalike calibrate` cross-validates):
-    the figure for landmarks the shipped calibration has never seen."""
-    features, pipeline = photo_items(paths, preset, cache, jobs, quiet=False)
+def held_out_calibrations(features, pipeline, label_of: dict[str, str]):
+    """Per photo position, a pair calibration fitted without its landmark (folds of whole
+    landmarks, as `lookalike calibrate` cross-validates): the figure for landmarks the shipped
+    calibration has never seen."""
     labels = [label_of[path] for path in features.paths]
     evidence = evidence_matrix(features.features, pipeline, quiet=False)
     fold, same = landmark_folds(labels), same_landmark(labels)
@@ -103,10 +105,79 @@ def group_held_out(paths: Sequence[str], label_of: dict[str, str], preset: str, 
         train = fold != k
         mask = train[:, None] & train[None, :] & off_diagonal
         models[k] = fit(evidence[mask], same[mask], PAIR_EVIDENCE)
-    probabilities, matches, similarities = shortlist_probabilities(
-        features.features, pipeline, False, lambda i: models[fold[i]])
-    links = confirmed_links(probabilities, matches, similarities, threshold)
+    return lambda position: models[fold[position]]
+
+
+def group_held_out(paths: Sequence[str], label_of: dict[str, str], preset: str, cache,
+                   jobs: int, threshold: float) -> Grouping:
+    """As `group_photos`, with `held_out_calibrations` instead of the shipped calibration."""
+    features, pipeline = photo_items(paths, preset, cache, jobs, quiet=False)
+    calibration_of = held_out_calibrations(features, pipeline, label_of)
+    pairs = shortlist_probabilities(features.features, pipeline, False, calibration_of)
+    links = confirmed_links(*pairs, threshold)
     return grouping_from_links(features.paths, links, features.errors, preset, threshold)
+
+
+def one_sided_links(probabilities, matches, similarities, threshold: float) -> list[PairLink]:
+    """The rule measured against: a pair is linked when either photo's ranking gives the other
+    at least `threshold` (the higher direction counts)."""
+    best: dict[tuple[int, int], float] = {}
+    for (i, j), probability in probabilities.items():
+        pair = (min(i, j), max(i, j))
+        best[pair] = max(best.get(pair, 0.0), probability)
+    return [PairLink(a, b, p, similarities.get((a, b), similarities.get((b, a))),
+                     matches.get((a, b)) or matches[b, a])
+            for (a, b), p in best.items() if p >= threshold]
+
+
+def louvain_grouping(photos, links, errors) -> Grouping:
+    """Louvain communities (networkx, resolution 1) of the one-sided graph, weighted by
+    probability: the community-detection alternative."""
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(photos)))
+    graph.add_weighted_edges_from((link.a, link.b, link.probability) for link in links)
+    communities = nx.community.louvain_communities(graph, weight="weight", seed=0)
+    groups = [Group(f"community-{n}", [photos[p] for p in sorted(members)])
+              for n, members in enumerate(communities) if len(members) > 1]
+    loose = [photos[next(iter(m))] for m in communities if len(m) == 1]
+    return Grouping(groups, loose, errors, list(links), list(photos))
+
+
+def compare_rules(paths, label_of, preset, cache, jobs, threshold) -> list[dict]:
+    """ARI and purity of each way of turning the shortlist probabilities into groups, with
+    the shipped and with held-out calibrations (features and verifications from the cache)."""
+    features, pipeline = photo_items(paths, preset, cache, jobs, quiet=True)
+    photos, errors = features.paths, features.errors
+    rows = []
+    for calibration, calibration_of in (
+            ("shipped", None), ("held out", held_out_calibrations(features, pipeline, label_of))):
+        pairs = shortlist_probabilities(features.features, pipeline, True, calibration_of)
+        both, either = confirmed_links(*pairs, threshold), one_sided_links(*pairs, threshold)
+        rules = {
+            "both directions, weak bridges cut (lookalike group)":
+                grouping_from_links(photos, both, errors),
+            "both directions, no bridge cut": grouping_from_links_uncut(photos, both, errors),
+            "either direction, weak bridges cut": grouping_from_links(photos, either, errors),
+            "either direction, no bridge cut": grouping_from_links_uncut(photos, either, errors),
+            "Louvain on the either-direction graph": louvain_grouping(photos, either, errors),
+        }
+        for rule, grouping in rules.items():
+            numbers = evaluate(grouping, label_of)
+            rows.append({"calibration": calibration, "rule": rule,
+                         "ari": round(numbers["strict"]["ari"], 3),
+                         "purity": round(numbers["strict"]["purity"], 3),
+                         "ari_noise": round(numbers["noise"]["ari"], 3),
+                         "groups": len(grouping.groups)})
+    return rows
+
+
+def grouping_from_links_uncut(photos, links, errors) -> Grouping:
+    """Plain connected components: every link holds, however weak."""
+    members = [m for m in photo_groups(len(photos), links, strong=0.0) if len(m) > 1]
+    groups = [Group(f"component-{n}", [photos[p] for p in m]) for n, m in enumerate(members)]
+    grouped = {photo for group in groups for photo in group.photos}
+    return Grouping(groups, [p for p in photos if p not in grouped], errors, list(links),
+                    list(photos))
 
 
 def cpu_seconds() -> float:
@@ -127,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--held-out", action="store_true",
                         help="probabilities from calibrations fitted without each photo's "
                              "landmark, instead of the shipped one (fitted on these photos)")
+    parser.add_argument("--compare-rules", action="store_true",
+                        help="also measure the other grouping rules on the same probabilities")
     parser.add_argument("--json", metavar="OUT.json", help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -146,8 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     quiet=False, threshold=args.threshold)
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
         load_after = os.getloadavg()
+        rules = compare_rules(shuffled, label_of, args.preset, cache, args.jobs,
+                              args.threshold) if args.compare_rules else []
         cache.close()
-    result = {"preset": args.preset, "threshold": args.threshold, "held_out": args.held_out, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+    result = {"preset": args.preset, "threshold": args.threshold, "held_out": args.held_out,
+              "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
               "empty_cache": args.cache is None, "groups": len(grouping.groups),
               "ungrouped": len(grouping.ungrouped), "errors": len(grouping.errors),
               "load_before": [round(x, 2) for x in load_before],
@@ -164,6 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {group.name}: " + ", ".join(f"{label} x{count}" for label, count in
                                              Counter(label_of[p] for p in group.photos)
                                              .most_common()))
+    if rules:
+        result["rules"] = rules
+        print("| calibration | rule | ARI | purity | ARI, distractors as noise | groups |")
+        print("|---|---|---:|---:|---:|---:|")
+        for row in rules:
+            print(f"| {row['calibration']} | {row['rule']} | {row['ari']:.3f} | "
+                  f"{row['purity']:.3f} | {row['ari_noise']:.3f} | {row['groups']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
