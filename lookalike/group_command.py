@@ -45,7 +45,7 @@ def add_command(subparsers) -> None:
     parser.add_argument("--threshold", type=float, default=None, metavar="P",
                         help="calibrated probability a link needs from both photos (default "
                              "0.5, even odds)")
-    add_common_options(parser)
+    add_common_options(parser, gray=False)  # the shipped calibrations are fitted in colour
     parser.set_defaults(handler=run_group)
 
 
@@ -57,6 +57,7 @@ def check_gallery_folder(folder: str | None) -> None:
 
 
 def run_group(args: argparse.Namespace) -> int:
+    from lookalike.calibration import CalibrationError
     from lookalike.group_report import (
         write_contact_sheets,
         write_errors_csv,
@@ -71,7 +72,8 @@ def run_group(args: argparse.Namespace) -> int:
         raise UsageError("--threshold must be a probability between 0 and 1")
     try:
         preset = get_preset(args.preset).name
-    except UnknownPresetError as error:
+        get_preset(preset).calibration("pairs")  # `accurate` ships none yet: say so up front
+    except (UnknownPresetError, CalibrationError) as error:
         raise UsageError(str(error)) from None
     check_gallery_folder(args.into_gallery)
     paths = existing_inputs(args.photos)
@@ -80,7 +82,7 @@ def run_group(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UsageError(f"{args.output}: exists and is not a folder")
     grouping = group_photos(paths, preset=preset, cache=cache_from_args(args), jobs=args.jobs,
-                            quiet=args.quiet, threshold=threshold, gray=args.gray)
+                            quiet=args.quiet, threshold=threshold)
     os.makedirs(args.output, exist_ok=True)
     write_groups_csv(grouping, os.path.join(args.output, "groups.csv"))
     if grouping.errors:

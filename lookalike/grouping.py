@@ -232,13 +232,13 @@ def near_duplicate_sets(members: Sequence[int], links: Sequence[PairLink],
 
 # -- the entry point -----------------------------------------------------------------------------
 def photo_items(paths: Sequence[str], preset: str = "default", cache=None, jobs: int = 1,
-                quiet: bool = True, gray: bool = False) -> tuple[FeatureSet, Pipeline]:
+                quiet: bool = True) -> tuple[FeatureSet, Pipeline]:
     """The photos' items of the preset's two methods (unreadable files in `.errors`) and the
     preset's pipeline with its shipped pair calibration, verifying through `cache`."""
     from lookalike.cache import NoCache
     from lookalike.methods import get_method
 
-    fused = get_method("fused", preset=preset, gray=gray)
+    fused = get_method("fused", preset=preset)
     features = fused.combine_features(list(paths), cache if cache is not None else NoCache(),
                                       jobs, quiet)
     return features, fused.pipeline()
@@ -262,13 +262,12 @@ def grouping_from_links(photos: Sequence[str], links: Sequence[PairLink],
 
 
 def group_photos(paths: Sequence[str], preset: str = "default", cache=None, jobs: int = 1,
-                 quiet: bool = True, threshold: float = THRESHOLD, gray: bool = False
-                 ) -> Grouping:
+                 quiet: bool = True, threshold: float = THRESHOLD) -> Grouping:
     """Group photos by landmark with the preset's pipeline and its shipped pair calibration.
 
     `cache` is a FeatureCache (features and pair verifications are kept there) or None for
     none. Files that cannot be read are in `.errors` and left out; the rest are grouped."""
-    features, pipeline = photo_items(paths, preset, cache, jobs, quiet, gray)
+    features, pipeline = photo_items(paths, preset, cache, jobs, quiet)
     probabilities, matches, similarities = shortlist_probabilities(features.features, pipeline,
                                                                    quiet)
     links = confirmed_links(probabilities, matches, similarities, threshold)
