@@ -507,6 +507,7 @@ def run_serve(args) -> int:
     from lookalike.extras import optional_import
     from lookalike.index import GalleryError
 
+    uvicorn = optional_import("uvicorn", "serve")  # before the index is loaded
     try:
         app = create_app(args.index, args.data_dir, args.max_bytes, args.max_pixels,
                          args.workers, args.calibration,
@@ -516,7 +517,6 @@ def run_serve(args) -> int:
         raise UsageError(str(error)) from None
     print(f"serving {args.index} on http://{args.host}:{args.port}/ (API docs at /docs)",
           file=sys.stderr)
-    uvicorn = optional_import("uvicorn", "serve")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

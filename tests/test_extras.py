@@ -28,10 +28,13 @@ def test_optional_import_names_the_extra(monkeypatch):
         optional_import("json", "nope")
 
 
-def test_serve_without_fastapi_says_install_the_serve_extra(monkeypatch, tmp_path, capsys):
-    hide(monkeypatch, "fastapi")
+@pytest.mark.parametrize("module", ["fastapi", "uvicorn", "python_multipart"])
+def test_serve_without_its_packages_says_install_the_serve_extra(module, monkeypatch, tmp_path,
+                                                                 capsys):
+    hide(monkeypatch, module)
     assert main(["serve", "--index", str(tmp_path / "any.lkidx")]) == 1
-    assert install_hint("serve") in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert module in err and install_hint("serve") in err
 
 
 def test_ray_engine_without_ray_says_install_the_ray_extra(monkeypatch):
