@@ -26,15 +26,18 @@ against 0.91): they merge small landmarks and distractors into the big groups.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 import networkx as nx
 import numpy as np
 from tqdm import tqdm
 
+from lookalike.cache import FeatureCache, NoCache
 from lookalike.calibration import Calibration
 from lookalike.features import FeatureSet, show_progress
 from lookalike.matching import Match
@@ -235,7 +238,6 @@ def photo_items(paths: Sequence[str], preset: str = "default", cache=None, jobs:
                 quiet: bool = True) -> tuple[FeatureSet, Pipeline]:
     """The photos' items of the preset's two methods (unreadable files in `.errors`) and the
     preset's pipeline with its shipped pair calibration, verifying through `cache`."""
-    from lookalike.cache import NoCache
     from lookalike.methods import get_method
 
     fused = get_method("fused", preset=preset)
@@ -265,10 +267,23 @@ def group_photos(paths: Sequence[str], preset: str = "default", cache=None, jobs
                  quiet: bool = True, threshold: float = THRESHOLD) -> Grouping:
     """Group photos by landmark with the preset's pipeline and its shipped pair calibration.
 
-    `cache` is a FeatureCache (features and pair verifications are kept there) or None for
-    none. Files that cannot be read are in `.errors` and left out; the rest are grouped."""
-    features, pipeline = photo_items(paths, preset, cache, jobs, quiet)
-    probabilities, matches, similarities = shortlist_probabilities(features.features, pipeline,
-                                                                   quiet)
+    `cache` is a FeatureCache (features and pair verifications are kept there); None or a
+    NoCache keeps nothing after the run. Files that cannot be read are in `.errors` and left
+    out; the rest are grouped."""
+    with contextlib.ExitStack() as scratch:
+        if cache is None or isinstance(cache, NoCache):
+            cache = scratch_cache(scratch)
+        features, pipeline = photo_items(paths, preset, cache, jobs, quiet)
+        probabilities, matches, similarities = shortlist_probabilities(
+            features.features, pipeline, quiet)
     links = confirmed_links(probabilities, matches, similarities, threshold)
     return grouping_from_links(features.paths, links, features.errors, preset, threshold)
+
+
+def scratch_cache(scratch: contextlib.ExitStack) -> FeatureCache:
+    """A cache in a temporary folder, removed when `scratch` closes: without any cache the
+    global role (ASMK, aggregated from the local features) would extract them a second time."""
+    folder = scratch.enter_context(tempfile.TemporaryDirectory(prefix="lookalike-group-"))
+    cache = FeatureCache(os.path.join(folder, "features.sqlite"))
+    scratch.callback(cache.close)
+    return cache

@@ -12,6 +12,7 @@ import csv
 import io
 import os
 import re
+import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from lookalike.cli import main
 from lookalike.grouping import (
     PairLink,
     confirmed_links,
+    group_photos,
     is_near_duplicate,
     photo_groups,
     photo_to_keep,
@@ -189,3 +191,12 @@ def test_photo_to_keep_prefers_pixels_then_sharpness(tmp_path):
     same_size = [str(tmp_path / "blurred.png"), str(tmp_path / "sharp.png")]
     assert photo_to_keep(same_size) == str(tmp_path / "sharp.png")
     assert photo_to_keep([*same_size, str(tmp_path / "large.png")]) == str(tmp_path / "large.png")
+
+
+def test_group_photos_without_a_cache_leaves_no_scratch_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    photos = [str(LANDMARKS / p) for p in PHOTOS["strecha_castle"][:3]]
+    grouping = group_photos(photos, preset="fast", cache=None)
+    assert [group.photos for group in grouping.groups] == [photos]
+    assert grouping.ungrouped == [] and grouping.errors == {}
+    assert list(tmp_path.iterdir()) == []
