@@ -30,6 +30,11 @@ def test_registry_lists_study_methods_and_rejects_unknown():
         method_names()
     )
     assert parse_methods("phash, akaze") == ["phash", "akaze"]
+    everything = parse_methods("all")
+    assert {"akaze", "augnet", "asmk", "aliked", "xfeat", "fused"} <= set(everything)
+    # all pairs of RootSIFT (superseded by aliked) and DISK are too slow for `all`: by name only
+    assert "verified" not in everything and "disk" not in everything
+    assert parse_methods("verified,disk") == ["verified", "disk"]
     with pytest.raises(UnknownMethodError, match="unknown method 'nope'"):
         parse_methods("phash,nope")
 
