@@ -15,7 +15,10 @@ from lookalike.api_keys import SCOPES
 
 DEFAULT_MAX_BYTES = 20_000_000  # 20 MB, as the README says
 DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_WORKERS = 2
+# One photo at a time: ALIKED's forward pass already uses both cores and runs under a lock, so
+# a second worker only queued its photo behind the first and doubled every answer's latency
+# (accepted p95 at 20 clients: 3.2 s with two workers; see docs/benchmarks.md).
+DEFAULT_WORKERS = 1
 DEFAULT_QUEUE = 4
 DEFAULT_MAX_WAIT = 0.5  # seconds a photo may wait for a worker before it is refused
 DEFAULT_MAX_FILES = 16  # files in one batch request (all within the byte limit)
