@@ -240,7 +240,7 @@ class LiveGallery:
         return paths, written
 
     def _extract(self, paths: list[str], names: dict[str, str]):
-        from lookalike.engines import local_extractor
+        from lookalike.engines.local import local_extractor
 
         extract = local_extractor(None, 1, True)
         globals_, locals_, errors = extract(paths, self.index.global_method,

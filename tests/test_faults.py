@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import os
 import subprocess
 import sys
@@ -12,6 +11,9 @@ import numpy as np
 import pytest
 from landmark_gallery import LANDMARKS, QUERIES, REPO, make_gallery, photo
 from PIL import Image
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from faults import copies  # the same odd copies as the full benchmark
 
 from lookalike.cli import main
 from lookalike.loading import load_image
@@ -24,20 +26,8 @@ FULL = bool(os.environ.get("LOOKALIKE_FULL_FAULTS"))
 
 
 def variants(image: Image.Image) -> dict[str, Image.Image]:
-    """A re-save at quality 90 (the near-duplicate that crashed OpenCV), half size, a crop and
-    a half turn: each keeps `original_size` as the loader sets it."""
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    w, h = image.size
-    made = {
-        "resaved": Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"),
-        "half": image.resize((max(1, w // 2), max(1, h // 2))),
-        "crop": image.crop((w // 6, h // 6, w - w // 6, h - h // 6)),
-        "turned": image.transpose(Image.Transpose.ROTATE_180),
-    }
-    for variant in made.values():
-        variant.info["original_size"] = variant.size
-    return made
+    """The benchmark's odd copies (benchmarks/faults.py runs them over every dev photo)."""
+    return copies(image)
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--threshold must be a probability between 0 and 1")
     try:
         preset = get_preset(args.preset).name
-        get_preset(preset).calibration("pairs")  # `accurate` ships none yet: say so up front
+        get_preset(preset).calibration("pairs")  # a preset without one: say so up front
     except (UnknownPresetError, CalibrationError) as error:
         raise UsageError(str(error)) from None
     check_gallery_folder(args.into_gallery)

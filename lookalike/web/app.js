@@ -34,22 +34,6 @@ function answerText(answer) {
   return answer.landmark === "unknown" ? t("unknown") : answerName(answer);
 }
 
-let status = { key: "", values: {}, error: null }; // kept to be told again in another language
-
-function renderStatus() {
-  $("status").textContent = status.error ? errorText(status.error) : status.key ? t(status.key, status.values) : "";
-  $("status").className = status.error ? "error" : "";
-}
-
-function setStatus(key, values) {
-  status = { key, values, error: null };
-  renderStatus();
-}
-
-function showError(error) {
-  status = { key: "", values: {}, error };
-  renderStatus();
-}
 
 // Requests of several files each, within the server's byte and file-count limits.
 function chunksOf(files) {

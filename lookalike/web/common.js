@@ -144,6 +144,25 @@ function errorText(error) {
   return fill(text, { status: error.status || "?", limit: megabytes(limits.max_bytes) });
 }
 
+// The page's status line (element #status): a text key or an error, kept so that it can be
+// told again when the language changes.
+let status = { key: "", values: {}, error: null }; // kept to be told again in another language
+
+function renderStatus() {
+  $("status").textContent = status.error ? errorText(status.error) : status.key ? t(status.key, status.values) : "";
+  $("status").className = status.error ? "error" : "";
+}
+
+function setStatus(key, values) {
+  status = { key, values, error: null };
+  renderStatus();
+}
+
+function showError(error) {
+  status = { key: "", values: {}, error };
+  renderStatus();
+}
+
 function apiKey() {
   return sessionStorage.getItem("lookalike-api-key") || "";
 }

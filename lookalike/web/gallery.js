@@ -5,24 +5,8 @@
 
 let access = { scope: "none", read_open: true, admin_enabled: false };
 let gallery = { landmarks: [], negatives: 0 };
-let status = { key: "", values: {}, error: null };
 
 const isAdmin = () => access.scope === "admin";
-
-function renderStatus() {
-  $("status").textContent = status.error ? errorText(status.error) : status.key ? t(status.key, status.values) : "";
-  $("status").className = status.error ? "error" : "";
-}
-
-function setStatus(key, values) {
-  status = { key, values, error: null };
-  renderStatus();
-}
-
-function showError(error) {
-  status = { key: "", values: {}, error };
-  renderStatus();
-}
 
 function renderKeyStatus() {
   let key = "key_none";
