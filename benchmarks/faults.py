@@ -6,8 +6,10 @@ For each of the 144 dev photos: a re-save at JPEG quality 90 (the near-duplicate
 OpenCV's MAGSAC fail in issue 15), half size, a centre crop and a half turn. Every registered
 method extracts the photo and each copy and scores the copy against the photo; local matchers
 also `match` it (inliers, model). Any exception is a crash, recorded with the photo, the copy
-and the method; the run goes on. The CI suite runs the same check on a few photos
-(tests/test_faults.py); this is the whole set, too slow for CI.
+and the method; the run goes on. Each photo's result is appended to OUTPUT.partial.jsonl
+as it ends, so a stopped run resumes where it was (delete that file to start afresh). The CI
+suite runs the same check on a few photos (tests/test_faults.py); this is the whole set, too
+slow for CI.
 """
 
 from __future__ import annotations
@@ -74,6 +76,21 @@ def check_photo(task: tuple[str, list[str]]) -> dict:
     return {"photo": path, "checks": checks, "crashes": crashes}
 
 
+def resumed(partial: Path, names: list[str]) -> list[dict]:
+    """Photos a stopped run already checked with the same methods; a torn last line is redone."""
+    if not partial.exists():
+        return []
+    results = []
+    for line in partial.read_text(encoding="utf-8").splitlines():
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if result.pop("methods", None) == names:
+            results.append(result)
+    return results
+
+
 def crash(path: str, copy: str, method: str, error: Exception) -> dict:
     return {"photo": path, "copy": copy, "method": method,
             "error": f"{type(error).__name__}: {error}",
@@ -92,17 +109,28 @@ def main() -> int:
     paths, _ = load_dataset(args.data)
     paths = paths[:args.limit] if args.limit else paths
     names = args.methods.split(",") if args.methods else list(method_names())
+    for name in names:
+        get_method(name)  # an unknown name fails here, with the list, before any work
     started = time.perf_counter()
-    results = []
-    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+    partial = args.output.with_name(args.output.name + ".partial.jsonl")
+    results = resumed(partial, names)
+    done = {r["photo"] for r in results}
+    todo = [p for p in paths if p not in done]
+    if done:
+        print(f"resuming: {len(done)} photos already checked in {partial}", file=sys.stderr)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool, \
+            partial.open("a", encoding="utf-8") as log:
         for number, result in enumerate(pool.imap_unordered(check_photo,
-                                                            [(p, names) for p in paths]), 1):
+                                                            [(p, names) for p in todo]), 1):
             results.append(result)
+            log.write(json.dumps({**result, "methods": names}) + "\n")
+            log.flush()
             for item in result["crashes"]:
                 print(f"CRASH {item['method']} on {item['copy']} of {item['photo']}: "
                       f"{item['error']}", file=sys.stderr)
             if number % 10 == 0:
-                print(f"{number}/{len(paths)} photos, {time.perf_counter() - started:.0f} s",
+                print(f"{number + len(done)}/{len(paths)} photos, {time.perf_counter() - started:.0f} s",
                       file=sys.stderr)
     summary = {
         "photos": len(results), "methods": names, "copies": list(copies(Image.new("RGB", (8, 8)))),
@@ -110,7 +138,6 @@ def main() -> int:
         "crashes": [c for r in results for c in r["crashes"]],
         "seconds": round(time.perf_counter() - started, 1),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({k: (len(v) if k == "crashes" else v) for k, v in summary.items()}))
     return 1 if summary["crashes"] else 0
