@@ -1,0 +1,45 @@
+"""aliked_sparse gives kornia's ALIKED output, bit for bit where it matters (the keypoints)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lookalike import aliked_sparse
+from lookalike.learned import detector
+from lookalike.loading import load_image
+from lookalike.localfeatures import bounded
+from tests.conftest import LANDMARKS, manifest_rows
+
+
+def photo_tensor(path) -> torch.Tensor:
+    image = bounded(load_image(path).convert("RGB"), 800)
+    pixels = np.asarray(image, np.float32) / np.float32(255.0)
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
+
+
+def test_lazy_unit_map_reads_what_grid_sample_reads_from_the_normalised_map():
+    torch.manual_seed(0)
+    dense = torch.randn(8, 13, 17)
+    # Points inside, on the border and outside it (where grid_sample's zero padding counts).
+    points = torch.rand(400, 2) * torch.tensor([21.0, 17.0]) - 2
+    unit = F.normalize(dense, p=2, dim=0)
+    grid = (2 * points / torch.tensor([16.0, 12.0]) - 1).view(1, 1, -1, 2)
+    expected = F.grid_sample(unit[None], grid, mode="bilinear", align_corners=True)[0, :, 0].T
+    got = aliked_sparse.LazyUnitMap(dense).bilinear(points)
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("index", [0, 29])  # a portrait photo that needs padding; a landscape one
+def test_forward_matches_kornia(index, landmarks_dir):
+    model = detector("aliked-n16", 1024)
+    tensor = photo_tensor(LANDMARKS / manifest_rows()[index]["path"])
+    with torch.inference_mode():
+        reference = model(tensor)[0]
+        keypoints, descriptors, scores = aliked_sparse.forward(model, tensor)
+    assert len(keypoints) == 1024
+    assert torch.equal(keypoints, reference.keypoints)
+    assert torch.equal(scores, reference.keypoint_scores)
+    assert torch.allclose(descriptors, reference.descriptors, atol=1e-5)
