@@ -14,7 +14,11 @@ a key only once a `read` key is configured; an `admin` key also reads.
 from __future__ import annotations
 
 import hmac
+import math
 import os
+import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,3 +111,51 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
         if kind.lower() == "bearer" and value.strip():
             return value.strip()
     return x_api_key.strip() if x_api_key and x_api_key.strip() else None
+
+
+class FailedKeyThrottle:
+    """Slows a client that tries key after key: after `limit` unknown keys from one address
+    within `window_s` seconds, that address is refused (429, Retry-After) until the oldest
+    failure leaves the window.
+
+    Why: a key of 16+ random characters cannot be guessed, but a server should still not
+    answer an unbounded stream of guesses, and a flood of wrong keys is worth a clear signal
+    in the client's log. Only requests that present a key count or are refused: open reading
+    without a key is never throttled. Memory is bounded (`max_clients` addresses, oldest
+    forgotten first); the state is per server process and is lost on restart."""
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0, max_clients: int = 10_000,
+                 clock=time.monotonic):
+        self.limit, self.window_s, self.max_clients, self.clock = limit, window_s, max_clients, clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until `client` may present a key again, or None if it may now."""
+        with self._lock:
+            failures = self._recent(client)
+            if failures is None or len(failures) < self.limit:
+                return None
+            return max(1, math.ceil(failures[0] + self.window_s - self.clock()))
+
+    def failed(self, client: str) -> None:
+        """Record one unknown key from `client`."""
+        with self._lock:
+            failures = self._recent(client)
+            if failures is None:
+                if len(self._failures) >= self.max_clients:
+                    del self._failures[next(iter(self._failures))]
+                failures = self._failures[client] = deque()
+            failures.append(self.clock())
+
+    def _recent(self, client: str) -> deque[float] | None:
+        failures = self._failures.get(client)
+        if failures is None:
+            return None
+        horizon = self.clock() - self.window_s
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+            return None
+        return failures

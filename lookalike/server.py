@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from lookalike.api_keys import ADMIN, READ, KeyRing, presented_key
+from lookalike.api_keys import ADMIN, READ, FailedKeyThrottle, KeyRing, presented_key
 from lookalike.identify import Identifier, Settings
 from lookalike.index import NEGATIVES
 from lookalike.loading import ImageLoadError
@@ -269,6 +269,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                  "photos, or the server has no data directory)",
             413: "the upload is over the byte limit, or the photo over the pixel limit",
             422: "a form field is missing or of the wrong type",
+            429: "this address sent too many unknown API keys; see Retry-After",
             500: "the server failed (the traceback is in its log)",
             503: "busy: too many photos in the server; see Retry-After"}
     from lookalike.http_models import ErrorBody
@@ -358,8 +359,9 @@ def create_app(settings: ServerSettings) -> "FastAPI":  # noqa: F821
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
                            expose_headers=["Retry-After"])
     install_error_handlers(app)
+    throttle = FailedKeyThrottle(settings.failed_key_limit, settings.failed_key_window)
     context = Context(settings, gallery, gate, KeyRing(dict(settings.api_keys)), time.time(),
-                      key_from_headers_dependency())
+                      key_from_headers_dependency(), throttle)
     add_photo_routes(app, context)
     add_gallery_routes(app, context)
     add_reference_routes(app, context)
@@ -376,7 +378,8 @@ point pairs.
 
 The gallery endpoints list and edit the landmarks and their reference photos. Reading is
 open unless the server has `read` keys; editing needs a key with `admin` scope, sent as
-`Authorization: Bearer KEY` or `X-API-Key: KEY` (never in the URL).
+`Authorization: Bearer KEY` or `X-API-Key: KEY` (never in the URL). An address that sends
+too many unknown keys is refused for a while (429 with Retry-After).
 
 Every error is `{"error": code, "message": text}`; 503 (busy) comes with Retry-After."""
 
@@ -391,14 +394,30 @@ class Context:
     keys: KeyRing
     started: float
     key_from_headers: Callable[..., str | None]  # a dependency: the request's API key
+    throttle: FailedKeyThrottle
+
+    def screen_key(self, client: str, key: str | None) -> None:
+        """Refuse (429) an address that sent too many unknown keys; count this one if unknown."""
+        from fastapi import HTTPException
+
+        if key is None:
+            return
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            raise HTTPException(429, {"error": "too_many_failed_keys", "message": (
+                f"this address sent {self.throttle.limit} unknown API keys within "
+                f"{self.throttle.window_s:g} s; try again in {wait} s")}, {"Retry-After": str(wait)})
+        if self.keys.scope_of(key) is None:
+            self.throttle.failed(client)
 
     def needs(self, scope: str):
         """A FastAPI dependency that admits a request holding a key of `scope` (or better)."""
-        from fastapi import Depends, HTTPException
+        from fastapi import Depends, HTTPException, Request
 
         keys = self.keys
 
-        def check(key: Annotated[str | None, Depends(self.key_from_headers)]):
+        def check(request: Request, key: Annotated[str | None, Depends(self.key_from_headers)]):
+            self.screen_key(client_address(request), key)
             problem = access_problem(keys, scope, key)
             if problem is not None:
                 status, code, message = problem
@@ -406,6 +425,11 @@ class Context:
                 raise HTTPException(status, {"error": code, "message": message}, headers)
 
         return Depends(check)
+
+
+def client_address(request) -> str:
+    """The address a request came from, as the throttle counts it (the proxy's, behind one)."""
+    return request.client.host if request.client else "unknown"
 
 
 def key_from_headers_dependency():
@@ -542,7 +566,7 @@ def add_photo_routes(app, context: Context) -> None:
 
     @app.post("/identify", summary="Which landmark is this photo?",
               dependencies=[context.needs(READ)],
-              responses=error_responses(400, 401, 413, 422, 500, 503))
+              responses=error_responses(400, 401, 413, 422, 429, 500, 503))
     async def identify(request: Request,
                        file: Annotated[UploadFile, File(description="the photo")],
                        use_gps: Annotated[bool, Form()] = False,
@@ -555,7 +579,7 @@ def add_photo_routes(app, context: Context) -> None:
 
     @app.post("/identify/batch", summary="Which landmark is each of these photos?",
               dependencies=[context.needs(READ)],
-              responses=error_responses(401, 413, 422, 500, 503))
+              responses=error_responses(401, 413, 422, 429, 500, 503))
     async def identify_batch(request: Request,
                              files: Annotated[list[UploadFile], File(description="the photos")],
                              use_gps: Annotated[bool, Form()] = False,
@@ -574,7 +598,7 @@ def add_photo_routes(app, context: Context) -> None:
 
     @app.post("/verify", summary="Does this photo show this landmark?",
               dependencies=[context.needs(READ)],
-              responses=error_responses(400, 401, 404, 409, 413, 422, 500, 503))
+              responses=error_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
     async def verify(request: Request,
                      file: Annotated[UploadFile, File(description="the photo")],
                      landmark: Annotated[str, Form(description="landmark id (see /landmarks)")],
@@ -653,7 +677,7 @@ def add_gallery_routes(app, context: Context) -> None:
     read, admin = [context.needs(READ)], [context.needs(ADMIN)]
 
     @app.get("/landmarks", summary="The landmarks this index knows, with their photos",
-             dependencies=read, responses=error_responses(401))
+             dependencies=read, responses=error_responses(401, 429))
     def landmarks() -> LandmarkList:
         with gallery.reading():
             return LandmarkList(landmarks=[landmark_model(gallery.index, lid)
@@ -661,21 +685,21 @@ def add_gallery_routes(app, context: Context) -> None:
                                 negatives=len(gallery.index.references_of(NEGATIVES)))
 
     @app.get("/landmarks/{landmark_id}", summary="One landmark", dependencies=read,
-             responses=error_responses(401, 404, 422))
+             responses=error_responses(401, 404, 422, 429))
     def landmark(landmark_id: str) -> LandmarkInfo:
         with gallery.reading():
             gallery.require_landmark(landmark_id)
             return landmark_model(gallery.index, landmark_id)
 
     @app.post("/landmarks", summary="Add a landmark (admin)", status_code=201,
-              dependencies=admin, responses=error_responses(401, 403, 409, 422))
+              dependencies=admin, responses=error_responses(401, 403, 409, 422, 429))
     def create_landmark(new: NewLandmark) -> LandmarkInfo:
         location = (new.location.lat, new.location.lon) if new.location else None
         gallery.create_landmark(Landmark(new.id, dict(new.names), location))
         return landmark_model(gallery.index, new.id)
 
     @app.patch("/landmarks/{landmark_id}", summary="Edit a landmark's names or location (admin)",
-               dependencies=admin, responses=error_responses(401, 403, 404, 422))
+               dependencies=admin, responses=error_responses(401, 403, 404, 422, 429))
     def edit_landmark(landmark_id: str, changes: LandmarkChanges) -> LandmarkInfo:
         location = (changes.location.lat, changes.location.lon) if changes.location else None
         gallery.edit_landmark(landmark_id, dict(changes.names) if changes.names is not None
@@ -683,7 +707,7 @@ def add_gallery_routes(app, context: Context) -> None:
         return landmark_model(gallery.index, landmark_id)
 
     @app.delete("/landmarks/{landmark_id}", summary="Remove a landmark and its photos (admin)",
-                dependencies=admin, responses=error_responses(401, 403, 404, 422))
+                dependencies=admin, responses=error_responses(401, 403, 404, 422, 429))
     def remove_landmark(landmark_id: str) -> Removed:
         return Removed(landmarks=[landmark_id],
                        references=gallery.remove_landmark(landmark_id))
@@ -702,7 +726,7 @@ def add_reference_routes(app, context: Context) -> None:
 
     @app.post("/landmarks/{landmark_id}/photos", status_code=201, dependencies=admin,
               summary="Add reference photos to a landmark, all or none (admin)",
-              responses=error_responses(400, 401, 403, 404, 409, 413, 422, 500, 503))
+              responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503))
     async def add_photos(request: Request, landmark_id: str,
                          files: Annotated[list[UploadFile], File(description="the photos")]
                          ) -> PhotosAdded:
@@ -717,7 +741,7 @@ def add_reference_routes(app, context: Context) -> None:
                            added=[reference_model(gallery.index, rid) for rid in added])
 
     @app.delete("/references/{reference_id}", summary="Remove one reference photo (admin)",
-                dependencies=admin, responses=error_responses(401, 403, 404, 422))
+                dependencies=admin, responses=error_responses(401, 403, 404, 422, 429))
     def remove_reference(reference_id: int) -> Removed:
         gallery.remove_reference(reference_id)
         return Removed(landmarks=[], references=[reference_id])
@@ -725,7 +749,7 @@ def add_reference_routes(app, context: Context) -> None:
     @app.get("/references/{reference_id}/thumbnail", dependencies=read,
              summary="A reference photo, scaled down (JPEG)", response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG"},
-                        **error_responses(401, 404, 422)})
+                        **error_responses(401, 404, 422, 429)})
     def thumbnail(request: Request, reference_id: int,
                   size: Annotated[int, Query(ge=32, le=1600, description="long side")] = 256):
         data, digest = gallery.thumbnail(reference_id, size)
@@ -736,8 +760,10 @@ def add_reference_routes(app, context: Context) -> None:
         return Response(data, media_type="image/jpeg", headers=headers)
 
     @app.get("/auth", summary="What the presented API key may do",
-             responses=error_responses(401))
-    def auth(key: Annotated[str | None, Depends(context.key_from_headers)]) -> KeyCheck:
+             responses=error_responses(401, 429))
+    def auth(request: Request,
+             key: Annotated[str | None, Depends(context.key_from_headers)]) -> KeyCheck:
+        context.screen_key(client_address(request), key)
         scope = context.keys.scope_of(key)
         if key is not None and scope is None:
             raise api_error(401, "unauthorized", "this API key is not known to the server")

@@ -22,6 +22,9 @@ DEFAULT_WORKERS = 1
 DEFAULT_QUEUE = 4
 DEFAULT_MAX_WAIT = 0.5  # seconds a photo may wait for a worker before it is refused
 DEFAULT_MAX_FILES = 16  # files in one batch request (all within the byte limit)
+# Unknown API keys one address may present in a window before it is refused for a while.
+DEFAULT_FAILED_KEY_LIMIT = 10
+DEFAULT_FAILED_KEY_WINDOW = 60.0  # seconds
 
 
 def megabytes(count: int) -> str:
@@ -52,11 +55,15 @@ class ServerSettings:
     use_gps: bool = False
     api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> read | admin
     cors_origins: tuple[str, ...] = ()  # empty: no cross-origin requests allowed
+    failed_key_limit: int = DEFAULT_FAILED_KEY_LIMIT
+    failed_key_window: float = DEFAULT_FAILED_KEY_WINDOW
 
     def __post_init__(self):
         if self.workers < 1 or self.queue < 0 or not self.max_wait > 0 or self.max_files < 1:
             raise ValueError("workers must be >= 1, queue >= 0, max_wait > 0 and "
                              "max_files >= 1")
+        if self.failed_key_limit < 1 or not self.failed_key_window > 0:
+            raise ValueError("failed_key_limit must be >= 1 and failed_key_window > 0")
         unknown = sorted(set(self.api_keys.values()) - set(SCOPES))
         if unknown:
             raise ValueError(f"API key scopes must be read or admin, not {', '.join(unknown)}")

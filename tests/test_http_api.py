@@ -264,3 +264,38 @@ def test_stored_file_names_are_safe():
     assert safe_file_name("Mon château 2.JPEG") == "Mon_ch_teau_2.jpeg"
     assert safe_file_name("東京タワー.heic") == "photo.heic"
     assert safe_stem("tokyo tower/..") == "tokyo_tower"
+
+
+def test_an_address_sending_wrong_keys_is_refused_for_a_while(index_copy, tmp_path):
+    with client_for(index_copy, tmp_path / "data", api_keys={ADMIN_KEY: "admin"},
+                    failed_key_limit=3) as throttled:
+        for attempt in range(3):
+            wrong = throttled.get("/landmarks", headers={"X-API-Key": f"wrong-key-{attempt:014d}"})
+            assert wrong.status_code == 401
+        refused = throttled.get("/auth", headers={"X-API-Key": "wrong-key-again-0000"})
+        assert refused.status_code == 429
+        assert set(refused.json()) == {"error", "message"}
+        assert refused.json()["error"] == "too_many_failed_keys"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        # Even the right key waits (guesses must not go on), but open reading is not throttled.
+        assert throttled.get("/landmarks", headers=ADMIN).status_code == 429
+        assert throttled.get("/landmarks").status_code == 200
+        declared = throttled.get("/openapi.json").json()["paths"]["/landmarks"]["get"]
+        assert "429" in declared["responses"]
+
+
+def test_failed_key_throttle_forgets_old_failures_and_bounds_its_memory():
+    from lookalike.api_keys import FailedKeyThrottle
+
+    now = [1000.0]
+    throttle = FailedKeyThrottle(limit=2, window_s=60, max_clients=3, clock=lambda: now[0])
+    throttle.failed("10.0.0.1")
+    now[0] += 30
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 30  # until the first failure leaves the window
+    assert throttle.retry_after("10.0.0.2") is None  # addresses are counted apart
+    now[0] += 30
+    assert throttle.retry_after("10.0.0.1") is None  # one failure left in the window
+    for address in ("a", "b", "c", "d"):
+        throttle.failed(address)
+    assert len(throttle._failures) == 3  # the oldest address was forgotten

@@ -81,7 +81,7 @@ async function askVerify(file, landmark) {
   try {
     return { answer: await withRetries(() => api("/verify", { method: "POST", body: form })) };
   } catch (error) {
-    if (error instanceof ApiError && error.status && !["unauthorized", "busy"].includes(error.code)) {
+    if (error instanceof ApiError && error.status && !["unauthorized", "too_many_failed_keys", "busy"].includes(error.code)) {
       return { error: error.code };
     }
     throw error;

@@ -75,6 +75,7 @@ const ERRORS = {
     too_many_files: "Too many files in one request.",
     busy: "The server is busy. Please try again in a moment.",
     unauthorized: "This needs a valid API key. Enter it on the Gallery page.",
+    too_many_failed_keys: "Too many wrong API keys were sent from here. Try again in {seconds} s.",
     forbidden: "This API key may only read. Changing the gallery needs an admin key.",
     editing_disabled: "Gallery editing is turned off on this server.",
     unknown_landmark: "This landmark is not in the gallery.",
@@ -93,6 +94,7 @@ const ERRORS = {
     too_many_files: "1 回のリクエストのファイル数が多すぎます。",
     busy: "サーバーが混雑しています。しばらくしてから再試行してください。",
     unauthorized: "有効な API キーが必要です。ギャラリーのページで入力してください。",
+    too_many_failed_keys: "ここから誤った API キーが多数送信されました。{seconds} 秒後に再試行してください。",
     forbidden: "この API キーは閲覧用です。ギャラリーの編集には管理者キーが必要です。",
     editing_disabled: "このサーバーではギャラリーの編集が無効になっています。",
     unknown_landmark: "このランドマークはギャラリーにありません。",
@@ -141,7 +143,8 @@ function errorText(error) {
   const code = error instanceof ApiError ? error.code : "network";
   const table = ERRORS[language];
   const text = table[code] || table.unexpected;
-  return fill(text, { status: error.status || "?", limit: megabytes(limits.max_bytes) });
+  return fill(text, { status: error.status || "?", limit: megabytes(limits.max_bytes),
+    seconds: (error instanceof ApiError && error.retryAfter) || "?" });
 }
 
 // The page's status line (element #status): a text key or an error, kept so that it can be
