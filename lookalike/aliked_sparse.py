@@ -77,6 +77,8 @@ def describe(head, features: LazyUnitMap, keypoints: torch.Tensor) -> torch.Tens
     """kornia's SDDH descriptor head, reading only the pixels it needs (keypoints in
     [-1, 1])."""
     count = len(keypoints)
+    if count == 0:  # a blank or 1-pixel image: nothing to describe
+        return keypoints.new_zeros(0, head.agg_weights.shape[-1])
     wh = torch.tensor([[features.width - 1, features.height - 1]], dtype=keypoints.dtype,
                       device=keypoints.device)
     max_offset = max(features.height, features.width) / 4.0

@@ -43,3 +43,17 @@ def test_forward_matches_kornia(index, landmarks_dir):
     assert torch.equal(keypoints, reference.keypoints)
     assert torch.equal(scores, reference.keypoint_scores)
     assert torch.allclose(descriptors, reference.descriptors, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (16, 16), (8, 500), (300, 400)])
+def test_odd_sizes_and_blank_images_match_kornia(shape):
+    """Fewer keypoints than asked, none at all, patches clamped at the border."""
+    model = detector("aliked-n16", 1024)
+    tensor = torch.full((1, 3, *shape), 0.5) if shape == (300, 400) else \
+        torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        reference = model(tensor)[0]
+        keypoints, descriptors, scores = aliked_sparse.forward(model, tensor)
+    assert torch.equal(keypoints, reference.keypoints)
+    assert descriptors.shape == reference.descriptors.shape
+    assert torch.allclose(descriptors, reference.descriptors, atol=1e-5)
