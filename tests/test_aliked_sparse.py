@@ -55,5 +55,6 @@ def test_odd_sizes_and_blank_images_match_kornia(shape):
         reference = model(tensor)[0]
         keypoints, descriptors, scores = aliked_sparse.forward(model, tensor)
     assert torch.equal(keypoints, reference.keypoints)
+    assert torch.equal(scores, reference.keypoint_scores)
     assert descriptors.shape == reference.descriptors.shape
     assert torch.allclose(descriptors, reference.descriptors, atol=1e-5)
