@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, REPO, make_gallery, photo
+from live_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -99,12 +99,6 @@ def test_installed_package_declares_every_import(fresh_env, tmp_path):
     assert "torch" in report["imported"] and "fastapi" in report["imported"]
     assert report["undeclared"] == {}
     assert "pytesseract" not in report["declared"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_installed_commands_work_outside_the_repo(fresh_env, tmp_path):

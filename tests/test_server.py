@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import io
-import socket
 import subprocess
-import threading
 import time
 
 import httpx
 import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
+from live_server import free_port, serving
 from PIL import Image
 
 from lookalike.index import build_index
@@ -133,30 +132,13 @@ def test_limits_and_errors_are_clear_json(client, data_dir):
     assert list(data_dir.rglob("*.*")) == []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_server(index_path, data_dir):
     """A real uvicorn on 127.0.0.1 in a thread (a queue long enough for every test client:
     shedding load is tested in test_server_load.py)."""
-    import uvicorn
-
     app = create_app(ServerSettings(index_path, data_dir, queue=16, max_wait=600))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.1)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base
 
 
 def test_concurrent_clients_bounded_loop(live_server):

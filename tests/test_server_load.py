@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import io
-import socket
 import threading
 import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
 from landmark_gallery import QUERIES, make_gallery, photo
+from live_server import serving
 from PIL import Image
 
 from lookalike.index import build_index
@@ -34,28 +33,6 @@ def small_photo() -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
-
-
-@contextmanager
-def serving(app):
-    """`app` on a real uvicorn on 127.0.0.1 in a thread, for as long as the block runs."""
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def post_at_once(base: str, data: bytes, count: int) -> list[tuple[int, dict, dict, float]]:

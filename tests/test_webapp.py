@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
-import threading
-import time
 
 import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
+from live_server import serving
 
 from lookalike.index import build_index
 from lookalike.server import ServerSettings, create_app
@@ -29,26 +27,13 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    import uvicorn
-
     root = tmp_path_factory.mktemp("webapp")
     gallery = make_gallery(root / "gallery", ["chateau_de_sceaux", "strecha_castle"])
     build_index(gallery, root / "gallery.lkidx", preset="fast")
     app = create_app(ServerSettings(root / "gallery.lkidx", root / "data", queue=16,
                                     max_wait=600, api_keys={ADMIN_KEY: "admin"}))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
