@@ -24,9 +24,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lookalike.evaluation import load_dataset  # noqa: E402
-from lookalike.loading import load_image  # noqa: E402
-from lookalike.localfeatures import bounded  # noqa: E402
+from lookalike.evaluation.evaluate import load_dataset  # noqa: E402
+from lookalike.imaging.loading import load_image  # noqa: E402
+from lookalike.methods.learned_local import bounded  # noqa: E402
 
 MANIFEST = REPO.parent / "shared" / "data" / "landmarks" / "manifest.csv"
 
@@ -42,8 +42,8 @@ def tensors(count: int):
 
 
 def runners():
-    from lookalike import aliked_sparse
-    from lookalike.learned import detector
+    from lookalike.nets import aliked_sparse
+    from lookalike.nets.learned import detector
 
     model = detector("aliked-n16", 1024)
 

@@ -27,9 +27,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.evaluation import load_dataset
-from lookalike.loading import load_image
-from lookalike.methods import LOCAL_MATCHER, get_method, method_names
+from lookalike.evaluation.evaluate import load_dataset
+from lookalike.features.contract import LOCAL_MATCHER
+from lookalike.features.registry import get_method, method_names
+from lookalike.imaging.loading import load_image
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "landmarks" / "manifest.csv"
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike import asmk
-from lookalike.compare import open_cache
-from lookalike.evaluation import load_dataset
-from lookalike.features import extract_features
-from lookalike.methods import get_method
+from lookalike.evaluation.compare import open_cache
+from lookalike.evaluation.evaluate import load_dataset
+from lookalike.features.extract import extract_features
+from lookalike.features.registry import get_method
+from lookalike.matching import asmk
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python benchmarks/group_bench.py --preset default
 
-The photos go to `lookalike.grouping.group_photos` as bare paths, in shuffled order (so the
+The photos go to `lookalike.grouping.groups.group_photos` as bare paths, in shuffled order (so the
 manifest's landmark order cannot help); the labels are read only afterwards to score the
 result. Each ungrouped photo counts as a cluster of its own. Two readings of the distractors:
 
@@ -38,11 +38,11 @@ from sklearn.metrics import adjusted_rand_score
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lookalike.cache import FeatureCache  # noqa: E402
-from lookalike.calibrate import evidence_matrix, landmark_folds, same_landmark  # noqa: E402
-from lookalike.calibration import fit  # noqa: E402
-from lookalike.evaluation import load_dataset  # noqa: E402
-from lookalike.grouping import (  # noqa: E402
+from lookalike.evaluation.evaluate import load_dataset  # noqa: E402
+from lookalike.evaluation.fit_calibration import evidence_matrix, landmark_folds, same_landmark  # noqa: E402
+from lookalike.evaluation.metrics import DISTRACTOR  # noqa: E402
+from lookalike.features.cache import FeatureCache  # noqa: E402
+from lookalike.grouping.groups import (  # noqa: E402
     THRESHOLD,
     Group,
     Grouping,
@@ -54,8 +54,8 @@ from lookalike.grouping import (  # noqa: E402
     photo_items,
     shortlist_probabilities,
 )
-from lookalike.metrics import DISTRACTOR  # noqa: E402
-from lookalike.retrieval import PAIR_EVIDENCE  # noqa: E402
+from lookalike.retrieval.calibration import fit  # noqa: E402
+from lookalike.retrieval.pipeline import PAIR_EVIDENCE  # noqa: E402
 
 
 def predicted_clusters(grouping: Grouping) -> dict[str, str]:

@@ -27,11 +27,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lookalike.compare import open_cache  # noqa: E402
 from lookalike.engines.local import local_extractor  # noqa: E402
-from lookalike.evaluation import load_dataset  # noqa: E402
-from lookalike.identify import Identifier  # noqa: E402
-from lookalike.index import (  # noqa: E402
+from lookalike.evaluation.compare import open_cache  # noqa: E402
+from lookalike.evaluation.evaluate import load_dataset  # noqa: E402
+from lookalike.gallery.identify import Identifier  # noqa: E402
+from lookalike.gallery.index import (  # noqa: E402
     GalleryEntry,
     GalleryIndex,
     Landmark,
@@ -39,7 +39,7 @@ from lookalike.index import (  # noqa: E402
     pipeline_methods,
     write_changes,
 )
-from lookalike.loading import read_bytes  # noqa: E402
+from lookalike.imaging.loading import read_bytes  # noqa: E402
 
 MANIFEST = REPO.parent / "shared" / "data" / "landmarks" / "manifest.csv"
 

@@ -2,9 +2,9 @@
 
     nice -n 10 .venv/bin/python benchmarks/ocr_bench.py --data ../shared/data/landmarks [--engine tesseract]
 
-Draws signboards (lookalike.signboards: Japanese across and down, English; 2-6% of the photo's
+Draws signboards (lookalike.ocr.signboards: Japanese across and down, English; 2-6% of the photo's
 area, +-12 degrees, high/medium/low contrast, four Noto CJK faces, some blur) onto dev photos,
-reads them with `lookalike.ocr.read_signs` (--engine scene, the default, or tesseract), and counts a case as recognised when
+reads them with `lookalike.ocr.reader.read_signs` (--engine scene, the default, or tesseract), and counts a case as recognised when
 `text_evidence(feature, names)` of the drawn landmark reaches TEXT_MATCH_THRESHOLD. Then reads
 every dev photo as it is (none has a signboard with these names) and counts a false match when
 any benchmark landmark reaches the threshold. Reports the rates, the OCR time per 1600 px photo
@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-from lookalike import ocr
-from lookalike.loading import LoadOptions, load_image
+from lookalike.imaging.loading import LoadOptions, load_image
 from lookalike.methods.text import TEXT_MATCH_THRESHOLD, make_feature, match_names
-from lookalike.signboards import paste_sign, random_sign
+from lookalike.ocr import reader as ocr
+from lookalike.ocr.signboards import paste_sign, random_sign
 
 # A gallery of Japanese landmarks as landmark.json would describe them.
 LANDMARKS = {

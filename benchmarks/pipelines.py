@@ -20,14 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.calibrate import calibrate, cross_validate, evidence_matrix
-from lookalike.compare import open_cache
-from lookalike.evaluation import load_dataset
-from lookalike.features import extract_features
-from lookalike.methods import get_method
-from lookalike.metrics import retrieval_metrics
-from lookalike.presets import PRESETS
-from lookalike.retrieval import Gallery, Pipeline
+from lookalike.evaluation.compare import open_cache
+from lookalike.evaluation.evaluate import load_dataset
+from lookalike.evaluation.fit_calibration import calibrate, cross_validate, evidence_matrix
+from lookalike.evaluation.metrics import retrieval_metrics
+from lookalike.features.extract import extract_features
+from lookalike.features.registry import get_method
+from lookalike.retrieval.pipeline import Gallery, Pipeline
+from lookalike.retrieval.presets import PRESETS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "landmarks" / "manifest.csv"
 

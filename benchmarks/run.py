@@ -56,7 +56,7 @@ def stock_imgsim_functions():
     """imgsim's resize_short/normalize/distance taken from its source (no torchvision import)."""
     import cv2
 
-    from lookalike.network import stock_weights_path
+    from lookalike.nets.augnet import stock_weights_path
 
     source = Path(stock_weights_path()).with_name("imgsim.py")
     tree = ast.parse(source.read_text())
@@ -86,7 +86,7 @@ def stock_extract(method: str, paths: list[str]):
     if method == "augnet":
         import torch
 
-        from lookalike.network import load_augnet
+        from lookalike.nets.augnet import load_augnet
 
         steps = stock_imgsim_functions()
         model = load_augnet(None, "cpu")
@@ -131,9 +131,9 @@ def stock_score(method: str, features) -> int:
 
 def measure(side: str, method_name: str, paths: list[str], jobs: int) -> dict:
     """Time extraction and scoring of one method on one side; return the numbers as a dict."""
-    from lookalike.cache import NoCache
-    from lookalike.features import extract_features
-    from lookalike.methods import get_method
+    from lookalike.features.cache import NoCache
+    from lookalike.features.extract import extract_features
+    from lookalike.features.registry import get_method
 
     if method_name == TOGETHER:
         return measure_together(side, paths, jobs)
@@ -157,7 +157,7 @@ def measure(side: str, method_name: str, paths: list[str], jobs: int) -> dict:
     if side == "stock":
         pairs = stock_score(method_name, scored)
     else:
-        from lookalike.compare import score_matrix
+        from lookalike.evaluation.compare import score_matrix
 
         pairs = score_matrix(method, scored, scored, jobs=jobs).size
     score_seconds = time.perf_counter() - start
@@ -181,9 +181,9 @@ def measure(side: str, method_name: str, paths: list[str], jobs: int) -> dict:
 
 def measure_together(side: str, paths: list[str], jobs: int) -> dict:
     """Extraction only: the five hashes of every photo, stock (one Image.open per file) or ours."""
-    from lookalike.cache import NoCache
-    from lookalike.features import extract_feature_sets
-    from lookalike.methods import get_method
+    from lookalike.features.cache import NoCache
+    from lookalike.features.extract import extract_feature_sets
+    from lookalike.features.registry import get_method
 
     def run(chosen):
         if side == "stock":

@@ -4,7 +4,7 @@
     nice -n 10 .venv/bin/python benchmarks/signboard_bench.py --fit      # refit the calibration
     nice -n 10 .venv/bin/python benchmarks/signboard_bench.py --dev-plaques  # what text adds
 
-Draws plaques with `lookalike.signboards.hard_sign` (seed 1602; the tests and
+Draws plaques with `lookalike.ocr.signboards.hard_sign` (seed 1602; the tests and
 benchmarks/ocr_bench.py use other seeds and the plain `random_sign`): 0.5-2% of the photo,
 +-8 degrees, turned up to 20 degrees, in Noto CJK or DejaVu faces, each case pushing one
 condition (signboards.CONDITIONS: serif, bold, engraved, embossed, bronze, weathered,
@@ -47,8 +47,7 @@ from pathlib import Path
 
 from ocr_bench import LANDMARKS, english_names, japanese_names, names_of, photos
 
-from lookalike import ocr
-from lookalike.loading import LoadOptions, load_image
+from lookalike.imaging.loading import LoadOptions, load_image
 from lookalike.methods.text import (
     CALIBRATION_FILE,
     TEXT_MATCH_THRESHOLD,
@@ -63,7 +62,8 @@ from lookalike.methods.text import (
     text_pair_evidence,
     usable_name,
 )
-from lookalike.signboards import CONDITIONS, Sign, hard_sign, paste_sign
+from lookalike.ocr import reader as ocr
+from lookalike.ocr.signboards import CONDITIONS, Sign, hard_sign, paste_sign
 
 KINDS = ("ja-across", "ja-down", "en")
 REPORT_SEED, FIT_SEED, DEV_SEED = 1602, 1601, 1603

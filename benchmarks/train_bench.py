@@ -9,9 +9,9 @@ preparation (the frozen network's feature maps and the verified pairs of all pho
 - A->B / B->A: the landmarks are split in two halves (alternately, in name order); trained on
   half A's photos plus the distractors, evaluated on half B's photos plus the distractors (the
   landmarks were never seen), and the other way round.
-Embeddings are computed from the cached feature maps (`lookalike.train.embed`, which
+Embeddings are computed from the cached feature maps (`lookalike.training.train.embed`, which
 tests/test_train.py checks against the full network); mAP etc. come from
-`lookalike.metrics.retrieval_metrics` with score = -L2, as `lookalike evaluate` ranks augnet.
+`lookalike.evaluation.metrics.retrieval_metrics` with score = -L2, as `lookalike evaluate` ranks augnet.
 The time of preparation + training on all photos is the "150 photos in 20 minutes" figure.
 """
 
@@ -26,10 +26,10 @@ import time
 import numpy as np
 import torch
 
-from lookalike.compare import open_cache
-from lookalike.evaluation import load_dataset
-from lookalike.metrics import DISTRACTOR, retrieval_metrics
-from lookalike.train import (
+from lookalike.evaluation.compare import open_cache
+from lookalike.evaluation.evaluate import load_dataset
+from lookalike.evaluation.metrics import DISTRACTOR, retrieval_metrics
+from lookalike.training.train import (
     Prepared,
     TrainSettings,
     atomic_save,

@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-from lookalike.compare import open_cache
-from lookalike.evaluation import load_dataset
-from lookalike.features import extract_features
-from lookalike.methods import get_method
+from lookalike.evaluation.compare import open_cache
+from lookalike.evaluation.evaluate import load_dataset
+from lookalike.features.extract import extract_features
+from lookalike.features.registry import get_method
 
 
 def median_ms(function, items) -> float:

@@ -15,29 +15,27 @@ pay for numpy, OpenCV or torch.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
 # name -> the module that defines it ("module:attribute" where the name differs there).
 # Adding a verb is one line here (and its docs).
 _EXPORTS: dict[str, str] = {
-    "load_image": "lookalike.loading",
-    "find_images": "lookalike.loading",
-    "LoadOptions": "lookalike.loading",
-    "ImageLoadError": "lookalike.loading",
-    "get_method": "lookalike.methods",
-    "method_names": "lookalike.methods",
-    "extract_features": "lookalike.features",
-    "extract_feature_sets": "lookalike.features",
-    "FeatureSet": "lookalike.features",
-    "compare": "lookalike.compare",
-    "CompareResult": "lookalike.compare",
-    "SimilarityMatrix": "lookalike.compare",
-    "evaluate": "lookalike.evaluation",
-    "EvaluationResult": "lookalike.evaluation",
-    "MethodScores": "lookalike.evaluation",
+    "load_image": "lookalike.imaging.loading",
+    "find_images": "lookalike.imaging.loading",
+    "LoadOptions": "lookalike.imaging.loading",
+    "ImageLoadError": "lookalike.imaging.loading",
+    "get_method": "lookalike.features.registry",
+    "method_names": "lookalike.features.registry",
+    "extract_features": "lookalike.features.extract",
+    "extract_feature_sets": "lookalike.features.extract",
+    "FeatureSet": "lookalike.features.extract",
+    "compare": "lookalike.evaluation.compare",
+    "CompareResult": "lookalike.evaluation.compare",
+    "SimilarityMatrix": "lookalike.evaluation.compare",
+    "evaluate": "lookalike.evaluation.evaluate",
+    "EvaluationResult": "lookalike.evaluation.evaluate",
+    "MethodScores": "lookalike.evaluation.evaluate",
     "build_index": "lookalike.api",
     "open_index": "lookalike.api",
     "Index": "lookalike.api",
@@ -48,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "serve_app": "lookalike.api",
     "InputError": "lookalike.errors",
     "group": "lookalike.api",
-    "Grouping": "lookalike.grouping",
+    "Grouping": "lookalike.grouping.groups",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -64,17 +62,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
-
-
-class _Package(types.ModuleType):
-    """`compare` and `identify` name both a verb and a submodule. Importing a submodule sets
-    it as an attribute of its package; here the verb keeps the name, as users call it
-    (`from lookalike.identify import Identifier` still reaches the module)."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and name in _EXPORTS:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

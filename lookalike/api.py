@@ -1,19 +1,19 @@
 """The Python API: the verbs a user would guess, each a thin typed entry onto the library.
 
-    image = load_image(path)                       lookalike.loading
-    features = extract_features(method, paths)     lookalike.features (cache, jobs, errors)
-    result = compare(paths, methods=...)           lookalike.compare
-    result = evaluate(dataset, methods=...)        lookalike.evaluation
-    index = build_index(gallery, "town.lkidx")     lookalike.index (storage)
+    image = load_image(path)                       lookalike.imaging.loading
+    features = extract_features(method, paths)     lookalike.features.extract (cache, jobs, errors)
+    result = compare(paths, methods=...)           lookalike.evaluation.compare
+    result = evaluate(dataset, methods=...)        lookalike.evaluation.evaluate
+    index = build_index(gallery, "town.lkidx")     lookalike.gallery.index (storage)
     index = open_index("town.lkidx")
-    index.identify(photo) -> Identification        lookalike.identify (two-stage retrieval)
+    index.identify(photo) -> Identification        lookalike.gallery.identify (two-stage retrieval)
     index.verify(photo, landmark) -> Verification
-    app = serve_app("town.lkidx")                  lookalike.server (FastAPI)
+    app = serve_app("town.lkidx")                  lookalike.server.app (FastAPI)
 
 The verbs defined here add no logic of their own: they choose the local engine and the
 cache the way the command line does and wrap the library's answer in a result type that
 says what it holds. `group` sorts unlabelled photos into landmark groups
-(`lookalike.grouping`).
+(`lookalike.grouping.groups`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lookalike.identify import UNKNOWN, Answer, Candidate, Identifier, Settings
-from lookalike.index import (
+from lookalike.gallery.identify import UNKNOWN, Answer, Candidate, Identifier, Settings
+from lookalike.gallery.index import (
     NEGATIVES,
     ChangeReport,
     GalleryEntry,
@@ -118,8 +118,8 @@ class Index:
             quiet: bool = True) -> ChangeReport:
         """Add landmarks and photos (as `build_index` takes them); photos already in are
         skipped. Returns what changed, unreadable photos included."""
-        from lookalike.compare import open_cache
         from lookalike.engines.local import local_extractor
+        from lookalike.evaluation.compare import open_cache
 
         extract = local_extractor(open_cache(cache), jobs, quiet)
         self.report = self.identifier.index.add(gallery_entries(gallery), extract)
@@ -155,9 +155,9 @@ def build_index(gallery: Gallery, output: PathLike, preset: str | None = None,
     `path,label` manifest), or a mapping of landmark id -> photos; `landmarks` keeps only
     those ids; `preset` names the pipeline (`fast`, `default`, `accurate`). Photos that
     could not be read are in the returned index's `report.errors`."""
-    from lookalike.compare import open_cache
     from lookalike.engines.local import local_extractor
-    from lookalike.index import build_index as build
+    from lookalike.evaluation.compare import open_cache
+    from lookalike.gallery.index import build_index as build
 
     extract = local_extractor(open_cache(cache), jobs, quiet)
     report = build(gallery_entries(gallery, landmarks), output, extract, preset)
@@ -194,9 +194,9 @@ def group(photos: PathLike | Sequence[PathLike], preset: str = "default",
     """Find the landmarks in unlabelled photos (files and folders): a `Grouping` of groups
     with their near-duplicate sets, the ungrouped photos and the unreadable files, as
     `lookalike group` writes them. `cache`: a path, False for none, None for the default."""
-    from lookalike.compare import open_cache
-    from lookalike.grouping import THRESHOLD, group_photos
-    from lookalike.loading import find_images
+    from lookalike.evaluation.compare import open_cache
+    from lookalike.grouping.groups import THRESHOLD, group_photos
+    from lookalike.imaging.loading import find_images
 
     paths = [photos] if isinstance(photos, (str, os.PathLike)) else list(photos)
     return group_photos(find_images([str(p) for p in paths]), preset=preset,
@@ -206,10 +206,10 @@ def group(photos: PathLike | Sequence[PathLike], preset: str = "default",
 
 def serve_app(index: Index | PathLike, **options: Any):
     """The FastAPI application of `lookalike serve` for an index, to run under any ASGI
-    server (`uvicorn.run(app)`); `options` are `lookalike.server_settings.ServerSettings`
+    server (`uvicorn.run(app)`); `options` are `lookalike.server.settings.ServerSettings`
     fields (data_dir, max_bytes, workers, api_keys, cors_origins, ...)."""
-    from lookalike.server import create_app
-    from lookalike.server_settings import ServerSettings
+    from lookalike.server.app import create_app
+    from lookalike.server.settings import ServerSettings
 
     path = index.path if isinstance(index, Index) else index
     return create_app(ServerSettings(index=Path(path), **options))

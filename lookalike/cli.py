@@ -42,10 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "progress", False) or "lookalike.features" in sys.modules:
-        from lookalike import features  # not imported otherwise: `methods` need not pay for it
+    if getattr(args, "progress", False) or "lookalike.features.extract" in sys.modules:
+        from lookalike.features import extract  # not imported otherwise: `methods` need not pay
 
-        features.FORCE_PROGRESS = True if getattr(args, "progress", False) else None
+        extract.FORCE_PROGRESS = True if getattr(args, "progress", False) else None
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     return run_handler(args)

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lookalike import aliked_sparse
-from lookalike.learned import detector
-from lookalike.loading import load_image
-from lookalike.localfeatures import bounded
+from lookalike.imaging.loading import load_image
+from lookalike.methods.learned_local import bounded
+from lookalike.nets import aliked_sparse
+from lookalike.nets.learned import detector
 from tests.conftest import LANDMARKS, manifest_rows
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import photos_of
-from lookalike.cache import FeatureCache
-from lookalike.features import extract_features
-from lookalike.methods import get_method
+from lookalike.features.cache import FeatureCache
+from lookalike.features.extract import extract_features
+from lookalike.features.registry import get_method
 
 
 class CountingDhash:
@@ -120,7 +120,7 @@ def test_kill_mid_run_leaves_a_consistent_cache(tmp_path):
     cache_path = tmp_path / "c.sqlite"
     script = (
         "import sys; from conftest import photos_of; "
-        "from lookalike.cache import FeatureCache; from lookalike.features import extract_features; "
+        "from lookalike.features.cache import FeatureCache; from lookalike.features.extract import extract_features; "
         "from lookalike.methods import get_method; "
         "paths=[str(p) for p in photos_of('distractor')]*20; "
         "extract_features(get_method('whash'), paths, FeatureCache(sys.argv[1]), quiet=True)"
@@ -142,7 +142,7 @@ def test_kill_mid_run_leaves_a_consistent_cache(tmp_path):
 
 
 def test_pair_scores_of_slow_methods_are_cached(tmp_path):
-    from lookalike.compare import score_sets
+    from lookalike.evaluation.compare import score_sets
 
     cache = FeatureCache(tmp_path / "c.sqlite")
     paths = [str(p) for p in photos_of("tower_bridge")]
@@ -158,7 +158,7 @@ def test_pair_scores_of_slow_methods_are_cached(tmp_path):
 
 
 def test_array_encoding_round_trips_and_reads_old_entries():
-    from lookalike.methods.base import decode_arrays, encode_arrays
+    from lookalike.features.contract import decode_arrays, encode_arrays
 
     arrays = [np.arange(64, dtype=np.uint8) % 2, np.linspace(-1, 1, 768, dtype=np.float32),
               np.zeros((3, 0), np.int64), np.ones((2, 3, 4), ">f4")]

@@ -150,7 +150,7 @@ def test_a_path_that_does_not_exist_is_a_usage_error_and_writes_nothing(tmp_path
 
 def test_progress_bars_only_on_a_terminal_unless_asked(photo_folder, tmp_path, capsys,
                                                        monkeypatch):
-    import lookalike.features as features
+    import lookalike.features.extract as features
 
     argv = ["compare", str(photo_folder), "-m", "ahash", "-o", str(tmp_path / "o"), "-j", "1",
             "--no-cache"]

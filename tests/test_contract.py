@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.features import extract_features
-from lookalike.loading import ImageLoadError, load_image
-from lookalike.methods import GLOBAL, LOCAL_MATCHER, PAIRWISE, get_method, method_names
+from lookalike.features.contract import GLOBAL, LOCAL_MATCHER, PAIRWISE
+from lookalike.features.extract import extract_features
+from lookalike.features.registry import get_method, method_names
+from lookalike.imaging.loading import ImageLoadError, load_image
 
 PHOTO = "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7102.jpg"
 OTHER = "distractors/image-matching-webui__kn-church_01.jpg"
@@ -53,8 +54,8 @@ def test_method_follows_the_contract(name, landmarks_dir, tmp_path):
 def test_every_preset_ships_calibrations_fitted_on_its_own_methods():
     """A preset is only usable with a calibration fitted on exactly its methods and settings;
     one that ships none (or a stale one) fails here, not in a user's first `identify`."""
-    from lookalike.presets import PRESETS
-    from lookalike.retrieval import IDENTIFY_EVIDENCE, PAIR_EVIDENCE
+    from lookalike.retrieval.pipeline import IDENTIFY_EVIDENCE, PAIR_EVIDENCE
+    from lookalike.retrieval.presets import PRESETS
 
     for name, preset in PRESETS.items():
         global_method, local_method = preset.methods()

@@ -9,10 +9,10 @@ import pytest
 from landmark_gallery import DISTRACTOR, make_gallery, photo
 from PIL import Image
 
-from lookalike.identify import Identifier
-from lookalike.index import build_index
-from lookalike.server import ServerSettings, create_app
-from lookalike.server_settings import DEFAULT_MAX_BYTES
+from lookalike.gallery.identify import Identifier
+from lookalike.gallery.index import build_index
+from lookalike.server.app import ServerSettings, create_app
+from lookalike.server.settings import DEFAULT_MAX_BYTES
 
 LIMIT = 3_000_000
 
@@ -107,7 +107,7 @@ def test_unexpected_exception_answers_500_and_logs(client, monkeypatch, caplog):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(Identifier, "identify_features", fail)
-    with caplog.at_level(logging.ERROR, logger="lookalike.server"):
+    with caplog.at_level(logging.ERROR, logger="lookalike.server.app"):
         response = client.post("/identify", files={"file": ("d.jpg",
                                                             photo(DISTRACTOR).read_bytes())})
     assert_shape(response, 500, "internal_error")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from lookalike.cli import main
-from lookalike.evaluation import DatasetError, evaluate, load_dataset
-from lookalike.metrics import DISTRACTOR, retrieval_metrics
-from lookalike.reports import read_matrix_csv
+from lookalike.evaluation.compare_report import read_matrix_csv
+from lookalike.evaluation.evaluate import DatasetError, evaluate, load_dataset
+from lookalike.evaluation.metrics import DISTRACTOR, retrieval_metrics
 
 LANDMARKS = ("all_souls_college", "tower_bridge", "united_states_capitol")
 

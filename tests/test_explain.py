@@ -65,9 +65,9 @@ def test_explain_and_verify_report_the_same_numbers_for_the_same_pair(tmp_path, 
     extract and match through the same code (the preset's local method, one side fixed)."""
     import os
 
-    from lookalike.explain import explain
-    from lookalike.identify import Identifier
-    from lookalike.index import build_index
+    from lookalike.gallery.identify import Identifier
+    from lookalike.gallery.index import build_index
+    from lookalike.retrieval.explain import explain
 
     query = landmarks_dir / "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7104.jpg"
     reference = landmarks_dir / "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7101.jpg"

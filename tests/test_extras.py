@@ -8,7 +8,7 @@ import pytest
 
 from lookalike.cli import main
 from lookalike.extras import MissingExtra, install_hint, optional_import
-from lookalike.ocr import OcrUnavailable
+from lookalike.ocr.reader import OcrUnavailable
 
 
 def hide(monkeypatch, *modules: str) -> None:
@@ -46,8 +46,8 @@ def test_ray_engine_without_ray_says_install_the_ray_extra(monkeypatch):
 
 
 def test_ocr_engines_without_their_packages_say_install_the_ocr_extra(monkeypatch):
-    from lookalike.ocr_tesseract import _Engines
-    from lookalike.scenetext import SceneTextReader
+    from lookalike.ocr.scenetext import SceneTextReader
+    from lookalike.ocr.tesseract import _Engines
 
     hide(monkeypatch, "onnxruntime", "tesserocr")
     with pytest.raises(OcrUnavailable, match=r"onnxruntime.*lookalike\[ocr\]"):

@@ -16,8 +16,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from faults import copies  # the same odd copies as the full benchmark
 
 from lookalike.cli import main
-from lookalike.loading import load_image
-from lookalike.methods import LOCAL_MATCHER, get_method, method_names
+from lookalike.features.contract import LOCAL_MATCHER
+from lookalike.features.registry import get_method, method_names
+from lookalike.imaging.loading import load_image
 
 DOZEN = sorted(LANDMARKS.glob("*/*.jpg"))[::11][:12]
 # CI checks half of them with the fast local methods; LOOKALIKE_FULL_FAULTS=1 runs all twelve
@@ -74,7 +75,7 @@ def test_a_kill_in_the_middle_of_identify_csv_loses_no_row_and_resumes(tmp_path)
     out = tmp_path / "answers.csv"
     script = (
         "import os\n"
-        "from lookalike.identify import Identifier\n"
+        "from lookalike.gallery.identify import Identifier\n"
         "original = Identifier.identify_features\n"
         "calls = []\n"
         "def dying(self, *args, **kwargs):\n"
@@ -99,7 +100,7 @@ def test_a_kill_in_the_middle_of_identify_csv_loses_no_row_and_resumes(tmp_path)
 
 def test_a_pair_that_fails_to_score_costs_that_pair_not_the_run(monkeypatch):
     """Issue 15: a failure inside one pair's scoring ended the whole run."""
-    from lookalike.compare import compare
+    from lookalike.evaluation.compare import compare
     from lookalike.methods.hashes import PerceptualHash
 
     real = PerceptualHash.score

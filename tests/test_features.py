@@ -10,11 +10,12 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-import lookalike.features as features_module
+import lookalike.features.extract as features_module
 from conftest import photos_of
-from lookalike.cache import FeatureCache
-from lookalike.features import _make_pool, extract_feature_sets, extract_features
-from lookalike.methods import BITS, Method, get_method
+from lookalike.features.cache import FeatureCache
+from lookalike.features.contract import BITS, Method
+from lookalike.features.extract import _make_pool, extract_feature_sets, extract_features
+from lookalike.features.registry import get_method
 
 
 def test_sets_equal_one_by_one_and_share_the_decode(tmp_path, monkeypatch):
@@ -93,7 +94,7 @@ def test_a_file_that_kills_its_worker_is_reported_and_the_rest_kept(tmp_path):
 def test_a_worker_crash_does_not_cost_the_queued_next_chunk(tmp_path, monkeypatch):
     """The next chunk is queued on the pool before the crash is seen; it goes to the new
     pool, not file by file through fresh processes."""
-    from lookalike import features
+    from lookalike.features import extract as features
 
     alone = []
     retry = features._extract_in_own_worker

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from lookalike.calibration import Calibration, CalibrationError
 from lookalike.cli import main
-from lookalike.compare import open_cache
-from lookalike.features import extract_features
-from lookalike.methods import get_method
-from lookalike.retrieval import PAIR_EVIDENCE, Gallery, Pipeline
+from lookalike.evaluation.compare import open_cache
+from lookalike.features.extract import extract_features
+from lookalike.features.registry import get_method
+from lookalike.retrieval.calibration import Calibration, CalibrationError
+from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Gallery, Pipeline
 
 LANDMARKS = {"chateau_de_sceaux": 3, "sacre_coeur": 3}
 DISTRACTORS = 2
@@ -111,7 +111,7 @@ def test_calibrate_rejects_an_unlabelled_folder(tmp_path, capsys):
 
 def test_a_rerun_reads_verifications_from_the_cache(subset, tmp_path, monkeypatch):
     """The second ranking of the same photos verifies nothing and gives the same matrix."""
-    import lookalike.localfeatures as local_module
+    import lookalike.methods.learned_local as local_module
 
     paths = [row["path"] for row in subset[1]][:5]
     cache = open_cache(tmp_path / "cache.sqlite")
@@ -134,7 +134,7 @@ def test_a_rerun_reads_verifications_from_the_cache(subset, tmp_path, monkeypatc
 
 def test_scores_do_not_depend_on_how_the_work_is_split(subset):
     """Each pair is verified in one direction fixed by content, so --jobs changes nothing."""
-    from lookalike.compare import compare
+    from lookalike.evaluation.compare import compare
 
     paths = [row["path"] for row in subset[1]]
     one = compare(paths, methods="fused", cache=False, jobs=1).matrices["fused"].scores

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import photos_of
-from lookalike.features import extract_features
-from lookalike.loading import load_image
-from lookalike.methods import get_method
-from lookalike.methods.fused import with_text_evidence
+from lookalike.features.extract import extract_features
+from lookalike.features.registry import get_method
+from lookalike.imaging.loading import load_image
 from lookalike.methods.text import text_log_odds, text_pair_evidence
-from lookalike.signboards import Sign, paste_sign
+from lookalike.ocr.signboards import Sign, paste_sign
+from lookalike.retrieval.fused import with_text_evidence
 
 
 def test_text_evidence_only_raises_on_matching_legible_text():

@@ -24,8 +24,8 @@ from landmark_gallery import make_gallery
 from PIL import Image
 
 from conftest import LANDMARKS
-from lookalike.compare import compare
-from lookalike.loading import ImageLoadError, LoadOptions, decode_image, load_image
+from lookalike.evaluation.compare import compare
+from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, load_image
 
 SEED_PHOTOS = {  # one per landmark kind of file the dev set holds
     "sceaux": "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7104.jpg",
@@ -195,8 +195,8 @@ def server(tmp_path_factory):
     (the decoding, XFeat, ASMK search and verification are the real ones, only smaller)."""
     from fastapi.testclient import TestClient
 
-    from lookalike.index import build_index
-    from lookalike.server import ServerSettings, create_app
+    from lookalike.gallery.index import build_index
+    from lookalike.server.app import ServerSettings, create_app
 
     root = tmp_path_factory.mktemp("fuzz-server")
     gallery = make_gallery(root / "gallery", ["strecha_castle"])

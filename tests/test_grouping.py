@@ -22,7 +22,7 @@ from landmark_gallery import LANDMARKS
 from PIL import Image, ImageFilter
 
 from lookalike.cli import main
-from lookalike.grouping import (
+from lookalike.grouping.groups import (
     PairLink,
     confirmed_links,
     group_photos,
@@ -30,7 +30,7 @@ from lookalike.grouping import (
     photo_groups,
     photo_to_keep,
 )
-from lookalike.matching import no_match
+from lookalike.matching.geometry import no_match
 
 PHOTOS = {
     "chateau_de_sceaux": [f"chateau_de_sceaux/imagedataset_sceauxcastle__images_100_{n}.jpg"

@@ -15,9 +15,9 @@ import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from PIL import Image
 
-from lookalike.api_keys import ApiKeyError, keys_from_environment, read_key_file
-from lookalike.index import GalleryIndex, build_index
-from lookalike.server import ServerSettings, create_app
+from lookalike.gallery.index import GalleryIndex, build_index
+from lookalike.server.app import ServerSettings, create_app
+from lookalike.server.auth import ApiKeyError, keys_from_environment, read_key_file
 
 ADMIN_KEY = "admin-key-for-tests-0123"
 READ_KEY = "read-key-for-tests-01234"
@@ -258,7 +258,7 @@ def test_key_file_and_environment(tmp_path):
 
 
 def test_stored_file_names_are_safe():
-    from lookalike.live_gallery import safe_file_name, safe_stem
+    from lookalike.server.live_gallery import safe_file_name, safe_stem
 
     assert safe_file_name("../../etc/passwd") == "passwd.jpg"
     assert safe_file_name("Mon château 2.JPEG") == "Mon_ch_teau_2.jpeg"
@@ -285,7 +285,7 @@ def test_an_address_sending_wrong_keys_is_refused_for_a_while(index_copy, tmp_pa
 
 
 def test_failed_key_throttle_forgets_old_failures_and_bounds_its_memory():
-    from lookalike.api_keys import FailedKeyThrottle
+    from lookalike.server.auth import FailedKeyThrottle
 
     now = [1000.0]
     throttle = FailedKeyThrottle(limit=2, window_s=60, max_clients=3, clock=lambda: now[0])

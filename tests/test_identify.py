@@ -10,16 +10,16 @@ import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from PIL import Image
 
-from lookalike.calibration import Calibration
 from lookalike.cli import main
-from lookalike.identify import (
+from lookalike.gallery.identify import (
     Identifier,
     Settings,
     gps_penalty,
     haversine_km,
     read_gps,
 )
-from lookalike.index import build_index
+from lookalike.gallery.index import build_index
+from lookalike.retrieval.calibration import Calibration
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_jobs_give_the_same_answers(index_path, capsys):
 
 
 def test_calibration_file_round_trip(tmp_path, identifier):
-    from lookalike.retrieval import IDENTIFY_EVIDENCE
+    from lookalike.retrieval.pipeline import IDENTIFY_EVIDENCE
 
     calibration = Calibration(list(IDENTIFY_EVIDENCE), [1.0] * 6, -5.0, [0.0] * 6, [1.0] * 6,
                               0.3, {}, {"fitted_on": "test"})
@@ -214,8 +214,8 @@ def make_gallery_paths(landmark: str) -> list[str]:
 
 
 def test_signboard_text_counts_as_evidence(identifier, tmp_path):
-    from lookalike.ocr import OcrUnavailable, check_available
-    from lookalike.signboards import Sign, paste_sign
+    from lookalike.ocr.reader import OcrUnavailable, check_available
+    from lookalike.ocr.signboards import Sign, paste_sign
 
     try:
         check_available()

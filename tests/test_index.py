@@ -12,7 +12,7 @@ import pytest
 from landmark_gallery import GALLERY, REPO, SCEAUX, make_gallery, photo
 
 from lookalike.cli import main
-from lookalike.index import GalleryError, GalleryIndex, build_index, read_gallery
+from lookalike.gallery.index import GalleryError, GalleryIndex, build_index, read_gallery
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_crash_in_the_middle_of_add_leaves_the_index_as_it_was(built, tmp_path):
     extra = make_gallery(tmp_path / "more", ["st_pauls_cathedral"])
     script = (
         "import os, sys\n"
-        "import lookalike.index as ix\n"
+        "import lookalike.gallery.index as ix\n"
         "def crash(*args, **kwargs):\n"
         "    os._exit(3)\n"
         "import time, types\n"
@@ -153,8 +153,8 @@ def test_manifest_as_gallery_and_bad_inputs(tmp_path):
 
 
 def test_index_records_its_methods_and_refuses_a_calibration_of_another_preset(built, tmp_path):
-    from lookalike.identify import Identifier
-    from lookalike.presets import get_preset
+    from lookalike.gallery.identify import Identifier
+    from lookalike.retrieval.presets import get_preset
 
     _, output = built
     Identifier(output)  # the default preset's calibration fits the default methods
@@ -171,8 +171,8 @@ def test_index_records_its_methods_and_refuses_a_calibration_of_another_preset(b
 def test_photo_digest_is_part_of_the_file_format():
     """Indexes store this digest to skip duplicates and remove moved photos: it must never
     change, even when the feature cache's key does."""
-    from lookalike.cache import content_hash
-    from lookalike.index import photo_digest
+    from lookalike.features.cache import content_hash
+    from lookalike.gallery.index import photo_digest
 
     assert photo_digest(b"lookalike") == "a47cc7f521bfe9ec68e2e41a630b35ac"
     assert content_hash(b"lookalike") == "3a6a4818aab088a575cd9fde98be28d1"

@@ -71,8 +71,8 @@ LIBRARY = [m for m in MODULES if not is_command_side(m) and m != "lookalike"]
 
 def test_the_graph_sees_lazy_imports():
     """Guards the parser: these imports exist, one at module level, one inside a function."""
-    assert "lookalike.features" in GRAPH["lookalike.compare"]
-    assert "lookalike.reports" in GRAPH["lookalike.compare"]  # inside `compare()`
+    assert "lookalike.features.extract" in GRAPH["lookalike.evaluation.compare"]
+    assert "lookalike.evaluation.compare_report" in GRAPH["lookalike.evaluation.compare"]  # inside `compare()`
     assert "lookalike.commands.common" in GRAPH["lookalike.cli"]
 
 
@@ -125,7 +125,7 @@ def test_import_lookalike_is_cheap_and_every_exported_name_resolves():
         "assert not heavy, heavy\n"
         "missing = [n for n in lookalike.__all__ if getattr(lookalike, n, None) is None]\n"
         "assert not missing, missing\n"
-        "import lookalike.compare, lookalike.identify\n"
+        "import lookalike.evaluation.compare, lookalike.gallery.identify\n"
         "assert callable(lookalike.compare) and callable(lookalike.identify)\n"
         "assert 'fastapi' not in sys.modules and 'torch' not in sys.modules\n"
     )

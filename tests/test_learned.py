@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike import asmk, learned
-from lookalike.loading import load_image
-from lookalike.matching import fit_model, mutual_nearest
-from lookalike.methods import get_method
+from lookalike.features.registry import get_method
+from lookalike.imaging.loading import load_image
+from lookalike.matching import asmk
+from lookalike.matching.geometry import fit_model, mutual_nearest
+from lookalike.nets import learned
 
 SCEAUX = "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7102.jpg"
 SCEAUX_2 = "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7103.jpg"
@@ -100,7 +101,7 @@ def test_a_photo_stored_sideways_with_its_exif_orientation_verifies(photos, tmp_
     method = get_method("xfeat", max_keypoints=512)
     sideways = photos["sceaux"].transpose(Image.Transpose.ROTATE_270)
     exif = Image.Exif()
-    exif[0x0112] = 8  # the viewer turns it back a quarter (as lookalike.loading does)
+    exif[0x0112] = 8  # the viewer turns it back a quarter (as lookalike.imaging.loading does)
     sideways.save(tmp_path / "sideways.jpg", exif=exif, quality=90)
     upright = load_image(tmp_path / "sideways.jpg")
     assert upright.size == photos["sceaux"].size

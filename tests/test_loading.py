@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from lookalike.loading import ImageLoadError, LoadOptions, decode_image, find_images, load_image
+from lookalike.imaging.loading import (
+    ImageLoadError,
+    LoadOptions,
+    decode_image,
+    find_images,
+    load_image,
+)
 
 
 def gradient(width=64, height=48) -> Image.Image:

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from conftest import photos_of
-from lookalike.loading import load_image
-from lookalike.methods import UnknownMethodError, get_method, method_names, parse_methods
-from lookalike.network import load_augnet, stock_weights_path
+from lookalike.features.registry import UnknownMethodError, get_method, method_names, parse_methods
+from lookalike.imaging.loading import load_image
+from lookalike.nets.augnet import load_augnet, stock_weights_path
 
 HASHES = ["ahash", "phash", "dhash", "whash", "colorhash"]
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from lookalike.metrics import (
+from lookalike.evaluation.metrics import (
     DISTRACTOR,
     average_precision,
     best_f1_threshold,

@@ -11,10 +11,9 @@ import pytest
 from PIL import Image
 
 from conftest import photos_of
-from lookalike import ocr
 from lookalike.cli import main
-from lookalike.loading import LoadOptions, load_image
-from lookalike.methods import get_method, parse_methods
+from lookalike.features.registry import get_method, parse_methods
+from lookalike.imaging.loading import LoadOptions, load_image
 from lookalike.methods.text import (
     TEXT_MATCH_THRESHOLD,
     landmark_names,
@@ -28,7 +27,8 @@ from lookalike.methods.text import (
     text_log_odds,
     text_pair_evidence,
 )
-from lookalike.signboards import Sign, paste_sign
+from lookalike.ocr import reader as ocr
+from lookalike.ocr.signboards import Sign, paste_sign
 
 INO_STATUE = {"ja": "伊能忠敬像", "en": "Statue of Inō Tadataka", "aliases": ["伊能忠敬"]}
 INO_HOUSE = {"ja": "伊能忠敬旧宅", "en": "Former Residence of Ino Tadataka"}
@@ -242,7 +242,7 @@ def test_scene_models_come_from_the_wheel_without_download(photo, monkeypatch):
     import socket
     from pathlib import Path
 
-    from lookalike import scenetext
+    from lookalike.ocr import scenetext
 
     def no_network(*args, **kwargs):
         raise AssertionError("the scene-text engine tried to reach the network")

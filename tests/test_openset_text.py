@@ -15,9 +15,9 @@ import pytest
 from landmark_gallery import DISTRACTOR, GALLERY, QUERIES, photo
 from PIL import Image
 
-from lookalike.evaluation import DatasetError
-from lookalike.openset import evaluate_identify, markdown_summary
-from lookalike.signboards import Sign, paste_sign
+from lookalike.evaluation.evaluate import DatasetError
+from lookalike.evaluation.openset import evaluate_identify, markdown_summary
+from lookalike.ocr.signboards import Sign, paste_sign
 
 NAMES = {"chateau_de_sceaux": {"en": "Château de Sceaux", "ja": "ソー城"},
          "strecha_castle": {"en": "Střekov Castle", "ja": "ストシェコフ城"}}
@@ -48,7 +48,7 @@ def plaque_set(root: Path, with_names: bool = True) -> Path:
 
 @pytest.fixture
 def ocr_available():
-    from lookalike.ocr import OcrUnavailable, check_available
+    from lookalike.ocr.reader import OcrUnavailable, check_available
 
     try:
         check_available()

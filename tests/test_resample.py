@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from conftest import LANDMARKS, manifest_rows
-from lookalike.loading import LoadOptions, load_image
-from lookalike.resample import _vertical_first, _weights, lanczos_resize
+from lookalike.imaging.loading import LoadOptions, load_image
+from lookalike.imaging.resample import _vertical_first, _weights, lanczos_resize
 
 HASH_SIZES = [(8, 8), (9, 8), (32, 32)]  # ahash, dhash, phash
 

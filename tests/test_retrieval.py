@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lookalike.retrieval import LandmarkRanking
+from lookalike.retrieval.pipeline import LandmarkRanking
 
 
 def grouped_by_loop(similarities, landmark_of):

@@ -9,7 +9,7 @@ import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, make_gallery, photo
 
 from lookalike.cli import main
-from lookalike.index import GalleryIndex
+from lookalike.gallery.index import GalleryIndex
 
 ray = pytest.importorskip("ray")
 

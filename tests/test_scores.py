@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.compare import compare
-from lookalike.loading import load_image
-from lookalike.methods import get_method
+from lookalike.evaluation.compare import compare
+from lookalike.features.registry import get_method
+from lookalike.imaging.loading import load_image
 from lookalike.methods.verified import _fit, verify_pair
 
 # One of the dev photos whose q90 re-save made cv2.findFundamentalMat assert `!model.empty()`.

@@ -14,8 +14,8 @@ from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from live_server import free_port, serving
 from PIL import Image
 
-from lookalike.index import build_index
-from lookalike.server import ServerSettings, create_app
+from lookalike.gallery.index import build_index
+from lookalike.server.app import ServerSettings, create_app
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from landmark_gallery import QUERIES, make_gallery, photo
 from live_server import serving
 from PIL import Image
 
-from lookalike.index import build_index
-from lookalike.server import ServerSettings, create_app
+from lookalike.gallery.index import build_index
+from lookalike.server.app import ServerSettings, create_app
 
 
 @pytest.fixture(scope="module")

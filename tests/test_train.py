@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from lookalike.cli import main
-from lookalike.loading import LoadOptions, load_image
-from lookalike.methods import get_method
+from lookalike.features.registry import get_method
+from lookalike.imaging.loading import LoadOptions, load_image
 from lookalike.methods.augnet import preprocess, resize_short_side
-from lookalike.network import load_augnet
-from lookalike.train import TrainSettings, adapted_model, augment, embed, normalise, train
+from lookalike.nets.augnet import load_augnet
+from lookalike.training.train import TrainSettings, adapted_model, augment, embed, normalise, train
 
 # Small inputs keep the frozen network's pass to seconds; the head trains on its feature maps.
 QUICK = dict(short_side=128, view_side=96, views=1, batch_size=6, lr=3e-3)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.focus import landmark_weights, read_regions, region_weights, regions_for
-from lookalike.loading import LoadOptions, load_image
-from lookalike.methods import get_method
-from lookalike.methods.base import decode_arrays, encode_arrays
+from lookalike.features.contract import decode_arrays, encode_arrays
+from lookalike.features.registry import get_method
+from lookalike.imaging.loading import LoadOptions, load_image
 from lookalike.methods.verified import Verified, occupied_cells, verify_pair
+from lookalike.retrieval.focus import landmark_weights, read_regions, region_weights, regions_for
 
 SCEAUX = "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7102.jpg"
 SCEAUX_2 = "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7103.jpg"
@@ -133,7 +133,7 @@ def test_scores_are_symmetric_and_do_not_depend_on_jobs(landmarks_dir):
     """Matching looks from one side, so each pair is verified from one fixed photo: the matrix
     is symmetric and the same however the rows are split over workers."""
     from conftest import photos_of
-    from lookalike.compare import compare
+    from lookalike.evaluation.compare import compare
 
     paths = [str(p) for p in photos_of("st_pauls_cathedral")[:4] + photos_of("distractor")[:3]]
     one = compare(paths, methods="verified", cache=False, jobs=1).matrices["verified"].scores
@@ -143,7 +143,7 @@ def test_scores_are_symmetric_and_do_not_depend_on_jobs(landmarks_dir):
 
 
 def test_pair_memo_computes_each_pair_once_in_either_order():
-    from lookalike.retrieval import PairMemo
+    from lookalike.retrieval.pipeline import PairMemo
 
     calls = []
     memo = PairMemo(limit=3)

@@ -14,8 +14,8 @@ import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from live_server import serving
 
-from lookalike.index import build_index
-from lookalike.server import ServerSettings, create_app
+from lookalike.gallery.index import build_index
+from lookalike.server.app import ServerSettings, create_app
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's (make setup); no browser is downloaded
 ADMIN_KEY = "admin-key-for-the-browser"

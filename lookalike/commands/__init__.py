@@ -2,7 +2,7 @@
 
 A command parses and checks its arguments at the edge, builds the library's settings objects,
 calls the library and prints or writes the result; the work itself lives in the library
-(`lookalike.compare`, `lookalike.index`, `lookalike.identify`, ...), which never imports
+(`lookalike.evaluation.compare`, `lookalike.gallery.index`, `lookalike.gallery.identify`, ...), which never imports
 anything from here. Shared options, exit codes and the mapping of errors to exit codes are in
 `common.py`.
 

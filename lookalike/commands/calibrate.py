@@ -1,5 +1,5 @@
 """`lookalike calibrate DATASET -o pairs.json`: fit a preset's `fused` probabilities on
-labelled photos (`lookalike.calibrate`), and print the fitted and cross-validated metrics."""
+labelled photos (`lookalike.evaluation.fit_calibration`), and print the fitted and cross-validated metrics."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def add_command(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lookalike.calibrate import calibrate_dataset
+    from lookalike.evaluation.fit_calibration import calibrate_dataset
 
     settings = {key: value for key, value in method_settings_from_args(args).items()
                 if key != "preset"}

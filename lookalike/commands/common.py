@@ -79,7 +79,7 @@ def default_jobs() -> int:
 def existing_inputs(paths: Sequence[str] | None) -> list[str]:
     """The image files in `paths` (files and folders); a path that does not exist is a usage
     error, raised before any work or output, rather than a file reported unreadable."""
-    from lookalike.loading import find_images
+    from lookalike.imaging.loading import find_images
 
     missing = [path for path in paths or [] if not os.path.lexists(path)]
     if missing:
@@ -90,7 +90,7 @@ def existing_inputs(paths: Sequence[str] | None) -> list[str]:
 
 def found_images(paths: Sequence[str]) -> list[str]:
     """The image files in `paths`; none at all is a usage error."""
-    from lookalike.loading import find_images
+    from lookalike.imaging.loading import find_images
 
     found = find_images(paths)
     if not found:
@@ -100,7 +100,7 @@ def found_images(paths: Sequence[str]) -> list[str]:
 
 def cache_from_args(args: argparse.Namespace):
     """The feature cache the options ask for (`--cache PATH`, `--no-cache`)."""
-    from lookalike.compare import open_cache
+    from lookalike.evaluation.compare import open_cache
 
     return open_cache(False if args.no_cache else args.cache)
 

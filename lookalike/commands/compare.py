@@ -32,8 +32,8 @@ def add_command(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lookalike.compare import compare
-    from lookalike.methods import parse_methods
+    from lookalike.evaluation.compare import compare
+    from lookalike.features.registry import parse_methods
 
     parse_methods(args.methods)  # an unknown method is named first: it is the likelier slip
     queries = existing_inputs(args.queries)

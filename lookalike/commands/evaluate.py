@@ -17,7 +17,7 @@ from lookalike.commands.common import (
 
 
 def add_command(subparsers) -> None:
-    from lookalike.settings import GRAY_MODES
+    from lookalike.training.settings import GRAY_MODES
 
     parser = subparsers.add_parser(
         "evaluate", help="accuracy of each method on labelled photos (tables, plots, HTML)",
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_method_evaluation(args: argparse.Namespace) -> int:
-    from lookalike.evaluation import evaluate
+    from lookalike.evaluation.evaluate import evaluate
 
     result = evaluate(
         args.dataset, methods=args.methods, gray=args.gray, outdir=args.output,
@@ -77,7 +77,7 @@ def run_method_evaluation(args: argparse.Namespace) -> int:
         negatives=args.negatives, method_settings=method_settings_from_args(args),
     )
     if not args.quiet:
-        from lookalike.eval_report import markdown_table
+        from lookalike.evaluation.report import markdown_table
 
         print(markdown_table(result), file=sys.stderr)
         print(f"wrote results.md, results.csv, results.json, plots and index.html to "
@@ -86,10 +86,10 @@ def run_method_evaluation(args: argparse.Namespace) -> int:
 
 
 def run_identify_evaluation(args: argparse.Namespace) -> int:
-    from lookalike.openset import evaluate_identify, markdown_summary
+    from lookalike.evaluation.openset import evaluate_identify, markdown_summary
 
     if args.use_text:
-        from lookalike.ocr import OcrUnavailable, check_available
+        from lookalike.ocr.reader import OcrUnavailable, check_available
 
         try:
             check_available()

@@ -20,7 +20,7 @@ def add_command(subparsers) -> None:
     parser.add_argument("photo_b", metavar="B", help="second photo")
     parser.add_argument("--output", "-o", required=True, metavar="MATCH.png", help="picture to write")
     parser.add_argument("--regions", metavar="ROI.json",
-                        help="sidecar JSON of boxes/polygons per photo (see lookalike.focus)")
+                        help="sidecar JSON of boxes/polygons per photo (see lookalike.retrieval.focus)")
     parser.add_argument("--no-fused", action="store_true",
                         help="skip the fused probability (only the local matcher is run)")
     add_common_options(parser, gray=False)
@@ -28,8 +28,8 @@ def add_command(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lookalike.explain import explain
-    from lookalike.loading import ImageLoadError
+    from lookalike.imaging.loading import ImageLoadError
+    from lookalike.retrieval.explain import explain
 
     try:
         explanation = explain(args.photo_a, args.photo_b, args.regions, cache=cache_option(args),

@@ -32,8 +32,9 @@ def add_command(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from lookalike.features import extract_features
-    from lookalike.methods import BITS, VECTOR, get_method
+    from lookalike.features.contract import BITS, VECTOR
+    from lookalike.features.extract import extract_features
+    from lookalike.features.registry import get_method
 
     method = get_method(args.method, gray=args.gray, **method_settings_from_args(args))
     if method.feature_kind not in (BITS, VECTOR):

@@ -3,7 +3,7 @@
 Writes OUTDIR/groups.csv (photo, group, near_duplicate_set, keep), OUTDIR/index.html with a
 contact sheet per group (thumbnails in OUTDIR/thumbs/, no network needed), errors.csv when a
 file could not be read, and with `--into-gallery DIR` a folder per group ready for
-`lookalike index build DIR`. How the groups are found: `lookalike.grouping`.
+`lookalike index build DIR`. How the groups are found: `lookalike.grouping.groups`.
 """
 
 from __future__ import annotations
@@ -57,15 +57,15 @@ def check_gallery_folder(folder: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lookalike.calibration import CalibrationError
-    from lookalike.group_report import (
+    from lookalike.grouping.groups import THRESHOLD, group_photos
+    from lookalike.grouping.report import (
         write_contact_sheets,
         write_errors_csv,
         write_gallery,
         write_groups_csv,
     )
-    from lookalike.grouping import THRESHOLD, group_photos
-    from lookalike.presets import UnknownPresetError, get_preset
+    from lookalike.retrieval.calibration import CalibrationError
+    from lookalike.retrieval.presets import UnknownPresetError, get_preset
 
     threshold = THRESHOLD if args.threshold is None else args.threshold
     if not 0.0 < threshold < 1.0:

@@ -1,6 +1,6 @@
 """`lookalike identify`: which landmark of an index each photo shows, if any.
 
-The answers come from `lookalike.identify` (one `Identifier` per index); this module reads
+The answers come from `lookalike.gallery.identify` (one `Identifier` per index); this module reads
 the options, prints one line or JSON object per photo, and keeps the resumable `--csv` file.
 `lookalike verify` (commands/verify.py) shares the options and the run.
 """
@@ -63,7 +63,7 @@ def add_answer_options(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     """The identify settings the options ask for."""
-    from lookalike.identify import Settings
+    from lookalike.gallery.identify import Settings
 
     return Settings(top=args.top, threshold=args.threshold, use_gps=args.use_gps,
                     gps_radius_km=args.gps_radius, use_text=args.use_text)
@@ -97,11 +97,11 @@ def run(args: argparse.Namespace) -> int:
 
 def open_identifier(args: argparse.Namespace):
     """The index opened for answering, after checking what the options need of it."""
-    from lookalike.identify import Identifier
+    from lookalike.gallery.identify import Identifier
 
     identifier = Identifier(args.index, settings_from_args(args), args.calibration)
     if args.use_text:
-        from lookalike.ocr import OcrUnavailable, check_available
+        from lookalike.ocr.reader import OcrUnavailable, check_available
 
         try:
             check_available()
@@ -120,7 +120,7 @@ def answers(args: argparse.Namespace, identifier, photos: list[str]) -> Iterable
 
         return ray_identify(args.index, photos, identifier.settings, args.landmark,
                             calibration=args.calibration)
-    from lookalike.identify import identify_many
+    from lookalike.gallery.identify import identify_many
 
     return identify_many(identifier, photos, args.landmark, cache_from_args(args), args.jobs,
                          args.quiet)
@@ -143,7 +143,7 @@ def show(args: argparse.Namespace, identifier, photo: str, answer, error: str | 
 
 def describe(answer, names: dict[str, dict[str, str]]) -> str:
     """One line a person reads: the landmark (or yes/no) with its probability and inliers."""
-    from lookalike.identify import UNKNOWN
+    from lookalike.gallery.identify import UNKNOWN
 
     def label(landmark: str) -> str:
         return (names.get(landmark) or {}).get("en") or landmark
@@ -163,7 +163,7 @@ def describe(answer, names: dict[str, dict[str, str]]) -> str:
 
 def write_match_picture(identifier, answer, photo: str, folder: str) -> None:
     """FOLDER/<photo>--<landmark>.png: the photo and its best reference, inliers joined."""
-    from lookalike.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
+    from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
 
     try:
         image = decode_image(read_bytes(photo), photo, LoadOptions())
@@ -179,7 +179,7 @@ class ResultsCsv:
     """The `--csv` results file: appended to photo by photo, so a stopped run resumes."""
 
     def __init__(self, path: str, quiet: bool):
-        from lookalike.identify import CSV_COLUMNS, done_in_csv
+        from lookalike.gallery.identify import CSV_COLUMNS, done_in_csv
 
         try:
             self.done = done_in_csv(path)
@@ -194,7 +194,7 @@ class ResultsCsv:
             print(f"resuming: {len(self.done)} photo(s) already in {path}", file=sys.stderr)
 
     def write(self, photo: str, answer, error: str | None, names: dict) -> None:
-        from lookalike.identify import csv_row
+        from lookalike.gallery.identify import csv_row
 
         self.writer.writerow(csv_row(photo, answer, error, names))
         self.handle.flush()

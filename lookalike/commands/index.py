@@ -103,7 +103,12 @@ def print_report(action: str, report, target, quiet: bool) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     from lookalike.engines import extractor
-    from lookalike.index import build_index, fit_gallery_codebook, pipeline_methods, read_gallery
+    from lookalike.gallery.index import (
+        build_index,
+        fit_gallery_codebook,
+        pipeline_methods,
+        read_gallery,
+    )
 
     global_method, local_method = pipeline_methods(args.preset, args.global_method,
                                                    args.local_method, args.weights,
@@ -124,7 +129,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_add(args: argparse.Namespace) -> int:
     from lookalike.engines import extractor
-    from lookalike.index import GalleryIndex, read_gallery
+    from lookalike.gallery.index import GalleryIndex, read_gallery
 
     entries = _landmark_entries(args) if args.landmark else \
         [entry for source in args.sources for entry in read_gallery(source)]
@@ -139,7 +144,7 @@ def _landmark_entries(args: argparse.Namespace) -> list:
     its names and location unless `--landmark-json` gives new ones."""
     from pathlib import Path
 
-    from lookalike.index import GalleryEntry, GalleryIndex, Landmark, read_landmark_json
+    from lookalike.gallery.index import GalleryEntry, GalleryIndex, Landmark, read_landmark_json
 
     photos = found_images(args.sources)
     with GalleryIndex(args.index) as index:
@@ -150,7 +155,7 @@ def _landmark_entries(args: argparse.Namespace) -> list:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from lookalike.index import GalleryIndex
+    from lookalike.gallery.index import GalleryIndex
 
     if not args.landmark and not args.photo:
         raise UsageError("say what to remove: --landmark ID and/or --photo PATH")
@@ -160,7 +165,7 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from lookalike.index import GalleryIndex
+    from lookalike.gallery.index import GalleryIndex
 
     with GalleryIndex(args.index) as index:
         info = index.info()

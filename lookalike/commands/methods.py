@@ -16,7 +16,7 @@ def add_command(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lookalike.methods import method_classes
+    from lookalike.features.registry import method_classes
 
     for name, cls in method_classes().items():
         print(f"{name:<10} {cls.role:<8} {cls.description}")

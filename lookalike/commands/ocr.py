@@ -30,7 +30,7 @@ from lookalike.commands.common import (
 
 
 def add_command(subparsers) -> None:
-    from lookalike.ocr_engine import DEFAULT_ENGINE, ENGINES
+    from lookalike.ocr.engine import DEFAULT_ENGINE, ENGINES
 
     parser = subparsers.add_parser(
         "ocr", help="read signboard text (Japanese and English) from photos",
@@ -55,9 +55,9 @@ def add_command(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lookalike import ocr
-    from lookalike.features import extract_features
-    from lookalike.methods import get_method
+    from lookalike.features.extract import extract_features
+    from lookalike.features.registry import get_method
+    from lookalike.ocr import reader as ocr
 
     paths = found_images(args.photos)
     names = landmark_names_from_args(args)
@@ -111,9 +111,9 @@ def reading_record(path: str, feature, engine: str, names) -> dict:
 
 def draw_reading(path: str, feature, folder: str) -> str | None:
     """FOLDER/<name>.png with the text boxes drawn; the reason when the photo cannot be read."""
-    from lookalike import ocr
-    from lookalike.loading import ImageLoadError, LoadOptions, load_image
+    from lookalike.imaging.loading import ImageLoadError, LoadOptions, load_image
     from lookalike.methods.text import feature_lines
+    from lookalike.ocr import reader as ocr
 
     try:
         image = load_image(path, LoadOptions())

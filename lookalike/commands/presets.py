@@ -16,7 +16,7 @@ def add_command(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lookalike.presets import DEFAULT_PRESET, PRESETS
+    from lookalike.retrieval.presets import DEFAULT_PRESET, PRESETS
 
     for preset in PRESETS.values():
         mark = " (default)" if preset.name == DEFAULT_PRESET else ""

@@ -1,4 +1,4 @@
-"""`lookalike serve`: the HTTP API and web page of an index (`lookalike.server`), on uvicorn."""
+"""`lookalike serve`: the HTTP API and web page of an index (`lookalike.server.app`), on uvicorn."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from lookalike.commands.common import EXIT_OK, UsageError
 
 
 def add_command(subparsers) -> None:
-    from lookalike.server_settings import (
+    from lookalike.server.settings import (
         DEFAULT_MAX_BYTES,
         DEFAULT_MAX_PIXELS,
         DEFAULT_MAX_WAIT,
@@ -67,8 +67,8 @@ def add_command(subparsers) -> None:
 def settings_from_args(args: argparse.Namespace):
     """The server's settings from the flags, with the API keys of --api-keys FILE and of the
     LOOKALIKE_API_KEYS variable (raises ApiKeyError or ValueError)."""
-    from lookalike.api_keys import keys_from_environment, read_key_file
-    from lookalike.server_settings import ServerSettings
+    from lookalike.server.auth import keys_from_environment, read_key_file
+    from lookalike.server.settings import ServerSettings
 
     keys = keys_from_environment()
     if args.api_keys:
@@ -81,10 +81,10 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from lookalike.api_keys import KeyRing
     from lookalike.extras import optional_import
-    from lookalike.index import GalleryError
-    from lookalike.server import create_app
+    from lookalike.gallery.index import GalleryError
+    from lookalike.server.app import create_app
+    from lookalike.server.auth import KeyRing
 
     uvicorn = optional_import("uvicorn", "serve")  # before the index is loaded
     try:

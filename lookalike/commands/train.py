@@ -1,7 +1,7 @@
-"""`lookalike train`: adapt AugNet to a photo collection without labels (`lookalike.train`).
+"""`lookalike train`: adapt AugNet to a photo collection without labels (`lookalike.training.train`).
 
 The training code needs torch, so it is imported only when the command runs; its settings
-(`lookalike.settings.TrainSettings`) are not, so `--help` shows their defaults at no cost.
+(`lookalike.training.settings.TrainSettings`) are not, so `--help` shows their defaults at no cost.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from lookalike.commands.common import (
     cache_from_args,
     report_errors,
 )
-from lookalike.settings import TrainSettings
+from lookalike.training.settings import TrainSettings
 
 
 def add_command(subparsers) -> None:
@@ -46,7 +46,7 @@ def add_command(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lookalike.train import train
+    from lookalike.training.train import train
 
     if args.epochs < 1:
         raise UsageError("--epochs must be at least 1")

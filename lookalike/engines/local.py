@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lookalike.methods.base import Method, shares_local
+from lookalike.features.contract import Method, shares_local
 
 
 def local_extractor(cache=None, jobs: int = 1, quiet: bool = True):
-    """Extract on this machine: cache first, then `jobs` workers (`lookalike.features`)."""
-    from lookalike.features import extract_features
+    """Extract on this machine: cache first, then `jobs` workers (`lookalike.features.extract`)."""
+    from lookalike.features.extract import extract_features
 
     def extract(paths: Sequence[str], global_method: Method, local_method: Method):
         local = extract_features(local_method, list(paths), cache, jobs, quiet)

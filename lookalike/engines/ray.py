@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.methods.base import Method
+from lookalike.features.contract import Method
 
 BATCH = 8
 
@@ -45,8 +45,8 @@ class FeatureWorker:
         self.gmethod, self.lmethod = gmethod, lmethod
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from lookalike.loading import ImageLoadError, load_image
-        from lookalike.methods.base import shares_local
+        from lookalike.features.contract import shares_local
+        from lookalike.imaging.loading import ImageLoadError, load_image
 
         out: dict[str, list] = {"path": [], "global": [], "local": [], "error": []}
         for path in batch["path"]:
@@ -98,7 +98,7 @@ class IdentifyWorker:
     """A Ray actor holding one open index: answers for a batch of photo paths."""
 
     def __init__(self, index: str, settings, landmark: str | None, calibration: str | None):
-        from lookalike.identify import Identifier
+        from lookalike.gallery.identify import Identifier
 
         self.identifier = Identifier(index, settings, calibration)
         self.landmark = landmark
@@ -106,7 +106,7 @@ class IdentifyWorker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         import json
 
-        from lookalike.loading import ImageLoadError
+        from lookalike.imaging.loading import ImageLoadError
 
         out: dict[str, list] = {"path": [], "answer": [], "error": []}
         for path in batch["path"]:
@@ -131,7 +131,7 @@ def ray_identify(index: str, paths: Sequence[str], settings, landmark: str | Non
     """Yield (photo, Answer or None, error) as Ray actors finish them (order not kept)."""
     import json
 
-    from lookalike.identify import Answer
+    from lookalike.gallery.identify import Answer
 
     if not paths:
         return

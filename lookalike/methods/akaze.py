@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from lookalike.faiss_threads import faiss_module
-from lookalike.loading import LoadOptions
-from lookalike.methods import register
-from lookalike.methods.base import LOCAL, Method
+from lookalike.features.contract import LOCAL, Method
+from lookalike.features.registry import register
+from lookalike.imaging.loading import LoadOptions
+from lookalike.nets.threads import faiss_module
 
 
 def create_akaze(threshold: float = 0.001):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from lookalike.localfeatures import LearnedLocal
-from lookalike.methods import register
+from lookalike.features.registry import register
+from lookalike.methods.learned_local import LearnedLocal
 
 VARIANTS = ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
 
@@ -37,8 +37,8 @@ class Aliked(LearnedLocal):
     def detect(self, tensor):
         """kornia's ALIKED, with its dense map normalised only where descriptors read it
         (`aliked_sparse`: the same output, ~a fifth less time on a CPU)."""
-        from lookalike import aliked_sparse
-        from lookalike.learned import detector
+        from lookalike.nets import aliked_sparse
+        from lookalike.nets.learned import detector
 
         model = detector(self.variant, self.max_keypoints).to(tensor.device)
         keypoints, descriptors, scores = aliked_sparse.forward(model, tensor)

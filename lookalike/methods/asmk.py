@@ -1,7 +1,7 @@
 """`asmk`: ASMK* over learned local descriptors, the global descriptor of the pipelines.
 
 A photo's local descriptors (by default `aliked`'s, so a pipeline that verifies with ALIKED
-extracts once) are aggregated with a shipped 1,024-word codebook (see `lookalike.asmk`). Score =
+extracts once) are aggregated with a shipped 1,024-word codebook (see `lookalike.matching.asmk`). Score =
 ASMK similarity, 1 for a photo with itself and 0 for photos that share no visual word. As a
 global descriptor it searches a gallery through an inverted file.
 
@@ -18,10 +18,10 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from lookalike import asmk
-from lookalike.loading import LoadOptions
-from lookalike.methods import get_method, register
-from lookalike.methods.base import GLOBAL, LOCAL, Method, SearchIndex
+from lookalike.features.contract import GLOBAL, LOCAL, Method, SearchIndex
+from lookalike.features.registry import get_method, register
+from lookalike.imaging.loading import LoadOptions
+from lookalike.matching import asmk
 
 
 class AsmkIndex(SearchIndex):
@@ -79,7 +79,7 @@ class Asmk(Method):
     def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
                          quiet: bool = False):
         """Aggregate the local method's features, so its cache entries are reused."""
-        from lookalike.features import FeatureSet, extract_features
+        from lookalike.features.extract import FeatureSet, extract_features
 
         local = extract_features(self.local_method(), paths, cache, jobs, quiet)
         return FeatureSet(self, local.paths, [self.aggregate(f) for f in local.features],

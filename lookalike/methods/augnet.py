@@ -2,7 +2,7 @@
 
 The weights come from the imgsim wheel (located without importing imgsim, which would import
 torchvision); the network is our own ResNet50 with the same parameter names, in
-`lookalike.network`, imported only when a vector is computed. Preprocessing is
+`lookalike.nets.augnet`, imported only when a vector is computed. Preprocessing is
 exactly the stock `Vectorizer.vectorize`: short side resized to 350 with OpenCV's bilinear
 resize, RGB scaled to [0, 1], ImageNet mean/std. Unlike the stock code, inference runs under
 `torch.inference_mode` (on a CPU through a TorchScript copy frozen for inference), and a GPU is
@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from lookalike.methods import register
-from lookalike.methods.base import GLOBAL, VECTOR, Method, VectorIndex
+from lookalike.features.contract import GLOBAL, VECTOR, Method, VectorIndex
+from lookalike.features.registry import register
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -82,7 +82,7 @@ class AugNetMethod(Method):
         return {"gray": self.gray, "weights": weights}
 
     def model(self):
-        from lookalike.network import configure_threads, inference_model, resolve_device
+        from lookalike.nets.augnet import configure_threads, inference_model, resolve_device
 
         configure_threads()
         return inference_model(os.path.abspath(self.weights) if self.weights else None,
@@ -96,7 +96,7 @@ class AugNetMethod(Method):
         CPU each runs alone, which measured faster per image than batches (cache-bound)."""
         import torch
 
-        from lookalike.network import resolve_device
+        from lookalike.nets.augnet import resolve_device
 
         model = self.model()
         device = resolve_device(self.device)

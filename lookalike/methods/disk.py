@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from lookalike.localfeatures import LearnedLocal
-from lookalike.methods import register
+from lookalike.features.registry import register
+from lookalike.methods.learned_local import LearnedLocal
 
 
 @register
@@ -24,7 +24,7 @@ class Disk(LearnedLocal):
     in_all: ClassVar[bool] = False  # slow on a CPU; name it to run it
 
     def detect(self, tensor):
-        from lookalike.learned import detector
+        from lookalike.nets.learned import detector
 
         found = detector("disk", self.max_keypoints).to(tensor.device)(
             tensor, n=self.max_keypoints, pad_if_not_divisible=True)[0]

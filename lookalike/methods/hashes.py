@@ -3,7 +3,7 @@
 Each hash is a bit string; similarity = 1 - Hamming distance / bits. `crophash` is a set of
 segment hashes matched with ImageHash's own segment matching. Every hash gives ImageHash's
 bits for the same pixels (tested against ImageHash), but by shorter routes: Pillow's LANCZOS
-shrink as matrix products (`lookalike.resample`), whash from block sums, colorhash from a
+shrink as matrix products (`lookalike.imaging.resample`), whash from block sums, colorhash from a
 colour-to-bin table, crophash's regions by connected-component labelling. ImageHash spends most
 of its time on work that cannot change the result.
 """
@@ -20,10 +20,10 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from lookalike.loading import LoadOptions
-from lookalike.methods import register
-from lookalike.methods.base import BITS, SEGMENTS, Method
-from lookalike.resample import lanczos_resize
+from lookalike.features.contract import BITS, SEGMENTS, Method
+from lookalike.features.registry import register
+from lookalike.imaging.loading import LoadOptions
+from lookalike.imaging.resample import lanczos_resize
 
 # Why full-size decoding: hash bits near their threshold flip under any pixel change, and
 # reduced-size (DCT-scaled) decoding at 1/2 scale left only 86-92% of ahash/phash/dhash results

@@ -1,6 +1,6 @@
 """The `text` method: what a photo's signboards say, as evidence that ignores the background.
 
-Feature: the lines read by `lookalike.ocr.read_signs` with the chosen engine (`scene` by
+Feature: the lines read by `lookalike.ocr.reader.read_signs` with the chosen engine (`scene` by
 default, or `tesseract`): normalised text, box, confidence, direction, other readings and the
 doubtful readings, with their confidences. Two photos are compared by the character-bigram
 similarity of their texts (a plaque read in both). A photo is compared with a landmark's names
@@ -34,10 +34,10 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from lookalike import ocr
-from lookalike.loading import LoadOptions
-from lookalike.methods import register
-from lookalike.methods.base import LOCAL, Method
+from lookalike.features.contract import LOCAL, Method
+from lookalike.features.registry import register
+from lookalike.imaging.loading import LoadOptions
+from lookalike.ocr import reader as ocr
 
 # Evidence (a calibrated probability, see `text_evidence`) at or above this counts as the name
 # read: a likelihood ratio of about 40 (3 at the fit's prior of 1/15). Also the bigram Dice at

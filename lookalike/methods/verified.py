@@ -25,13 +25,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from lookalike.loading import LoadOptions
-from lookalike.localfeatures import fingerprint
-from lookalike.matching import Match as VerifyResult
-from lookalike.matching import fit_model, mutual_nearest, no_match, occupied_cells
-from lookalike.methods import register
+from lookalike.features.contract import LOCAL, LOCAL_MATCHER, Method
+from lookalike.features.registry import register
+from lookalike.imaging.loading import LoadOptions
+from lookalike.matching.geometry import Match as VerifyResult
+from lookalike.matching.geometry import fit_model, mutual_nearest, no_match, occupied_cells
 from lookalike.methods.akaze import gray_array, keypoint_array
-from lookalike.methods.base import LOCAL, LOCAL_MATCHER, Method
+from lookalike.methods.learned_local import fingerprint
 
 MIN_MATCHES = 16  # below this many tentative matches no geometry is fitted (score 0)
 
@@ -75,13 +75,13 @@ def as_float32(feature: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def mutual_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
     """(index in a, index in b) pairs that are mutual nearest neighbours and pass the ratio
-    test (`lookalike.matching.mutual_nearest`, which every local method shares)."""
+    test (`lookalike.matching.geometry.mutual_nearest`, which every local method shares)."""
     return mutual_nearest(a, b, ratio)
 
 
 def _fit(kind: str, pa: np.ndarray, pb: np.ndarray, threshold: float, max_iters: int):
     """(model, inlier mask) of a MAGSAC++ fit, or (None, all-False mask) when there is none
-    (degenerate input included: see `lookalike.matching.fit_model`)."""
+    (degenerate input included: see `lookalike.matching.geometry.fit_model`)."""
     return fit_model(kind, pa, pb, threshold, max_iters)
 
 
@@ -95,7 +95,7 @@ def verify_pair(a: dict, b: dict, ratio: float = 0.8, threshold_h: float = 4.0,
     views) are both fitted with MAGSAC++. The pair counts as verified when either has more
     inliers than chance gives on unrelated photos (thresholds measured on the dev photos'
     distractor pairs). `weights_a`/`weights_b`, one value in [0, 1] per keypoint (a landmark
-    focus, see `lookalike.focus`), count each inlier by its weights; None counts it fully.
+    focus, see `lookalike.retrieval.focus`), count each inlier by its weights; None counts it fully.
     """
     pairs = mutual_matches(a["descriptors"], b["descriptors"], ratio)
     if len(pairs) < MIN_MATCHES:
@@ -187,7 +187,7 @@ class Verified(Method):
     def score_matrix(self, queries, gallery) -> np.ndarray:
         """Scores are symmetric, so a pair met in both directions (even in another row block
         of the same matrix) is verified once."""
-        from lookalike.retrieval import PairMemo
+        from lookalike.retrieval.pipeline import PairMemo
 
         memo = self.__dict__.setdefault("_pairs", PairMemo(500_000))
         matrix = np.empty((len(queries), len(gallery)))

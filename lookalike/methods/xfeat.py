@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from lookalike.localfeatures import LearnedLocal
-from lookalike.methods import register
+from lookalike.features.registry import register
+from lookalike.methods.learned_local import LearnedLocal
 
 
 @register
@@ -23,7 +23,7 @@ class XFeat(LearnedLocal):
     glue: ClassVar[str] = "lighterglue-xfeat"
 
     def detect(self, tensor):
-        from lookalike.learned import detector
+        from lookalike.nets.learned import detector
 
         found = detector("xfeat", self.max_keypoints).detectAndCompute(
             tensor, top_k=self.max_keypoints)[0]

@@ -1,0 +1,2 @@
+"""Measuring: compare photos, evaluate on labelled datasets, metrics, reports, and fitting
+calibrations on the same runs."""

@@ -1,0 +1,184 @@
+"""Similarity matrices: every query against every gallery photo, per method.
+
+`compare()` is the Python face of `lookalike compare`: it expands files and folders, extracts
+features through the cache, computes one matrix per method and (optionally) writes the CSVs,
+the XLSX and `errors.csv`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lookalike.features.cache import FeatureCache, NoCache
+from lookalike.features.contract import Method
+from lookalike.features.extract import FeatureSet, extract_feature_sets, progress_bar
+from lookalike.features.registry import get_method, parse_methods
+from lookalike.imaging.loading import find_images
+
+
+@dataclass
+class SimilarityMatrix:
+    """Scores of one method: rows are queries, columns gallery photos, larger = more similar."""
+
+    method: str
+    queries: list[str]
+    gallery: list[str]
+    scores: np.ndarray
+
+
+@dataclass
+class CompareResult:
+    matrices: dict[str, SimilarityMatrix]
+    errors: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def _score_rows(rows: list[int]) -> tuple[list[int], np.ndarray]:
+    method, queries, gallery = (_WORKER_STATE[k] for k in ("method", "queries", "gallery"))
+    return rows, method.score_matrix([queries[i] for i in rows], gallery)
+
+
+def score_matrix(
+    method: Method,
+    queries: Sequence[Any],
+    gallery: Sequence[Any],
+    jobs: int = 1,
+    quiet: bool = True,
+    desc: str | None = None,
+    cache: FeatureCache | NoCache | None = None,
+    query_keys: Sequence[str] | None = None,
+    gallery_keys: Sequence[str] | None = None,
+) -> np.ndarray:
+    """`method.score_matrix`, split by rows over `jobs` forked processes for slow methods.
+
+    With a cache and the content keys of both sides, pair scores of methods that declare
+    `cache_scores` are read from and written to the cache, so a re-run scores nothing twice.
+    """
+    if not len(queries) or not len(gallery):
+        return np.zeros((len(queries), len(gallery)))
+    if hasattr(method, "score_gallery"):  # a shortlist-verifying method scores a whole gallery
+        scores = method.score_gallery(queries, gallery, cache, query_keys, gallery_keys)
+        if scores is not None:
+            return scores
+    if cache is None or not method.cache_scores or query_keys is None or gallery_keys is None:
+        return _score_rows_parallel(method, queries, gallery, range(len(queries)), jobs, quiet, desc)
+    prefix = method.score_key()
+    pair_keys = [[f"{prefix}:{q}:{g}" for g in gallery_keys] for q in query_keys]
+    found = cache.get_many((key for row in pair_keys for key in row), table="scores")
+    matrix = np.array([[found.get(key, np.nan) for key in row] for row in pair_keys], np.float64)
+    todo = [i for i in range(len(queries)) if np.isnan(matrix[i]).any()]
+    if todo:
+        matrix[todo] = _score_rows_parallel(method, queries, gallery, todo, jobs, quiet, desc)
+        cache.put_many(((pair_keys[i][j], float(matrix[i, j])) for i in todo
+                        for j in range(len(gallery))), table="scores")
+    return matrix
+
+
+def score_sets(method: Method, query_set: FeatureSet, gallery_set: FeatureSet, cache=None,
+               jobs: int = 1, quiet: bool = True, errors: dict[str, str] | None = None
+               ) -> np.ndarray:
+    """Score two `FeatureSet`s of one method, reusing cached pair scores where possible.
+
+    When scoring fails, the pairs are scored one by one: a pair that fails gets -inf (ranked
+    last) and its reason goes to `errors` under "A vs B", and the run goes on."""
+    try:
+        return score_matrix(method, query_set.features, gallery_set.features, jobs=jobs,
+                            quiet=quiet, cache=cache, query_keys=query_set.content_keys,
+                            gallery_keys=gallery_set.content_keys)
+    except Exception:  # one pair's failure must cost that pair, not the run
+        matrix = np.empty((len(query_set.features), len(gallery_set.features)))
+        for i, query in enumerate(query_set.features):
+            for j, item in enumerate(gallery_set.features):
+                try:
+                    matrix[i, j] = method.score(query, item)
+                except Exception as error:
+                    matrix[i, j] = -np.inf
+                    if errors is not None:
+                        pair = f"{query_set.paths[i]} vs {gallery_set.paths[j]}"
+                        errors[pair] = f"{method.name} failed: {type(error).__name__}: {error}"
+        return matrix
+
+
+def _score_rows_parallel(method, queries, gallery, rows, jobs, quiet, desc) -> np.ndarray:
+    rows = list(rows)
+    if method.feature_kind not in ("local", "segments") or len(rows) < 2:
+        return method.score_matrix([queries[i] for i in rows], gallery)
+    position = {row: index for index, row in enumerate(rows)}
+    matrix = np.empty((len(rows), len(gallery)))
+    step = max(1, min(8, len(rows) // (4 * max(jobs, 1))))
+    chunks = [rows[i:i + step] for i in range(0, len(rows), step)]
+    bar = progress_bar(len(rows), desc or f"{method.label()} scoring", quiet, unit="row")
+    _WORKER_STATE.update(method=method, queries=queries, gallery=gallery)
+    try:
+        if jobs <= 1:
+            results = map(_score_rows, chunks)
+            for chunk_rows, block in results:
+                matrix[[position[r] for r in chunk_rows]] = block
+                bar.update(len(chunk_rows))
+        else:
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                for chunk_rows, block in pool.imap_unordered(_score_rows, chunks):
+                    matrix[[position[r] for r in chunk_rows]] = block
+                    bar.update(len(chunk_rows))
+    finally:
+        _WORKER_STATE.clear()
+        bar.close()
+    return matrix
+
+
+def open_cache(cache: str | os.PathLike | FeatureCache | NoCache | bool | None = None):
+    """None -> default cache file; False -> no cache; a path -> that file."""
+    if cache is False:
+        return NoCache()
+    if isinstance(cache, (FeatureCache, NoCache)):
+        return cache
+    return FeatureCache(cache)
+
+
+def compare(
+    queries: Sequence[str],
+    against: Sequence[str] | None = None,
+    methods: str | Sequence[str] = "phash,akaze,augnet",
+    gray: bool = False,
+    outdir: str | os.PathLike | None = None,
+    cache: Any = None,
+    jobs: int = 1,
+    quiet: bool = True,
+    method_settings: dict[str, Any] | None = None,
+) -> CompareResult:
+    """Compare query photos with a gallery (or with each other) by each method."""
+    query_paths = find_images(queries)
+    gallery_paths = find_images(against) if against else None
+    feature_cache = open_cache(cache)
+    matrices: dict[str, SimilarityMatrix] = {}
+    errors: dict[str, str] = {}
+    chosen = [get_method(name, gray=gray, **(method_settings or {}))
+              for name in parse_methods(methods)]
+    query_sets = extract_feature_sets(chosen, query_paths, feature_cache, jobs, quiet)
+    gallery_sets = (extract_feature_sets(chosen, gallery_paths, feature_cache, jobs, quiet)
+                    if gallery_paths is not None else query_sets)
+    sets = list(zip(chosen, query_sets, gallery_sets))
+    for _, query_set, gallery_set in sets:
+        errors.update(query_set.errors)
+        errors.update(gallery_set.errors)
+    # A file that failed for any method is left out of every matrix, so all share their rows.
+    for method, query_set, gallery_set in sets:
+        query_set, gallery_set = query_set.without(errors), gallery_set.without(errors)
+        scores = score_sets(method, query_set, gallery_set, feature_cache, jobs, quiet, errors)
+        matrices[method.label()] = SimilarityMatrix(
+            method.label(), query_set.paths, gallery_set.paths, scores
+        )
+    result = CompareResult(matrices, errors)
+    if outdir is not None:
+        from lookalike.evaluation.compare_report import write_compare_outputs
+
+        write_compare_outputs(result, outdir)
+    return result

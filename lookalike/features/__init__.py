@@ -1,0 +1,1 @@
+"""The method contract, the registry of methods, and extraction: cache, jobs, per-file errors."""

@@ -1,0 +1,254 @@
+"""The one contract every similarity method follows.
+
+A method has a `name`, declares what its feature is (`feature_kind`), says how it wants its
+pixels (`load_options`), turns an image into a feature (`extract`) and scores two features
+(`score`, larger = more similar). Caching, matrices, evaluation and the index are written once
+against this contract, so adding a method is one file in `lookalike/methods/` with a
+`@register` class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from lookalike.imaging.loading import LoadOptions
+
+# What a feature is, which decides how it is exported and how matrices are computed.
+BITS = "bits"  # 1-D uint8 array of 0/1
+VECTOR = "vector"  # 1-D float32 array
+LOCAL = "local"  # dict of arrays (keypoints, descriptors)
+SEGMENTS = "segments"  # 2-D uint8 0/1 array, one row per segment hash
+
+Feature = Any
+
+# The role a method declares, which tells the index, identify and the pipeline how to use it:
+GLOBAL = "global"  # a global descriptor: `search_index(features)` ranks a gallery for a query
+LOCAL_MATCHER = "local"  # a local matcher: `match(a, b)` returns a `lookalike.matching.geometry.Match`
+PAIRWISE = "pairwise"  # a pair score only (the study's hashes and AKAZE counts)
+
+
+@dataclasses.dataclass
+class Method:
+    """Base class: subclasses are dataclasses whose fields are the method's settings."""
+
+    name: ClassVar[str] = ""
+    feature_kind: ClassVar[str] = VECTOR
+    description: ClassVar[str] = ""
+    version: ClassVar[int] = 1  # bump when extraction changes, so cached features are not reused
+    score_version: ClassVar[int] = 1  # bump when only scoring changes (cached pair scores)
+    role: ClassVar[str] = PAIRWISE
+    gray: bool = False
+
+    # -- the contract -------------------------------------------------------------------------
+    def load_options(self) -> LoadOptions:
+        """How this method wants its pixels; the default is full-size colour."""
+        return LoadOptions(gray=self.gray)
+
+    def extract(self, image: Image.Image) -> Feature:
+        raise NotImplementedError
+
+    def score(self, a: Feature, b: Feature) -> float:
+        raise NotImplementedError
+
+    # -- the roles: a global descriptor searches, a local matcher matches ---------------------
+    def search_index(self, features: Sequence[Feature]) -> SearchIndex:
+        """A global descriptor's search structure over gallery `features`."""
+        raise NotImplementedError(f"{self.name} is not a global descriptor")
+
+    def match(self, a: Feature, b: Feature):
+        """A local matcher's verified matches of two features (a `lookalike.matching.geometry.Match`)."""
+        raise NotImplementedError(f"{self.name} is not a local matcher")
+
+    # -- overridable helpers with sensible defaults -------------------------------------------
+    def extract_many(self, images: Sequence[Image.Image]) -> list[Feature]:
+        """Extract several images at once; batched methods override this."""
+        return [self.extract(image) for image in images]
+
+    batch_size: ClassVar[int] = 1  # >1 means extract_many is worth calling with batches
+    # How --jobs workers run `extract`: "threads" when its heavy work releases the GIL (Pillow,
+    # OpenCV), which avoids forking and pickling; "processes" for work in Python itself.
+    parallel: ClassVar[str] = "processes"
+
+    def score_matrix(self, queries: Sequence[Feature], gallery: Sequence[Feature]) -> np.ndarray:
+        """All query x gallery scores; vectorised methods override this."""
+        matrix = np.empty((len(queries), len(gallery)), dtype=np.float64)
+        for i, query in enumerate(queries):
+            for j, item in enumerate(gallery):
+                matrix[i, j] = self.score(query, item)
+        return matrix
+
+    def settings(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def cache_key(self) -> str:
+        """Name + settings + version: two runs share cached features only if these agree."""
+        spec = {"name": self.name, "version": self.version, "settings": self.cache_settings()}
+        return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def score_key(self) -> str:
+        """Like `cache_key`, over every setting, for caching pair scores of slow methods."""
+        spec = {"name": self.name, "version": self.version, "settings": self.settings()}
+        if self.score_version != 1:  # scoring changed, features did not
+            spec["score_version"] = self.score_version
+        return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    # Pair scores of slow pairwise methods (keypoint matching) are worth caching; a method whose
+    # score depends on more than the two features (e.g. the whole gallery) must say False.
+    cache_scores: ClassVar[bool] = False
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Settings that change the extracted feature (scoring-only settings can be dropped)."""
+        return self.settings()
+
+    def encode(self, feature: Feature) -> bytes:
+        return encode_arrays(feature)
+
+    def decode(self, data: bytes) -> Feature:
+        return decode_arrays(data)
+
+    def label(self) -> str:
+        return f"{self.name}-gray" if self.gray else self.name
+
+
+def shares_local(global_method: Method, local_method: Method) -> bool:
+    """Whether the global descriptor is aggregated from exactly the local method's features
+    (ASMK over ALIKED with the same settings): then one extraction serves both roles."""
+    part = getattr(global_method, "local_method", None)
+    return part is not None and hasattr(global_method, "aggregate") and \
+        part().cache_key() == local_method.cache_key()
+
+
+class SearchIndex:
+    """What a global descriptor's `search_index` returns: scores of a query against every
+    gallery item (by position), and the best k of them."""
+
+    size: int = 0
+
+    def scores(self, query: Feature) -> np.ndarray:
+        raise NotImplementedError
+
+    def search(self, query: Feature, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best gallery positions and their scores, best first."""
+        scores = self.scores(query)
+        k = min(k, len(scores))
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return top, scores[top]
+
+
+class VectorIndex(SearchIndex):
+    """Exact cosine search over unit vectors: one matrix product per query."""
+
+    def __init__(self, vectors: Sequence[np.ndarray]):
+        self.vectors = normalise(np.stack(vectors)) if len(vectors) else np.zeros((0, 1))
+        self.size = len(self.vectors)
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        if not self.size:
+            return np.zeros(0)
+        return self.vectors @ normalise(np.asarray(query)[None])[0]
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a zero row stays zero): the one normalisation we use."""
+    vectors = np.asarray(vectors, np.float32)
+    return vectors / (np.linalg.norm(vectors, axis=-1, keepdims=True) + 1e-12)
+
+
+# A numeric array is stored as a few header bytes and its raw contents, and a dict of them as
+# a count and its named arrays one after another. Going through np.savez (a zip archive) cost
+# ~0.2 ms of Python per feature, more than an 8x8 hash takes to compute, and it holds the GIL
+# that the extraction threads share; reading a reference's local features back from a zip took
+# ~4 ms, paid for every verified reference of every query. Entries written as .npz by earlier
+# versions still decode.
+_ARRAY_MAGIC = b"LKA1"
+_DICT_MAGIC = b"LKD1"
+
+
+def _plain_array(value) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+
+
+def _encode_array(array: np.ndarray) -> bytes:
+    dtype = array.dtype.str.encode("ascii")
+    header = struct.pack(f"<B{len(dtype)}sB{array.ndim}Q", len(dtype), dtype, array.ndim,
+                         *array.shape)
+    return _ARRAY_MAGIC + header + np.ascontiguousarray(array).tobytes()
+
+
+def encode_arrays(feature: np.ndarray | dict[str, np.ndarray]) -> bytes:
+    """Serialise an array or a dict of arrays (no pickle, so a cache cannot run code)."""
+    if _plain_array(feature):
+        return _encode_array(feature)
+    if isinstance(feature, dict) and all(_plain_array(v) and isinstance(k, str)
+                                         for k, v in feature.items()):
+        parts = [_DICT_MAGIC, struct.pack("<I", len(feature))]
+        for name, array in feature.items():
+            encoded_name, encoded = name.encode("utf-8"), _encode_array(array)
+            parts += [struct.pack("<HQ", len(encoded_name), len(encoded)), encoded_name,
+                      encoded]
+        return b"".join(parts)
+    buffer = io.BytesIO()  # strings and other arrays numpy can save without pickle
+    if isinstance(feature, dict):
+        np.savez(buffer, **feature)
+    else:
+        np.savez(buffer, __array__=feature)
+    return buffer.getvalue()
+
+
+def _decode_array(data: bytes | memoryview, start: int = 0, end: int | None = None
+                  ) -> np.ndarray:
+    end = len(data) if end is None else end
+    (dtype_length,) = struct.unpack_from("<B", data, start + 4)
+    dtype = np.dtype(bytes(data[start + 5:start + 5 + dtype_length]).decode("ascii"))
+    (ndim,) = struct.unpack_from("<B", data, start + 5 + dtype_length)
+    shape = struct.unpack_from(f"<{ndim}Q", data, start + 6 + dtype_length)
+    offset = start + 6 + dtype_length + 8 * ndim
+    if end - offset != dtype.itemsize * math.prod(shape):
+        raise ValueError("stored array has the wrong length")
+    return np.frombuffer(data, dtype, count=math.prod(shape), offset=offset
+                         ).reshape(shape).copy()
+
+
+def _decode_dict(data: bytes) -> dict[str, np.ndarray]:
+    (count,) = struct.unpack_from("<I", data, 4)
+    position, out = 8, {}
+    for _ in range(count):
+        name_length, length = struct.unpack_from("<HQ", data, position)
+        position += 10
+        name = data[position:position + name_length].decode("utf-8")
+        position += name_length
+        if data[position:position + 4] != _ARRAY_MAGIC or position + length > len(data):
+            raise ValueError("stored arrays are cut short")
+        out[name] = _decode_array(data, position, position + length)
+        position += length
+    if position != len(data):
+        raise ValueError("stored arrays have the wrong length")
+    return out
+
+
+def decode_arrays(data: bytes) -> np.ndarray | dict[str, np.ndarray]:
+    """What `encode_arrays` wrote (or an earlier version's .npz); ValueError if damaged."""
+    try:
+        if data[:4] == _ARRAY_MAGIC:
+            return _decode_array(data)
+        if data[:4] == _DICT_MAGIC:
+            return _decode_dict(data)
+    except (struct.error, UnicodeDecodeError, TypeError):
+        raise ValueError("stored arrays are cut short or damaged") from None
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        if archive.files == ["__array__"]:
+            return archive["__array__"]
+        return {key: archive[key] for key in archive.files}

@@ -1,0 +1,1 @@
+"""An index of landmark photos on disk, and identifying photos against it."""

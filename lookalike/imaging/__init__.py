@@ -1,0 +1,1 @@
+"""Images in: decoding every format a photo library holds, EXIF orientation, and resampling."""

@@ -1,0 +1,1 @@
+"""Matching local features: tentative matches to a verified `Match`, and the ASMK kernel."""

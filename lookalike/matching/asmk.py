@@ -1,0 +1,231 @@
+"""ASMK*: a photo's local descriptors aggregated into one searchable global description.
+
+Why: a global CNN embedding (AugNet) describes the whole frame, sky and street included, so
+it shortlists by background. ASMK (Tolias, Avrithis and Jégou, "To aggregate or not to
+aggregate", ICCV 2013) keeps what local features know: each descriptor is assigned to its
+nearest visual word of a codebook, the residuals of one photo's descriptors at one word are
+summed and binarised (ASMK*, one bit per dimension), and two photos are compared word by word:
+
+    sim(X, Y) = norm(X) norm(Y) * sum over shared words w of  sigma(u_w),
+    u_w = 1 - 2 * hamming(b_X(w), b_Y(w)) / D,   sigma(u) = u**alpha if u > tau else 0,
+
+with `norm(X) = 1 / sqrt(sum_w sigma(1)) = 1 / sqrt(words of X)`, so a photo scores 1 against
+itself. The selectivity `alpha` (3) lets only near-identical residuals count, which suppresses
+the chance agreement of repeated textures (foliage, cobbles) that a bag of words rewards.
+
+A photo's feature is two arrays: its sorted word ids and their packed residual bits. An
+`InvertedFile` keeps, per word, the gallery photos that have it, so a query touches only the
+photos that share its words, and gives the same scores as `similarity` pair by pair.
+The codebook is fitted with FAISS k-means (`fit_codebook`); its digest goes into cache keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.nets.threads import faiss_module, faiss_threads
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+ALPHA = 3.0
+THRESHOLD = 0.0
+
+# popcount of every byte value, for Hamming distances of packed bits
+_POPCOUNT = np.array([bin(value).count("1") for value in range(256)], np.uint8)
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """Visual words (k x D centroids) and the digest that names them in cache keys."""
+
+    centroids: np.ndarray
+    digest: str
+    path: str = ""
+
+    @property
+    def size(self) -> int:
+        return len(self.centroids)
+
+    @property
+    def dim(self) -> int:
+        return self.centroids.shape[1]
+
+    def assign(self, descriptors: np.ndarray) -> np.ndarray:
+        """The nearest word of each descriptor (exact, by FAISS)."""
+        index = _word_index(self)
+        _, words = index.search(np.ascontiguousarray(descriptors, np.float32), 1)
+        return words[:, 0]
+
+
+_INDEXES: dict[str, object] = {}
+
+
+def _word_index(codebook: Codebook):
+    faiss = faiss_module()
+    index = _INDEXES.get(codebook.digest)
+    if index is None:
+        index = faiss.IndexFlatL2(codebook.dim)
+        index.add(np.ascontiguousarray(codebook.centroids, np.float32))
+        _INDEXES[codebook.digest] = index
+    return index
+
+
+def codebook_digest(centroids: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(centroids, np.float32).tobytes()).hexdigest()[:16]
+
+
+def load_codebook(path: str | os.PathLike) -> Codebook:
+    """A codebook saved by `save_codebook` (an .npy of float32 or float16 centroids)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such codebook")
+    centroids = np.load(path, allow_pickle=False).astype(np.float32)
+    if centroids.ndim != 2 or len(centroids) < 2:
+        raise ValueError(f"{path}: a codebook is a k x D array of centroids")
+    return Codebook(centroids, codebook_digest(centroids), str(path))
+
+
+def shipped_codebook(name: str) -> Path:
+    """The codebook shipped for a local feature, e.g. `asmk-aliked-n16-1024.npy`."""
+    return DATA / f"asmk-{name}.npy"
+
+
+def save_codebook(centroids: np.ndarray, path: str | os.PathLike) -> Codebook:
+    """Save as float16 (half the size; centroids need no more precision) and reload."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.asarray(centroids, np.float16))
+    return load_codebook(path)
+
+
+def fit_codebook(descriptors: Sequence[np.ndarray], words: int = 1024, seed: int = 0,
+                 max_points: int = 200_000) -> np.ndarray:
+    """k-means centroids of many photos' local descriptors (a random subset past max_points)."""
+    stacked = np.concatenate([np.asarray(d, np.float32) for d in descriptors if len(d)])
+    if len(stacked) < words:
+        raise ValueError(f"{len(stacked)} descriptors cannot make {words} visual words; "
+                         "fit on more photos or ask for fewer words")
+    if len(stacked) > max_points:
+        rng = np.random.default_rng(seed)
+        stacked = stacked[rng.choice(len(stacked), max_points, replace=False)]
+    with faiss_threads(os.cpu_count() or 1) as faiss:  # one long job: worth every core
+        kmeans = faiss.Kmeans(stacked.shape[1], words, niter=20, seed=seed, verbose=False,
+                              max_points_per_centroid=max(256, len(stacked) // words + 1))
+        kmeans.train(np.ascontiguousarray(stacked))
+    return kmeans.centroids
+
+
+def aggregate(descriptors: np.ndarray, codebook: Codebook) -> dict[str, np.ndarray]:
+    """ASMK* feature of one photo: sorted word ids and their binarised residual sums."""
+    descriptors = np.asarray(descriptors, np.float32)
+    if len(descriptors) == 0:
+        return {"words": np.zeros(0, np.int32),
+                "bits": np.zeros((0, (codebook.dim + 7) // 8), np.uint8)}
+    assigned = codebook.assign(descriptors)
+    words, position = np.unique(assigned, return_inverse=True)
+    residuals = np.zeros((len(words), codebook.dim), np.float32)
+    np.add.at(residuals, position, descriptors - codebook.centroids[assigned])
+    return {"words": words.astype(np.int32), "bits": np.packbits(residuals > 0, axis=1)}
+
+
+def selectivity(agreement: np.ndarray, alpha: float = ALPHA,
+                threshold: float = THRESHOLD) -> np.ndarray:
+    return np.where(agreement > threshold, np.abs(agreement) ** alpha, 0.0)
+
+
+def _agreement(bits_a: np.ndarray, bits_b: np.ndarray, dim: int) -> np.ndarray:
+    hamming = _POPCOUNT[np.bitwise_xor(bits_a, bits_b)].sum(axis=-1, dtype=np.int64)
+    return 1.0 - 2.0 * hamming / dim
+
+
+def similarity(a: dict[str, np.ndarray], b: dict[str, np.ndarray], alpha: float = ALPHA,
+               threshold: float = THRESHOLD) -> float:
+    """sim(A, B) of the module docstring, computed directly; 1.0 for a photo with itself."""
+    if len(a["words"]) == 0 or len(b["words"]) == 0:
+        return 0.0
+    _, index_a, index_b = np.intersect1d(a["words"], b["words"], assume_unique=True,
+                                         return_indices=True)
+    dim = a["bits"].shape[1] * 8
+    total = selectivity(_agreement(a["bits"][index_a], b["bits"][index_b], dim), alpha,
+                        threshold).sum()
+    return float(total / np.sqrt(len(a["words"]) * len(b["words"])))
+
+
+class InvertedFile:
+    """Per visual word, the gallery photos that have it and their residual bits.
+
+    `scores(query)` visits only the words of the query and returns its similarity with every
+    gallery photo (0 for photos sharing no word): the same values as `similarity`, found
+    without touching unrelated photos, so cost grows with shared words, not gallery size.
+    Postings are sorted by word, so each query word reads one contiguous slice; residual bits
+    are compared 64 at a time, and the selectivity is looked up by Hamming distance.
+    """
+
+    def __init__(self, features: Sequence[dict[str, np.ndarray]], alpha: float = ALPHA,
+                 threshold: float = THRESHOLD):
+        self.alpha = alpha
+        self.threshold = threshold
+        self.size = len(features)
+        counts = np.array([len(f["words"]) for f in features], np.int64)
+        self.norms = 1.0 / np.sqrt(np.maximum(counts, 1))
+        width = next((f["bits"].shape[1] for f in features if len(f["words"])), 16)
+        self.dim = width * 8
+        if self.size and counts.sum():
+            words = np.concatenate([f["words"] for f in features])
+            photos = np.repeat(np.arange(self.size), counts)
+            bits = np.concatenate([f["bits"] for f in features])
+            order = np.argsort(words, kind="stable")
+            self.words, self.photos = words[order], photos[order]
+            self.bits = _as_words64(bits[order])
+        else:
+            self.words = np.zeros(0, np.int32)
+            self.photos = np.zeros(0, np.int64)
+            self.bits = np.zeros((0, max(1, width // 8)), np.uint64)
+        # The selectivity of a residual pair depends only on its Hamming distance, so it is
+        # read from a table of dim + 1 values instead of computed per posting (1.4x faster).
+        self.selectivity_of_hamming = selectivity(1.0 - 2.0 * np.arange(self.dim + 1) / self.dim,
+                                                  alpha, threshold)
+
+    def scores(self, query: dict[str, np.ndarray]) -> np.ndarray:
+        if len(query["words"]) == 0 or len(self.words) == 0:
+            return np.zeros(self.size)
+        starts = np.searchsorted(self.words, query["words"], side="left")
+        ends = np.searchsorted(self.words, query["words"], side="right")
+        query_bits = _as_words64(query["bits"])
+        hammings, photos = [], []
+        for row, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+            if end > start:
+                hammings.append(_popcount64(self.bits[start:end] ^ query_bits[row]).sum(axis=1))
+                photos.append(self.photos[start:end])
+        if not hammings:
+            return np.zeros(self.size)
+        weights = self.selectivity_of_hamming[np.concatenate(hammings)]
+        out = np.bincount(np.concatenate(photos), weights, minlength=self.size)
+        return out * self.norms / np.sqrt(len(query["words"]))
+
+    def search(self, query: dict[str, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best gallery positions and their similarities, best first."""
+        scores = self.scores(query)
+        k = min(k, self.size)
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return top, scores[top]
+
+
+def _as_words64(bits: np.ndarray) -> np.ndarray:
+    """Packed bits (n x bytes, a multiple of 8 bytes) viewed as n x (bytes / 8) uint64."""
+    bits = np.ascontiguousarray(bits, np.uint8)
+    return bits.view(np.uint64).reshape(len(bits), -1) if bits.shape[1] % 8 == 0 else \
+        np.ascontiguousarray(np.pad(bits, ((0, 0), (0, -bits.shape[1] % 8)))).view(np.uint64)
+
+
+def _popcount64(words: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(words)
+    return _POPCOUNT[words.view(np.uint8)].reshape(len(words), -1, 8).sum(axis=2)

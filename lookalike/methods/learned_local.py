@@ -1,0 +1,221 @@
+"""Learned local features as a local matcher: detect and describe once, match per pair.
+
+Why: RootSIFT and AKAZE find as many chance inliers on unrelated photos as on a night shot,
+an aerial view or a zoom of the same landmark. Learned detectors and descriptors (ALIKED,
+DISK, XFeat), trained on photos of the same places under different light and viewpoints,
+keep matching there. `LearnedLocal` is the part they share; each network's method is a small
+subclass in `lookalike/methods/` that names its network and its LightGlue weights.
+
+A pair is matched either by mutual nearest neighbours with a ratio test (`matcher="mnn"`,
+~10 ms) or by LightGlue (`matcher="lightglue"`, ~0.25 s on two cores, better on hard views),
+and the tentative matches then go through MAGSAC++ (`lookalike.matching.geometry`). Because LightGlue
+costs that much, a pipeline verifies a shortlist with it, never every pair.
+
+A feature holds keypoints (x, y in the pixels of the image bounded to `max_side`, 800 by
+default), unit descriptors (float16 on disk), detection scores, the feature image's size and its scale to
+the original photo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import zlib
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image
+
+from lookalike.features.contract import LOCAL, LOCAL_MATCHER, Method
+from lookalike.imaging.loading import LoadOptions
+from lookalike.matching.geometry import Geometry, Match, mutual_nearest, no_match, verify_matches
+
+MATCHERS = ("mnn", "lightglue")
+
+
+def fingerprint(feature: dict[str, np.ndarray]) -> tuple[int, int]:
+    """A number for a local feature that is the same in every process (its keypoints' CRC)."""
+    keypoints = np.ascontiguousarray(feature["keypoints"])
+    return len(keypoints), zlib.crc32(keypoints.tobytes())
+
+
+def bounded(image: Image.Image, max_side: int) -> Image.Image:
+    """The image scaled down (never up) so that its long side is at most `max_side`."""
+    scale = max_side / max(image.size)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+@dataclasses.dataclass
+class LearnedLocal(Method):
+    """Base of the learned local matchers; subclasses set `network` and `glue`."""
+
+    feature_kind: ClassVar[str] = LOCAL
+    role: ClassVar[str] = LOCAL_MATCHER
+    network: ClassVar[str] = ""  # weights name in lookalike.nets.learned.WEIGHT_FILES
+    glue: ClassVar[str] = ""  # LightGlue weights name for this descriptor
+    batch_size: ClassVar[int] = 4  # its own pass: photos decode in threads, the network runs here
+    cache_scores: ClassVar[bool] = True  # for `score_matrix` of all pairs (no codebook)
+    max_side: int = 800
+    max_keypoints: int = 1024
+    matcher: str = "mnn"
+    ratio: float = 0.9  # mutual nearest neighbours: Lowe's ratio test (1.0 = none)
+    device: str = "auto"
+    shortlist: int = 30  # a gallery's scores: each query verifies its ASMK top `shortlist`
+
+    def __post_init__(self):
+        if self.matcher not in MATCHERS:
+            raise ValueError(f"{self.name}: matcher must be one of {', '.join(MATCHERS)}, "
+                             f"not {self.matcher!r}")
+
+    # -- extraction ------------------------------------------------------------------------
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(gray=self.gray, min_long_side=self.max_side)
+
+    def score_key(self) -> str:
+        """Pair results depend on the features and the matcher, not on the shortlist size."""
+        settings = {key: value for key, value in self.settings().items() if key != "shortlist"}
+        spec = {"name": self.name, "version": self.version, "settings": settings}
+        return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def cache_settings(self):
+        from lookalike.nets.learned import weights_digest
+
+        return {"network": self.network, "weights": weights_digest(self.network),
+                "gray": self.gray, "max_side": self.max_side,
+                "max_keypoints": self.max_keypoints}
+
+    def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
+        import torch
+
+        from lookalike.nets.augnet import resolve_device
+
+        original = image.info.get("original_size", image.size)
+        small = bounded(image.convert("RGB"), self.max_side)
+        pixels = np.asarray(small, np.float32) / np.float32(255.0)
+        device = resolve_device(self.device)
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
+        with torch.inference_mode():
+            keypoints, descriptors, scores = self.detect(tensor.to(device))
+        order = np.argsort(-scores, kind="stable")[:self.max_keypoints]
+        return {
+            "keypoints": keypoints[order].astype(np.float32),
+            "descriptors": descriptors[order].astype(np.float16),
+            "scores": scores[order].astype(np.float16),
+            "size": np.array(small.size, np.int32),
+            "scale": np.array([small.width / max(1, original[0])], np.float32),
+        }
+
+    def detect(self, tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keypoints N x 2, unit descriptors N x D, scores N) of one 1 x 3 x H x W image."""
+        raise NotImplementedError
+
+    def encode(self, feature: dict[str, np.ndarray]) -> bytes:
+        """Descriptors as float16 (half the bytes; unit vectors need no more precision)."""
+        return super().encode(dict(feature, descriptors=np.asarray(feature["descriptors"],
+                                                                    np.float16)))
+
+    def decode(self, data: bytes) -> dict[str, np.ndarray]:
+        """Descriptors are float16 on disk; match in float32 without converting per pair."""
+        feature = super().decode(data)
+        feature["descriptors"] = np.asarray(feature["descriptors"], np.float32)
+        return feature
+
+    # -- matching --------------------------------------------------------------------------
+    def geometry(self) -> Geometry:
+        """Verification thresholds scaled with the feature image (measured at 800 px)."""
+        factor = self.max_side / 800
+        return Geometry(threshold_h=6.0 * factor, threshold_f=2.0 * factor)
+
+    def tentative(self, a: dict, b: dict) -> np.ndarray:
+        if self.matcher == "mnn":
+            return mutual_nearest(a["descriptors"], b["descriptors"], self.ratio)
+        return self.glue_matches(a, b)
+
+    def glue_matches(self, a: dict, b: dict) -> np.ndarray:
+        import torch
+
+        from lookalike.nets.augnet import resolve_device
+        from lookalike.nets.learned import matcher
+
+        if len(a["keypoints"]) < 2 or len(b["keypoints"]) < 2:
+            return np.zeros((0, 2), np.int64)
+        device = resolve_device(self.device)
+        model = matcher(self.glue).to(device)
+
+        def side(feature):
+            return {"keypoints": torch.from_numpy(np.asarray(feature["keypoints"], np.float32))
+                    [None].to(device),
+                    "descriptors": torch.from_numpy(np.asarray(feature["descriptors"],
+                                                               np.float32))[None].to(device),
+                    "image_size": torch.from_numpy(feature["size"].astype(np.float32))
+                    [None].to(device)}
+
+        with torch.inference_mode():
+            out = model({"image0": side(a), "image1": side(b)})
+        return out["matches"][0].cpu().numpy().astype(np.int64)
+
+    def match(self, a: dict, b: dict) -> Match:
+        """Verified matches of A and B, always computed from the same side of the pair (the
+        one with the smaller fingerprint), so that A-B and B-A give one answer whatever the
+        query and whichever worker meets the pair first."""
+        if fingerprint(b) < fingerprint(a):
+            return self._match(b, a).swapped()
+        return self._match(a, b)
+
+    def _match(self, a: dict, b: dict) -> Match:
+        pairs = self.tentative(a, b)
+        if len(pairs) == 0:
+            return no_match()
+        return verify_matches(pairs, a["keypoints"], b["keypoints"], a["size"], b["size"],
+                              self.geometry())
+
+    def score(self, a: dict, b: dict) -> float:
+        return self.match(a, b).score
+
+    # -- a gallery's scores, as retrieval systems compute them -----------------------------
+    def ranker(self) -> Method | None:
+        """ASMK over this method's own descriptors, or None when no codebook is shipped
+        for its network (then every pair is verified)."""
+        from lookalike.features.registry import get_method
+        from lookalike.matching import asmk
+
+        if not asmk.shipped_codebook(f"{self.network}-1024").is_file():
+            return None
+        return get_method("asmk", local=self.name, gray=self.gray, max_side=self.max_side,
+                          max_keypoints=self.max_keypoints, device=self.device)
+
+    def score_gallery(self, queries, gallery, cache=None, query_keys=None, gallery_keys=None
+                      ) -> np.ndarray | None:
+        """All query x gallery scores, verifying only each query's `shortlist` most similar
+        gallery photos by ASMK of the same descriptors; the others keep their ASMK similarity
+        (below 1, so every verified pair with an inlier ranks above them). Pair results go
+        through the cache under the same keys as the pipeline's, so `fused` of the same
+        preset re-reads them. None when there is no codebook: score every pair then."""
+        from lookalike.retrieval.pipeline import Gallery, Item, Pipeline
+
+        ranker = self.ranker()
+        if ranker is None:
+            return None
+
+        def items(features, keys):
+            keys = list(keys) if keys else [None] * len(features)
+            return [Item(ranker.aggregate(f), f, k) for f, k in zip(features, keys)]
+
+        query_items = items(queries, query_keys)
+        gallery_items = query_items if gallery is queries and query_keys == gallery_keys \
+            else items(gallery, gallery_keys)
+        view = Gallery(gallery_items, ranker)
+        store = cache if cache is not None and query_keys and gallery_keys else None
+        pipeline = Pipeline(ranker, self, None, self.shortlist, 0, store)
+        matrix = np.zeros((len(query_items), len(gallery_items)))
+        for row, item in enumerate(query_items):
+            similarities = np.asarray(view.index.scores(item.global_feature), np.float64)
+            top = np.argsort(-similarities, kind="stable")[:self.shortlist]
+            matrix[row] = similarities
+            for position, match in pipeline.verify(item, view, top).items():
+                matrix[row, position] += match.score
+        return matrix

@@ -1,0 +1,1 @@
+"""Adapting AugNet to a collection without labels, and its settings."""
