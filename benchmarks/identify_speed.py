@@ -30,15 +30,10 @@ sys.path.insert(0, str(REPO))
 from lookalike.engines.local import local_extractor  # noqa: E402
 from lookalike.evaluation.compare import open_cache  # noqa: E402
 from lookalike.evaluation.evaluate import load_dataset  # noqa: E402
+from lookalike.gallery.folders import GalleryEntry, Landmark  # noqa: E402
 from lookalike.gallery.identify import Identifier  # noqa: E402
-from lookalike.gallery.index import (  # noqa: E402
-    GalleryEntry,
-    GalleryIndex,
-    Landmark,
-    create_index,
-    pipeline_methods,
-    write_changes,
-)
+from lookalike.gallery.index import GalleryIndex, create_index, write_changes  # noqa: E402
+from lookalike.gallery.roles import pipeline_methods  # noqa: E402
 from lookalike.imaging.loading import read_bytes  # noqa: E402
 
 MANIFEST = REPO.parent / "shared" / "data" / "landmarks" / "manifest.csv"

@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument("--japanese", type=int, default=80, help="Japanese cases (half down)")
     parser.add_argument("--english", type=int, default=60, help="English cases")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--engine", choices=ocr.ENGINES, default=ocr.DEFAULT_ENGINE)
+    parser.add_argument("--engine", choices=ocr.OCR_ENGINES, default=ocr.DEFAULT_ENGINE)
     parser.add_argument("--output", "-o", default=None, type=Path,
                         help="default out/ocr_bench-ENGINE.json")
     parser.add_argument("--failures", type=Path, help="write annotated missed cases here")

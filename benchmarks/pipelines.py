@@ -26,7 +26,7 @@ from lookalike.evaluation.fit_calibration import calibrate, cross_validate, evid
 from lookalike.evaluation.metrics import retrieval_metrics
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
-from lookalike.retrieval.pipeline import Gallery, Pipeline
+from lookalike.retrieval.pipeline import Pipeline, ReferenceSet
 from lookalike.retrieval.presets import PRESETS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "landmarks" / "manifest.csv"
@@ -59,7 +59,7 @@ def main() -> None:
         assert not items.errors, items.errors
         global_part, local_part = fused.parts()
         extracted = time.perf_counter() - started
-        gallery = Gallery(items.features, global_part)
+        gallery = ReferenceSet(items.features, global_part)
         similarities = [gallery.index.scores(item.global_feature) for item in items.features]
         import numpy as np
 

@@ -446,7 +446,7 @@ def sign_condition(sign: Sign) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/landmarks", type=Path)
-    parser.add_argument("--engines", default=",".join(ocr.ENGINES))
+    parser.add_argument("--engines", default=",".join(ocr.OCR_ENGINES))
     parser.add_argument("--per-cell", type=int, default=8,
                         help="cases per condition and kind (13 conditions x 3 kinds)")
     parser.add_argument("--seed", type=int, default=None)

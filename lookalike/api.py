@@ -24,18 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lookalike.gallery.identify import UNKNOWN, Answer, Candidate, Identifier, Settings
-from lookalike.gallery.index import (
-    NEGATIVES,
-    ChangeReport,
-    GalleryEntry,
-    GalleryError,
-    Landmark,
-    read_gallery,
-)
+from lookalike.gallery.answers import UNKNOWN, Answer, Candidate
+from lookalike.gallery.folders import NEGATIVES, GalleryEntry, GalleryError, Landmark, read_gallery
+from lookalike.gallery.identify import Identifier, Settings
+from lookalike.gallery.index import ChangeReport
 
 PathLike = str | os.PathLike
-Gallery = PathLike | Mapping[str, Sequence[PathLike]]
+GallerySource = PathLike | Mapping[str, Sequence[PathLike]]
 
 
 @dataclass
@@ -114,7 +109,7 @@ class Index:
                                f"choose from: {', '.join(self.landmarks)}")
         return Verification.from_answer(self.identifier.verify(photo, landmark))
 
-    def add(self, gallery: Gallery, jobs: int = 1, cache: Any = None,
+    def add(self, gallery: GallerySource, jobs: int = 1, cache: Any = None,
             quiet: bool = True) -> ChangeReport:
         """Add landmarks and photos (as `build_index` takes them); photos already in are
         skipped. Returns what changed, unreadable photos included."""
@@ -135,7 +130,7 @@ class Index:
         self.close()
 
 
-def gallery_entries(gallery: Gallery, landmarks: Sequence[str] | None = None
+def gallery_entries(gallery: GallerySource, landmarks: Sequence[str] | None = None
                     ) -> list[GalleryEntry]:
     """A gallery folder or manifest (as `lookalike index build` reads it), or a mapping of
     landmark id -> its reference photos, as the index's entries."""
@@ -146,7 +141,7 @@ def gallery_entries(gallery: Gallery, landmarks: Sequence[str] | None = None
     return read_gallery(gallery, include=landmarks)
 
 
-def build_index(gallery: Gallery, output: PathLike, preset: str | None = None,
+def build_index(gallery: GallerySource, output: PathLike, preset: str | None = None,
                 landmarks: Sequence[str] | None = None, jobs: int = 1, cache: Any = None,
                 quiet: bool = True) -> Index:
     """Build `output` (written atomically) from a gallery and return it open.

@@ -9,6 +9,7 @@ import pytest
 from landmark_gallery import DISTRACTOR, make_gallery, photo
 from PIL import Image
 
+from lookalike.engines.local import local_extractor
 from lookalike.gallery.identify import Identifier
 from lookalike.gallery.index import build_index
 from lookalike.server.app import ServerSettings, create_app
@@ -21,7 +22,7 @@ LIMIT = 3_000_000
 def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("errors")
     gallery = make_gallery(root / "gallery", ["strecha_castle"])
-    build_index(gallery, root / "gallery.lkidx")
+    build_index(gallery, root / "gallery.lkidx", local_extractor())
     return create_app(ServerSettings(root / "gallery.lkidx", root / "data", max_bytes=LIMIT,
                                      max_pixels=30_000_000))
 

@@ -65,6 +65,7 @@ def test_explain_and_verify_report_the_same_numbers_for_the_same_pair(tmp_path, 
     extract and match through the same code (the preset's local method, one side fixed)."""
     import os
 
+    from lookalike.engines.local import local_extractor
     from lookalike.gallery.identify import Identifier
     from lookalike.gallery.index import build_index
     from lookalike.retrieval.explain import explain
@@ -74,7 +75,7 @@ def test_explain_and_verify_report_the_same_numbers_for_the_same_pair(tmp_path, 
     gallery = tmp_path / "gallery" / "chateau_de_sceaux"
     gallery.mkdir(parents=True)
     os.symlink(reference, gallery / reference.name)
-    build_index(tmp_path / "gallery", tmp_path / "one.lkidx")
+    build_index(tmp_path / "gallery", tmp_path / "one.lkidx", local_extractor())
     answer = Identifier(tmp_path / "one.lkidx").verify(query, "chateau_de_sceaux")
     explained = explain(str(query), str(reference))
     assert answer.candidates[0].inliers == explained.result.inliers > 50

@@ -13,7 +13,7 @@ from lookalike.evaluation.compare import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
 from lookalike.retrieval.calibration import Calibration, CalibrationError
-from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Gallery, Pipeline
+from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Pipeline, ReferenceSet
 
 LANDMARKS = {"chateau_de_sceaux": 3, "sacre_coeur": 3}
 DISTRACTORS = 2
@@ -92,7 +92,7 @@ def test_shortlist_limits_verification(subset, model_path):
                                 quiet=True).features
     global_part, local_part = method.parts()
     pipeline = Pipeline(global_part, local_part, Calibration.load(model_path), shortlist=5)
-    ranking = pipeline.rank(features[0], Gallery(features, global_part))
+    ranking = pipeline.rank(features[0], ReferenceSet(features, global_part))
     assert len(ranking.matches) == 5
     assert ranking.probabilities.shape == (PHOTOS,)
 

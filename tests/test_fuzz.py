@@ -195,12 +195,13 @@ def server(tmp_path_factory):
     (the decoding, XFeat, ASMK search and verification are the real ones, only smaller)."""
     from fastapi.testclient import TestClient
 
+    from lookalike.engines.local import local_extractor
     from lookalike.gallery.index import build_index
     from lookalike.server.app import ServerSettings, create_app
 
     root = tmp_path_factory.mktemp("fuzz-server")
     gallery = make_gallery(root / "gallery", ["strecha_castle"])
-    build_index(gallery, root / "gallery.lkidx", preset="fast")
+    build_index(gallery, root / "gallery.lkidx", local_extractor(), preset="fast")
     app = create_app(ServerSettings(root / "gallery.lkidx", root / "data", max_bytes=2_000_000,
                                     max_pixels=4_000_000, queue=64, max_wait=600))
     identifier = app.state.gallery.identifier

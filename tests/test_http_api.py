@@ -15,6 +15,7 @@ import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from PIL import Image
 
+from lookalike.engines.local import local_extractor
 from lookalike.gallery.index import GalleryIndex, build_index
 from lookalike.server.app import ServerSettings, create_app
 from lookalike.server.auth import ApiKeyError, keys_from_environment, read_key_file
@@ -29,7 +30,7 @@ READER = {"Authorization": f"Bearer {READ_KEY}"}
 def built_index(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     gallery = make_gallery(root / "gallery", ["chateau_de_sceaux", "strecha_castle"])
-    build_index(gallery, root / "gallery.lkidx", preset="fast")
+    build_index(gallery, root / "gallery.lkidx", local_extractor(), preset="fast")
     return root / "gallery.lkidx"
 
 

@@ -11,13 +11,9 @@ from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from PIL import Image
 
 from lookalike.cli import main
-from lookalike.gallery.identify import (
-    Identifier,
-    Settings,
-    gps_penalty,
-    haversine_km,
-    read_gps,
-)
+from lookalike.engines.local import local_extractor
+from lookalike.gallery.gps import gps_penalty, haversine_km, read_gps
+from lookalike.gallery.identify import Identifier, Settings
 from lookalike.gallery.index import build_index
 from lookalike.retrieval.calibration import Calibration
 
@@ -27,7 +23,7 @@ def index_path(tmp_path_factory):
     root = tmp_path_factory.mktemp("identify")
     gallery = make_gallery(root / "gallery")
     output = root / "gallery.lkidx"
-    report = build_index(gallery, output)
+    report = build_index(gallery, output, local_extractor())
     assert report.added == 9 and not report.errors
     return output
 
@@ -134,8 +130,7 @@ def test_gps_distance_and_prior(identifier, tmp_path):
     sceaux = next(c for c in far_answer.candidates if c.landmark == "chateau_de_sceaux")
     assert sceaux.distance_km > 9000 and sceaux.probability < 0.01
     assert far_answer.landmark == "unknown"  # 9,700 km away: the photo cannot show it
-    assert gps_penalty(0.5, Settings()) == 0 < gps_penalty(2, Settings()) < gps_penalty(20,
-                                                                                         Settings())
+    assert gps_penalty(0.5, 1.0, 3.0) == 0 < gps_penalty(2, 1.0, 3.0) < gps_penalty(20, 1.0, 3.0)
 
 
 def test_folder_to_csv_resumes_and_reports_bad_files(index_path, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Gallery index: build, add, remove, info, atomic updates, bad files."""
+"""ReferenceSet index: build, add, remove, info, atomic updates, bad files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 from landmark_gallery import GALLERY, REPO, SCEAUX, make_gallery, photo
 
 from lookalike.cli import main
-from lookalike.gallery.index import GalleryError, GalleryIndex, build_index, read_gallery
+from lookalike.engines.local import local_extractor
+from lookalike.gallery.folders import GalleryError, read_gallery
+from lookalike.gallery.index import GalleryIndex, build_index
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_add_remove_and_skip_duplicates(built, tmp_path):
         assert len(index.references) == 9 and "st_pauls_cathedral" in index.landmarks
     # The same photos again are skipped, not duplicated.
     with GalleryIndex(target) as index:
-        report = index.add(read_gallery(extra))
+        report = index.add(read_gallery(extra), local_extractor())
         assert report.added == 0 and report.skipped == 3 and len(index.references) == 9
     # One more photo for an existing landmark, by id.
     new = photo(GALLERY["strecha_castle"][0]).with_name("sfm_quality_evaluation__images_0012.jpg")
@@ -121,7 +123,7 @@ def test_failed_build_keeps_the_old_file(built, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(GalleryError):
-        build_index(empty, target)
+        build_index(empty, target, local_extractor())
     assert GalleryIndex(target).info()["references"] == 6
     assert not list(tmp_path.glob(".*tmp-*"))
 

@@ -93,9 +93,9 @@ def test_text_evidence_is_none_without_text():
 
 def test_calibration_is_monotonic_and_log_odds_bounded():
     calibration = text_calibration()
-    assert set(calibration["engines"]) == set(ocr.ENGINES)
+    assert set(calibration["engines"]) == set(ocr.OCR_ENGINES)
     grid = np.linspace(0, 1, 11)
-    for engine in ocr.ENGINES:
+    for engine in ocr.OCR_ENGINES:
         for confidence in grid:  # more of the name read is more evidence, however sure
             assert np.all(np.diff([read_probability(s, confidence, engine) for s in grid]) > 0)
         # A surer reading of the whole name is never less evidence.

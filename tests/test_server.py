@@ -14,6 +14,7 @@ from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from live_server import free_port, serving
 from PIL import Image
 
+from lookalike.engines.local import local_extractor
 from lookalike.gallery.index import build_index
 from lookalike.server.app import ServerSettings, create_app
 
@@ -23,7 +24,7 @@ def index_path(tmp_path_factory):
     root = tmp_path_factory.mktemp("server")
     gallery = make_gallery(root / "gallery", ["chateau_de_sceaux", "strecha_castle"])
     output = root / "gallery.lkidx"
-    build_index(gallery, output)
+    build_index(gallery, output, local_extractor())
     return output
 
 

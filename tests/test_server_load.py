@@ -13,6 +13,7 @@ from landmark_gallery import QUERIES, make_gallery, photo
 from live_server import serving
 from PIL import Image
 
+from lookalike.engines.local import local_extractor
 from lookalike.gallery.index import build_index
 from lookalike.server.app import ServerSettings, create_app
 
@@ -21,7 +22,7 @@ from lookalike.server.app import ServerSettings, create_app
 def index_path(tmp_path_factory):
     root = tmp_path_factory.mktemp("load")
     gallery = make_gallery(root / "gallery", ["strecha_castle"])
-    build_index(gallery, root / "gallery.lkidx")
+    build_index(gallery, root / "gallery.lkidx", local_extractor())
     return root / "gallery.lkidx"
 
 

@@ -14,6 +14,7 @@ import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
 from live_server import serving
 
+from lookalike.engines.local import local_extractor
 from lookalike.gallery.index import build_index
 from lookalike.server.app import ServerSettings, create_app
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 def live_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("webapp")
     gallery = make_gallery(root / "gallery", ["chateau_de_sceaux", "strecha_castle"])
-    build_index(gallery, root / "gallery.lkidx", preset="fast")
+    build_index(gallery, root / "gallery.lkidx", local_extractor(), preset="fast")
     app = create_app(ServerSettings(root / "gallery.lkidx", root / "data", queue=16,
                                     max_wait=600, api_keys={ADMIN_KEY: "admin"}))
     with serving(app) as base:
@@ -170,7 +171,7 @@ def test_gallery_page_edits_behind_the_admin_key(live_server, browser, tmp_path)
     page.fill("#api-key", "wrong-key-wrong-key-wrong")
     page.click("#key-form button[type=submit]")
     page.wait_for_selector("#status.error")
-    assert page.text_content("#status") == "This needs a valid API key. Enter it on the Gallery page."
+    assert page.text_content("#status") == "This needs a valid API key. Enter it on the ReferenceSet page."
     page.fill("#api-key", ADMIN_KEY)
     page.click("#key-form button[type=submit]")
     page.wait_for_selector("#key-status[data-scope='admin']")

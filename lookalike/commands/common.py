@@ -67,9 +67,9 @@ def add_common_options(parser: argparse.ArgumentParser, gray: bool = True,
 
 def add_engine_option(parser: argparse.ArgumentParser, help: str) -> None:
     """`--engine local|ray`: where features are extracted (`lookalike.engines`)."""
-    from lookalike.engines import ENGINES
+    from lookalike.engines import COMPUTE_ENGINES
 
-    parser.add_argument("--engine", choices=ENGINES, default="local", help=help)
+    parser.add_argument("--engine", choices=COMPUTE_ENGINES, default="local", help=help)
 
 
 def default_jobs() -> int:

@@ -120,10 +120,12 @@ def answers(args: argparse.Namespace, identifier, photos: list[str]) -> Iterable
 
         return ray_identify(args.index, photos, identifier.settings, args.landmark,
                             calibration=args.calibration)
-    from lookalike.gallery.identify import identify_many
+    from lookalike.engines.local import local_extractor
+    from lookalike.gallery.batch import identify_many
 
-    return identify_many(identifier, photos, args.landmark, cache_from_args(args), args.jobs,
-                         args.quiet)
+    cache = cache_from_args(args)
+    return identify_many(identifier, photos, local_extractor(cache, args.jobs, args.quiet),
+                         args.landmark, cache, args.jobs, args.quiet)
 
 
 def show(args: argparse.Namespace, identifier, photo: str, answer, error: str | None,
@@ -143,7 +145,7 @@ def show(args: argparse.Namespace, identifier, photo: str, answer, error: str | 
 
 def describe(answer, names: dict[str, dict[str, str]]) -> str:
     """One line a person reads: the landmark (or yes/no) with its probability and inliers."""
-    from lookalike.gallery.identify import UNKNOWN
+    from lookalike.gallery.answers import UNKNOWN
 
     def label(landmark: str) -> str:
         return (names.get(landmark) or {}).get("en") or landmark
@@ -179,7 +181,7 @@ class ResultsCsv:
     """The `--csv` results file: appended to photo by photo, so a stopped run resumes."""
 
     def __init__(self, path: str, quiet: bool):
-        from lookalike.gallery.identify import CSV_COLUMNS, done_in_csv
+        from lookalike.gallery.batch import CSV_COLUMNS, done_in_csv
 
         try:
             self.done = done_in_csv(path)
@@ -194,7 +196,7 @@ class ResultsCsv:
             print(f"resuming: {len(self.done)} photo(s) already in {path}", file=sys.stderr)
 
     def write(self, photo: str, answer, error: str | None, names: dict) -> None:
-        from lookalike.gallery.identify import csv_row
+        from lookalike.gallery.batch import csv_row
 
         self.writer.writerow(csv_row(photo, answer, error, names))
         self.handle.flush()

@@ -103,12 +103,9 @@ def print_report(action: str, report, target, quiet: bool) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     from lookalike.engines import extractor
-    from lookalike.gallery.index import (
-        build_index,
-        fit_gallery_codebook,
-        pipeline_methods,
-        read_gallery,
-    )
+    from lookalike.gallery.folders import read_gallery
+    from lookalike.gallery.index import build_index
+    from lookalike.gallery.roles import fit_gallery_codebook, pipeline_methods
 
     global_method, local_method = pipeline_methods(args.preset, args.global_method,
                                                    args.local_method, args.weights,
@@ -129,7 +126,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_add(args: argparse.Namespace) -> int:
     from lookalike.engines import extractor
-    from lookalike.gallery.index import GalleryIndex, read_gallery
+    from lookalike.gallery.folders import read_gallery
+    from lookalike.gallery.index import GalleryIndex
 
     entries = _landmark_entries(args) if args.landmark else \
         [entry for source in args.sources for entry in read_gallery(source)]
@@ -144,7 +142,8 @@ def _landmark_entries(args: argparse.Namespace) -> list:
     its names and location unless `--landmark-json` gives new ones."""
     from pathlib import Path
 
-    from lookalike.gallery.index import GalleryEntry, GalleryIndex, Landmark, read_landmark_json
+    from lookalike.gallery.folders import GalleryEntry, Landmark, read_landmark_json
+    from lookalike.gallery.index import GalleryIndex
 
     photos = found_images(args.sources)
     with GalleryIndex(args.index) as index:

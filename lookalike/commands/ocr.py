@@ -30,7 +30,7 @@ from lookalike.commands.common import (
 
 
 def add_command(subparsers) -> None:
-    from lookalike.ocr.engine import DEFAULT_ENGINE, ENGINES
+    from lookalike.ocr.engine import DEFAULT_ENGINE, OCR_ENGINES
 
     parser = subparsers.add_parser(
         "ocr", help="read signboard text (Japanese and English) from photos",
@@ -44,7 +44,7 @@ def add_command(subparsers) -> None:
                         help="also write each photo with its text boxes drawn, as OUTDIR/<name>.png")
     parser.add_argument("--landmark", metavar="LANDMARK.json",
                         help="report how well the text names this landmark (its names/aliases)")
-    parser.add_argument("--ocr-engine", choices=ENGINES, default=DEFAULT_ENGINE,
+    parser.add_argument("--ocr-engine", choices=OCR_ENGINES, default=DEFAULT_ENGINE,
                         help="scene: PP-OCR scene-text models on onnxruntime (default); "
                              "tesseract: classic text detection, then Tesseract")
     parser.add_argument("--min-confidence", type=float, default=None, metavar="C",

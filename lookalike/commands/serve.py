@@ -82,7 +82,7 @@ def settings_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from lookalike.extras import optional_import
-    from lookalike.gallery.index import GalleryError
+    from lookalike.gallery.folders import GalleryError
     from lookalike.server.app import create_app
     from lookalike.server.auth import KeyRing
 

@@ -12,7 +12,7 @@ encoded by its method (bytes, as the index stores them) and errors as path -> re
 
 from __future__ import annotations
 
-ENGINES = ("local", "ray")
+COMPUTE_ENGINES = ("local", "ray")
 
 
 def extractor(engine: str, cache=None, jobs: int = 1, quiet: bool = True):
@@ -25,4 +25,4 @@ def extractor(engine: str, cache=None, jobs: int = 1, quiet: bool = True):
         from lookalike.engines.ray import ray_extractor
 
         return ray_extractor()
-    raise ValueError(f"unknown engine {engine!r}; choose from: {', '.join(ENGINES)}")
+    raise ValueError(f"unknown engine {engine!r}; choose from: {', '.join(COMPUTE_ENGINES)}")

@@ -131,7 +131,7 @@ def ray_identify(index: str, paths: Sequence[str], settings, landmark: str | Non
     """Yield (photo, Answer or None, error) as Ray actors finish them (order not kept)."""
     import json
 
-    from lookalike.gallery.identify import Answer
+    from lookalike.gallery.answers import Answer
 
     if not paths:
         return

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from lookalike.evaluation.metrics import DISTRACTOR, retrieval_metrics
 from lookalike.features.extract import show_progress
 from lookalike.retrieval.calibration import Calibration, fit, method_spec
-from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Gallery, Item, Pipeline
+from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Item, Pipeline, ReferenceSet
 
 FOLDS = 5
 METRICS = ("map", "p_at_1", "roc_auc", "tpr_at_fpr1")
@@ -35,7 +35,7 @@ METRICS = ("map", "p_at_1", "roc_auc", "tpr_at_fpr1")
 def evidence_matrix(items: Sequence[Item], pipeline: Pipeline, quiet: bool = True
                     ) -> np.ndarray:
     """N x N x F evidence: row i = photo i ranked against every photo (itself included)."""
-    gallery = Gallery(items, pipeline.global_method)
+    gallery = ReferenceSet(items, pipeline.global_method)
     rows = []
     for query in tqdm(items, desc="ranking", unit="photo", disable=not show_progress(quiet),
                       file=sys.stderr, leave=False):

@@ -30,10 +30,10 @@ from lookalike.matching.geometry import Match
 from lookalike.retrieval.calibration import fit, method_spec, sigmoid
 from lookalike.retrieval.pipeline import (
     IDENTIFY_EVIDENCE,
-    Gallery,
     Item,
     LandmarkCandidate,
     Pipeline,
+    ReferenceSet,
     landmark_candidates,
 )
 
@@ -56,7 +56,8 @@ def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | Non
     """Run the two identify stages for every photo against all other labelled photos (and,
     with `negatives`, the other distractors as the index's negatives)."""
     from lookalike.engines.local import local_extractor
-    from lookalike.gallery.index import NEGATIVES, pipeline_methods
+    from lookalike.gallery.folders import NEGATIVES
+    from lookalike.gallery.roles import pipeline_methods
     from lookalike.retrieval.presets import get_preset
 
     chosen = get_preset(preset)
@@ -69,7 +70,7 @@ def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | Non
     items = {p: Item(global_method.decode(globals_[p]), local_method.decode(locals_[p]),
                      keys.get(p)) for p in ok}
     references = [p for p in ok if negatives or label_of[p] != DISTRACTOR]
-    gallery = Gallery([items[p] for p in references], global_method)
+    gallery = ReferenceSet([items[p] for p in references], global_method)
     position = {p: i for i, p in enumerate(references)}
     landmark_of = [NEGATIVES if label_of[p] == DISTRACTOR else label_of[p] for p in references]
     pipeline = Pipeline(global_method, local_method, None, store=cache)
@@ -149,7 +150,7 @@ def dataset_landmark_names(dataset: str | os.PathLike, labels: Sequence[str]
                            ) -> dict[str, list[str]]:
     """Each landmark's names from DATASET/<label>/landmark.json, as `index build` reads them
     (landmarks without one are left out)."""
-    from lookalike.gallery.index import read_landmark_json
+    from lookalike.gallery.folders import read_landmark_json
     from lookalike.methods.text import landmark_names
 
     root = Path(dataset).parent if Path(dataset).is_file() else Path(dataset)

@@ -1,4 +1,4 @@
-"""Gallery index: reference photos per landmark, stored so that a query needs one file.
+"""ReferenceSet index: reference photos per landmark, stored so that a query needs one file.
 
 Why one SQLite file: the landmarks (names in several languages, location, regions), each
 reference photo's content hash, its global feature and its local features travel together,
@@ -17,181 +17,38 @@ handed in as a callable (`lookalike.engines`), so storage never picks a compute 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import os
 import sqlite3
-import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
-from lookalike.errors import InputError
-from lookalike.features.contract import GLOBAL, LOCAL_MATCHER, Method, SearchIndex
-from lookalike.features.registry import get_method
-from lookalike.imaging.loading import IMAGE_EXTENSIONS, find_images
+from lookalike.features.contract import Method, SearchIndex
+from lookalike.gallery.folders import NEGATIVES, GalleryEntry, GalleryError, Landmark, read_gallery
+from lookalike.gallery.roles import (
+    Extractor,
+    check_roles,
+    is_preset,
+    method_from_spec,
+    method_record,
+    pipeline_methods,
+)
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
-LANDMARK_FILE = "landmark.json"
 LOCAL_CACHE_SIZE = 256  # references whose local features stay in memory
 
-# (path -> encoded global feature, path -> encoded local feature, path -> error)
-Extracted = tuple[dict[str, bytes], dict[str, bytes], dict[str, str]]
-Extractor = Callable[[Sequence[str], Method, Method], Extracted]
 
-
-class GalleryError(InputError):
-    """A problem with an index file or a gallery, with a message meant for the user."""
-
-
-def check_roles(global_method: Method, local_method: Method) -> None:
-    if global_method.role != GLOBAL:
-        raise GalleryError(f"{global_method.name} is not a global descriptor; choose one of "
-                           f"the methods listed by `lookalike methods` as global")
-    if local_method.role != LOCAL_MATCHER:
-        raise GalleryError(f"{local_method.name} is not a local matcher; choose one of the "
-                           f"methods listed by `lookalike methods` as local")
-
-
-# -- galleries -------------------------------------------------------------------------------------
-@dataclass
-class Landmark:
-    """One landmark: an id (its folder name), display names by language, optional location."""
-
-    id: str
-    names: dict[str, str] = field(default_factory=dict)
-    location: tuple[float, float] | None = None  # (latitude, longitude) in degrees
-    regions: dict[str, Any] | None = None
-
-    def name(self, language: str = "en") -> str:
-        return self.names.get(language) or self.names.get("en") or self.id
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.id, "names": self.names}
-        if self.location is not None:
-            data["location"] = {"lat": self.location[0], "lon": self.location[1]}
-        if self.regions:
-            data["regions"] = self.regions
-        return data
-
-
-@dataclass
-class GalleryEntry:
-    landmark: Landmark
-    photos: list[str]
-
-
-def read_landmark_json(folder: Path, landmark_id: str) -> Landmark:
-    path = folder / LANDMARK_FILE
-    if not path.is_file():
-        return Landmark(landmark_id)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise GalleryError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise GalleryError(f"{path}: expected a JSON object")
-    names = {k: str(v) for k, v in data.items() if isinstance(v, str)}
-    names.update({k: str(v) for k, v in (data.get("names") or {}).items()})
-    location = None
-    loc = data.get("location")
-    if loc is not None:
-        try:
-            lat, lon = float(loc["lat"]), float(loc["lon"])
-        except (TypeError, KeyError, ValueError):
-            raise GalleryError(f"{path}: location must be {{\"lat\": ..., \"lon\": ...}}") from None
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            raise GalleryError(f"{path}: location {lat}, {lon} is not on Earth")
-        location = (lat, lon)
-    regions = data.get("regions") if isinstance(data.get("regions"), dict) else None
-    return Landmark(landmark_id, names, location, regions)
-
-
-NEGATIVES = "_negatives"  # the reserved landmark id of photos that show no landmark
-NEGATIVE_FOLDERS = ("_negatives", "distractors")
-
-
-def negatives_entry(photos: Sequence[str]) -> GalleryEntry:
-    """Photos of no landmark (streets, other buildings): kept in the index so that a query
-    most like one of them leans towards `unknown`; never an answer."""
-    return GalleryEntry(Landmark(NEGATIVES, {"en": "no landmark (negatives)",
-                                             "ja": "ランドマークなし"}), list(photos))
-
-
-def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None,
-                 negatives: str | os.PathLike | None = None) -> list[GalleryEntry]:
-    """A gallery folder (one subfolder per landmark) or a manifest CSV (`path,label`).
-
-    Photos of no landmark are negatives: a `_negatives/` or `distractors/` folder, rows
-    labelled `distractor` in a manifest, or the photos under `negatives`.
-    """
-    source = Path(source)
-    if source.is_file() and source.suffix.lower() == ".csv":
-        entries, negative_photos = _read_manifest_gallery(source)
-    elif source.is_dir():
-        entries, negative_photos = _read_folder_gallery(source)
-    else:
-        raise GalleryError(f"{source}: not a gallery folder or a manifest .csv")
-    if include is not None:
-        entries = {k: v for k, v in entries.items() if k in set(include)}
-    if not entries:
-        raise GalleryError(f"{source}: no landmark folders with photos found")
-    if negatives is not None:
-        if not Path(negatives).is_dir():
-            raise GalleryError(f"{negatives}: --negatives must be a folder of photos")
-        negative_photos += find_images([negatives])
-    if negative_photos:
-        entries[NEGATIVES] = negatives_entry(negative_photos)
-    return list(entries.values())
-
-
-def _read_manifest_gallery(manifest: Path) -> tuple[dict[str, GalleryEntry], list[str]]:
-    """Landmarks and negative photos of a `path,label` manifest (paths relative to it); a
-    landmark's names come from `<label>/landmark.json` beside the manifest, if there."""
-    entries: dict[str, GalleryEntry] = {}
-    negative_photos: list[str] = []
-    with open(manifest, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            label = (row.get("label") or "").strip()
-            if not label:
-                continue
-            path = str(manifest.parent / row["path"])
-            if label == "distractor":
-                negative_photos.append(path)
-            else:
-                entries.setdefault(label, GalleryEntry(Landmark(label), [])).photos.append(path)
-    for label, entry in entries.items():
-        if (manifest.parent / label / LANDMARK_FILE).is_file():
-            entry.landmark = read_landmark_json(manifest.parent / label, label)
-    return entries, negative_photos
-
-
-def _read_folder_gallery(root: Path) -> tuple[dict[str, GalleryEntry], list[str]]:
-    """Landmarks (one subfolder each, hidden ones skipped) and the negative folders' photos."""
-    entries: dict[str, GalleryEntry] = {}
-    negative_photos: list[str] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        photos = [p for p in find_images([folder]) if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
-        if not photos:
-            continue
-        if folder.name in NEGATIVE_FOLDERS:
-            negative_photos += photos
-        else:
-            entries[folder.name] = GalleryEntry(read_landmark_json(folder, folder.name), photos)
-    return entries, negative_photos
-
-
-# -- the index file --------------------------------------------------------------------------------
 def photo_digest(data: bytes) -> str:
     """A reference photo's identity in the index (adding it twice is skipped, and removing it
     by its file works after a move). Stored in the index file, so unlike the feature cache's
@@ -236,16 +93,6 @@ def _connect(path: str | os.PathLike) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode = DELETE")  # one self-contained file when idle
     connection.execute("PRAGMA synchronous = FULL")
     return connection
-
-
-def method_from_spec(spec: dict[str, Any]) -> Method:
-    """A method rebuilt from what the index recorded (name and settings)."""
-    return get_method(spec["name"], **spec.get("settings", {}))
-
-
-def method_record(method: Method) -> dict[str, Any]:
-    return {"name": method.name,
-            "settings": json.loads(json.dumps(method.settings(), default=str))}
 
 
 class GalleryIndex:
@@ -352,10 +199,9 @@ class GalleryIndex:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------
-    def add(self, entries: Sequence[GalleryEntry], extract: Extractor | None = None
-            ) -> ChangeReport:
+    def add(self, entries: Sequence[GalleryEntry], extract: Extractor) -> ChangeReport:
         """Add landmarks and photos in one transaction; photos already present are skipped.
-        `extract` computes the features (default: this machine's, `lookalike.engines.local`)."""
+        `extract` computes the features: the caller's engine (`lookalike.engines`)."""
         started = time.perf_counter()
         report = ChangeReport()
         known = {(r.landmark, r.content_hash) for r in self.references.values()}
@@ -372,10 +218,6 @@ class GalleryIndex:
                     continue
                 known.add((entry.landmark.id, digest))
                 todo.append((entry.landmark.id, path, digest))
-        if extract is None:
-            from lookalike.engines.local import local_extractor
-
-            extract = local_extractor()
         paths = [path for _, path, _ in todo]
         globals_, locals_, errors = extract(paths, self.global_method, self.local_method) \
             if paths else ({}, {}, {})
@@ -450,39 +292,6 @@ def write_changes(connection: sqlite3.Connection, entries: Iterable[GalleryEntry
                            (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),))
 
 
-def pipeline_methods(preset: str | None = None, global_name: str | None = None,
-                     local_name: str | None = None, weights: str | None = None,
-                     codebook: str | None = None) -> tuple[Method, Method]:
-    """The (global, local) methods of a preset, with either replaced by name if asked (an
-    index built so records no preset: `is_preset` tells)."""
-    from lookalike.retrieval.presets import get_preset
-
-    chosen = get_preset(preset)
-    global_method, local_method = chosen.methods()
-    if global_name is not None and global_name != global_method.name:
-        global_method = get_method(global_name)
-    if local_name is not None and local_name != local_method.name:
-        local_method = get_method(local_name)
-    if weights is not None and hasattr(global_method, "weights"):
-        global_method = get_method(global_method.name, **{**global_method.settings(),
-                                                          "weights": weights})
-    if codebook is not None and hasattr(global_method, "codebook"):
-        global_method = get_method(global_method.name, **{**global_method.settings(),
-                                                          "codebook": codebook})
-    check_roles(global_method, local_method)
-    return global_method, local_method
-
-
-def is_preset(name: str | None, global_method: Method, local_method: Method) -> str | None:
-    """The preset's name when these are exactly its methods, else None."""
-    from lookalike.retrieval.presets import get_preset
-
-    expected = get_preset(name).methods()
-    same = [method_record(m) for m in expected] == [method_record(global_method),
-                                                     method_record(local_method)]
-    return get_preset(name).name if same else None
-
-
 def create_index(output: str | os.PathLike, global_method: Method, local_method: Method,
                  preset: str | None = None) -> None:
     """An empty index file with its methods and their settings recorded, and the preset's
@@ -508,7 +317,7 @@ def create_index(output: str | os.PathLike, global_method: Method, local_method:
 
 
 def build_index(gallery: str | os.PathLike | Sequence[GalleryEntry], output: str | os.PathLike,
-                extract: Extractor | None = None, preset: str | None = None,
+                extract: Extractor, preset: str | None = None,
                 global_method: Method | None = None, local_method: Method | None = None
                 ) -> ChangeReport:
     """Build an index from a gallery into a temporary file, then rename it over `output`.
@@ -533,29 +342,3 @@ def build_index(gallery: str | os.PathLike | Sequence[GalleryEntry], output: str
         for suffix in ("", "-journal"):
             Path(str(temporary) + suffix).unlink(missing_ok=True)
     return report
-
-
-def fit_gallery_codebook(entries: Sequence[GalleryEntry], global_method: Method,
-                         local_method: Method, extract: Extractor, output: str | os.PathLike,
-                         quiet: bool = True) -> Method:
-    """Fit the ASMK codebook on the gallery's own local descriptors, saved beside the index
-    (NAME.lkidx.codebook.npy), and return the global method that uses it."""
-    from lookalike.matching import asmk
-
-    if not hasattr(global_method, "codebook"):
-        raise GalleryError(f"--fit-codebook: {global_method.name} has no codebook")
-    paths = [path for entry in entries for path in entry.photos]
-    _, locals_, _ = extract(paths, global_method, local_method)
-    descriptors = [local_method.decode(data)["descriptors"] for data in locals_.values()]
-    words = global_method.words().size
-    try:
-        centroids = asmk.fit_codebook(descriptors, words)
-    except ValueError as error:
-        raise GalleryError(f"--fit-codebook: {error}") from None
-    target = Path(f"{output}.codebook.npy").resolve()
-    codebook = asmk.save_codebook(centroids, target)
-    if not quiet:
-        print(f"fitted a {codebook.size}-word codebook on {len(descriptors)} photos: {target}",
-              file=sys.stderr)
-    return get_method(global_method.name, **{**global_method.settings(),
-                                             "codebook": str(target)})

@@ -41,7 +41,7 @@ from lookalike.features.cache import FeatureCache, NoCache
 from lookalike.features.extract import FeatureSet, show_progress
 from lookalike.matching.geometry import Match
 from lookalike.retrieval.calibration import Calibration
-from lookalike.retrieval.pipeline import Gallery, Item, Pipeline
+from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
 
 THRESHOLD = 0.5  # calibrated probability a link needs, from both photos' side
 BRIDGE_PROBABILITY = 0.9  # a lone bridge between two parts must be this sure to hold
@@ -112,7 +112,7 @@ def shortlist_probabilities(items: Sequence[Item], pipeline: Pipeline, quiet: bo
     pair (query, shortlisted photo), keyed by (query position, gallery position). Memory grows
     with photos x shortlist, not with the square of the collection. `calibration_of(i)` gives
     query i's calibration (default: the pipeline's; a benchmark holds each landmark out)."""
-    gallery = Gallery(items, pipeline.global_method)
+    gallery = ReferenceSet(items, pipeline.global_method)
     probabilities: dict[tuple[int, int], float] = {}
     matches: dict[tuple[int, int], Match] = {}
     similarities: dict[tuple[int, int], float] = {}

@@ -69,6 +69,13 @@ class Match:
             self, cells_a=self.cells_b, cells_b=self.cells_a, index_a=self.index_b,
             index_b=self.index_a, points_a=self.points_b, points_b=self.points_a, model=model)
 
+    def in_original_pixels(self, scale_a: float, scale_b: float) -> Match:
+        """The same match with its points in each photo's original pixels, given each
+        feature's scale (feature pixels per original pixel)."""
+        return dataclasses.replace(
+            self, points_a=np.asarray(self.points_a, np.float32) / np.float32(scale_a),
+            points_b=np.asarray(self.points_b, np.float32) / np.float32(scale_b))
+
     def counts(self) -> dict[str, float]:
         return {name: float(getattr(self, name))
                 for name in ("score", "inliers", "matches", "inliers_h", "inliers_f",

@@ -82,7 +82,8 @@ class AugNetMethod(Method):
         return {"gray": self.gray, "weights": weights}
 
     def model(self):
-        from lookalike.nets.augnet import configure_threads, inference_model, resolve_device
+        from lookalike.nets.augnet import inference_model
+        from lookalike.nets.threads import configure_threads, resolve_device
 
         configure_threads()
         return inference_model(os.path.abspath(self.weights) if self.weights else None,
@@ -96,7 +97,7 @@ class AugNetMethod(Method):
         CPU each runs alone, which measured faster per image than batches (cache-bound)."""
         import torch
 
-        from lookalike.nets.augnet import resolve_device
+        from lookalike.nets.threads import resolve_device
 
         model = self.model()
         device = resolve_device(self.device)

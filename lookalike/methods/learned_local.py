@@ -91,7 +91,7 @@ class LearnedLocal(Method):
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
         import torch
 
-        from lookalike.nets.augnet import resolve_device
+        from lookalike.nets.threads import resolve_device
 
         original = image.info.get("original_size", image.size)
         small = bounded(image.convert("RGB"), self.max_side)
@@ -138,8 +138,8 @@ class LearnedLocal(Method):
     def glue_matches(self, a: dict, b: dict) -> np.ndarray:
         import torch
 
-        from lookalike.nets.augnet import resolve_device
         from lookalike.nets.learned import matcher
+        from lookalike.nets.threads import resolve_device
 
         if len(a["keypoints"]) < 2 or len(b["keypoints"]) < 2:
             return np.zeros((0, 2), np.int64)
@@ -195,7 +195,7 @@ class LearnedLocal(Method):
         (below 1, so every verified pair with an inlier ranks above them). Pair results go
         through the cache under the same keys as the pipeline's, so `fused` of the same
         preset re-reads them. None when there is no codebook: score every pair then."""
-        from lookalike.retrieval.pipeline import Gallery, Item, Pipeline
+        from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
 
         ranker = self.ranker()
         if ranker is None:
@@ -208,7 +208,7 @@ class LearnedLocal(Method):
         query_items = items(queries, query_keys)
         gallery_items = query_items if gallery is queries and query_keys == gallery_keys \
             else items(gallery, gallery_keys)
-        view = Gallery(gallery_items, ranker)
+        view = ReferenceSet(gallery_items, ranker)
         store = cache if cache is not None and query_keys and gallery_keys else None
         pipeline = Pipeline(ranker, self, None, self.shortlist, 0, store)
         matrix = np.zeros((len(query_items), len(gallery_items)))

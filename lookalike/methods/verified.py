@@ -12,8 +12,8 @@ Keypoints are computed on the image bounded to `max_side` pixels and capped to t
 `max_keypoints`, which bounds matching at `max_keypoints**2` dot products per pair. SIFT
 keypoints carry an orientation, so rotated photos (90/180/270 degrees) still match.
 
-`verify_pair(a, b)` (or `Verified().verify(a, b)`) is the API for other modules (focus, fusion,
-the index, explain): it returns a `VerifyResult` with inlier coordinates and the geometry.
+`verify_pair(a, b)` (or `Verified().verify(a, b)`) is what `focus` and `train` call: it
+returns a `Match` with inlier coordinates and the geometry.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from PIL import Image
 from lookalike.features.contract import LOCAL, LOCAL_MATCHER, Method
 from lookalike.features.registry import register
 from lookalike.imaging.loading import LoadOptions
-from lookalike.matching.geometry import Match as VerifyResult
-from lookalike.matching.geometry import fit_model, mutual_nearest, no_match, occupied_cells
+from lookalike.matching.geometry import Match, fit_model, mutual_nearest, no_match, occupied_cells
 from lookalike.methods.akaze import gray_array, keypoint_array
 from lookalike.methods.learned_local import fingerprint
 
@@ -88,7 +87,7 @@ def _fit(kind: str, pa: np.ndarray, pb: np.ndarray, threshold: float, max_iters:
 def verify_pair(a: dict, b: dict, ratio: float = 0.8, threshold_h: float = 4.0,
                 threshold_f: float = 1.5, min_inliers_h: int = 12, min_inliers_f: int = 20,
                 max_iters: int = 1000, weights_a: np.ndarray | None = None,
-                weights_b: np.ndarray | None = None) -> VerifyResult:
+                weights_b: np.ndarray | None = None) -> Match:
     """Match two RootSIFT features and keep the matches that fit one geometry.
 
     A homography (planar facades, rotations, zoom) and a fundamental matrix (general 3-D
@@ -118,7 +117,7 @@ def verify_pair(a: dict, b: dict, ratio: float = 0.8, threshold_h: float = 4.0,
     else:
         mask, model, kind = mask_f, fundamental, "fundamental" if fundamental is not None else ""
     inlier_a, inlier_b = pa[mask], pb[mask]
-    return VerifyResult(
+    return Match(
         score=inliers_h + inliers_f, inliers=int(mask.sum()), matches=len(pairs),
         inliers_h=int(mask_h.sum()), inliers_f=int(mask_f.sum()),
         cells_a=occupied_cells(inlier_a, a["size"]), cells_b=occupied_cells(inlier_b, b["size"]),
@@ -164,10 +163,10 @@ class Verified(Method):
         return as_float32(super().decode(data))
 
     def verify(self, a: dict, b: dict, weights_a: np.ndarray | None = None,
-               weights_b: np.ndarray | None = None) -> VerifyResult:
+               weights_b: np.ndarray | None = None) -> Match:
         return verify_pair(a, b, self.ratio, weights_a=weights_a, weights_b=weights_b)
 
-    def verify_either_way(self, a: dict, b: dict) -> VerifyResult:
+    def verify_either_way(self, a: dict, b: dict) -> Match:
         """`verify`, always starting from the same photo of the pair.
 
         Matching is not quite symmetric (the ratio test looks from one side), so A against B
@@ -178,7 +177,7 @@ class Verified(Method):
             return self.verify(b, a).swapped()
         return self.verify(a, b)
 
-    def match(self, a: dict, b: dict) -> VerifyResult:
+    def match(self, a: dict, b: dict) -> Match:
         return self.verify_either_way(a, b)
 
     def score(self, a: dict, b: dict) -> float:

@@ -131,16 +131,3 @@ def inference_model(weights: str | None = None, device: str = "cpu") -> nn.Modul
             return torch.jit.optimize_for_inference(torch.jit.script(model))
     except Exception:  # pragma: no cover - depends on the torch build
         return model
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def configure_threads() -> None:
-    """Use every core for intra-op work (torch defaults can be lower in containers)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if cores and torch.get_num_threads() != cores:
-        torch.set_num_threads(cores)

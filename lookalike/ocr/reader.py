@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from lookalike.ocr.engine import DEFAULT_ENGINE, ENGINES, OcrEngine, boxes_overlap
+from lookalike.ocr.engine import DEFAULT_ENGINE, OCR_ENGINES, OcrEngine, boxes_overlap
 from lookalike.ocr.engine import (
     OcrUnavailable as OcrUnavailable,  # callers catch ocr.OcrUnavailable
 )
@@ -75,13 +75,13 @@ def get_engine(name: str = DEFAULT_ENGINE) -> OcrEngine:
         from lookalike.ocr.tesseract import TesseractEngine
 
         return TesseractEngine()
-    raise ValueError(f"unknown OCR engine {name!r}; choose one of {', '.join(ENGINES)}")
+    raise ValueError(f"unknown OCR engine {name!r}; choose one of {', '.join(OCR_ENGINES)}")
 
 
 def check_engine_name(name: str) -> str:
     """`name` if it is an engine, else a ValueError that lists them (for settings, the CLI)."""
-    if name not in ENGINES:
-        raise ValueError(f"unknown OCR engine {name!r}; choose one of {', '.join(ENGINES)}")
+    if name not in OCR_ENGINES:
+        raise ValueError(f"unknown OCR engine {name!r}; choose one of {', '.join(OCR_ENGINES)}")
     return name
 
 

@@ -15,27 +15,22 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from lookalike.imaging.drawing import INLIER, draw_lines, side_by_side
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, load_image
-from lookalike.matching.geometry import Match as VerifyResult
+from lookalike.matching.geometry import Match
 from lookalike.retrieval.focus import Region, read_regions, regions_for
 
 HEIGHT = 640  # each photo is drawn at this height
-INLIER = (40, 220, 60)
+REJECTED = (200, 60, 60)
 REGION = (255, 200, 0)
 HAND = (0, 160, 255)
 
 
 @dataclass
 class Explanation:
-    result: VerifyResult
+    result: Match
     probability: float | None
     picture: Image.Image
-
-
-def _scaled(image: Image.Image) -> tuple[Image.Image, float]:
-    factor = HEIGHT / image.height
-    size = (max(1, round(image.width * factor)), HEIGHT)
-    return image.convert("RGB").resize(size, Image.Resampling.BILINEAR), factor
 
 
 def _hull(points: np.ndarray) -> list[tuple[float, float]]:
@@ -45,33 +40,25 @@ def _hull(points: np.ndarray) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in hull]
 
 
-def draw(image_a: Image.Image, image_b: Image.Image, result: VerifyResult, scale_a: float,
+def draw(image_a: Image.Image, image_b: Image.Image, result: Match, scale_a: float,
          scale_b: float, caption: str, regions_a: list[Region] | None = None,
          regions_b: list[Region] | None = None, max_lines: int = 150) -> Image.Image:
     """Side-by-side picture; `scale_*` = feature pixels per original pixel of each photo."""
-    left, fa = _scaled(image_a)
-    right, fb = _scaled(image_b)
-    canvas = Image.new("RGB", (left.width + right.width, HEIGHT + 40), "white")
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (left.width, 0))
+    canvas, fa, fb = side_by_side(image_a, image_b, HEIGHT, footer=40)
+    offset = np.array([round(image_a.width * fa), 0.0])
     pen = ImageDraw.Draw(canvas)
     pa = result.points_a / scale_a * fa
-    pb = result.points_b / scale_b * fb + np.array([left.width, 0.0])
-    for regions, factor, offset in ((regions_a, fa, 0), (regions_b, fb, left.width)):
+    pb = result.points_b / scale_b * fb + offset
+    for regions, factor, shift in ((regions_a, fa, 0), (regions_b, fb, offset[0])):
         for region in regions or []:
-            points = [(x * factor + offset, y * factor) for x, y in region.points]
+            points = [(x * factor + shift, y * factor) for x, y in region.points]
             pen.line(points + points[:1], fill=HAND, width=3)
     if result.verified:
         for points in (pa, pb):
             hull = _hull(points)
             if hull:
                 pen.line(hull + hull[:1], fill=REGION, width=3)
-    step = max(1, len(pa) // max_lines)
-    colour = INLIER if result.verified else (200, 60, 60)
-    for (xa, ya), (xb, yb) in zip(pa[::step], pb[::step]):
-        pen.line([(xa, ya), (xb, yb)], fill=colour, width=1)
-        pen.ellipse([xa - 2, ya - 2, xa + 2, ya + 2], outline=colour)
-        pen.ellipse([xb - 2, yb - 2, xb + 2, yb + 2], outline=colour)
+    draw_lines(canvas, pa, pb, INLIER if result.verified else REJECTED, max_lines)
     pen.text((8, HEIGHT + 12), caption, fill="black", font=ImageFont.load_default())
     return canvas
 

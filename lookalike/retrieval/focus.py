@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 
 from lookalike.errors import InputError
-from lookalike.methods.verified import Verified, VerifyResult
+from lookalike.matching.geometry import Match
+from lookalike.methods.verified import Verified
 
 
 class RegionError(InputError, ValueError):
@@ -123,7 +124,7 @@ def landmark_weights(features: Sequence[dict], verifier: Verified | None = None,
     seen = [np.zeros(len(f["keypoints"]), bool) for f in features]
     for i in range(len(features)):
         for j in range(i + 1, len(features)):
-            result: VerifyResult = verifier.verify(features[i], features[j])
+            result: Match = verifier.verify(features[i], features[j])
             if result.verified:
                 seen[i][result.index_a] = True
                 seen[j][result.index_b] = True

@@ -22,7 +22,7 @@ from PIL import Image
 from lookalike.features.contract import LOCAL, Method, decode_arrays, encode_arrays
 from lookalike.features.registry import get_method, register
 from lookalike.imaging.loading import LoadOptions
-from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Gallery, Item, Pipeline
+from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Item, Pipeline, ReferenceSet
 
 
 def with_text_evidence(probability: float, text_a: str, text_b: str) -> float:
@@ -174,7 +174,7 @@ class Fused(Method):
         if not len(queries):
             return np.zeros((0, len(gallery)))
         pipeline = self.pipeline()
-        view = Gallery(gallery, pipeline.global_method)
+        view = ReferenceSet(gallery, pipeline.global_method)
         matrix = np.stack([pipeline.rank(query, view).probabilities for query in queries])
         if self.use_text:
             for i, query in enumerate(queries):

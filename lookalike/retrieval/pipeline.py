@@ -54,7 +54,7 @@ class Item:
     text: str = ""  # signboard text read by OCR, when asked for
 
 
-class Gallery:
+class ReferenceSet:
     """Items with the global method's search index over them, built once.
 
     Local features are read through `local_loader(position)` when given (an index keeps them
@@ -164,7 +164,7 @@ class Pipeline:
 
         return self._memo.get(a, b, compute, Match.swapped)
 
-    def verify(self, query: Item, gallery: Gallery, candidates: Sequence[int]
+    def verify(self, query: Item, gallery: ReferenceSet, candidates: Sequence[int]
                ) -> dict[int, Match]:
         """Match the query with each candidate, through the store when both items carry keys.
         Results read back from the store hold the counts, not the inlier points."""
@@ -191,14 +191,14 @@ class Pipeline:
             self.store.put_many(fresh)
         return results
 
-    def _match_item(self, query: Item, gallery: Gallery, position: int) -> Match:
+    def _match_item(self, query: Item, gallery: ReferenceSet, position: int) -> Match:
         item = gallery.items[position]
         if gallery.local_loader is None:
             return self.match(query, item)
         return self.match(query, item, query.local_feature, gallery.local(position))
 
     # -- ranking ---------------------------------------------------------------------------
-    def evidence(self, query: Item, gallery: Gallery) -> Ranking:
+    def evidence(self, query: Item, gallery: ReferenceSet) -> Ranking:
         """Evidence rows for every gallery item (probabilities left at zero)."""
         similarities = gallery.index.scores(query.global_feature)
         candidates = np.argsort(-similarities, kind="stable")[:self.shortlist]
@@ -215,7 +215,7 @@ class Pipeline:
         return Ranking(np.zeros(len(gallery)), similarities, expanded,
                        rows.reshape(len(gallery), len(PAIR_EVIDENCE)), matches)
 
-    def rank(self, query: Item, gallery: Gallery) -> Ranking:
+    def rank(self, query: Item, gallery: ReferenceSet) -> Ranking:
         """Probability that each gallery item shows the query's landmark."""
         if self.calibration is None:
             raise ValueError("this pipeline has no calibration; fit one with `lookalike "
@@ -265,7 +265,7 @@ class LandmarkCandidate:
                 math.sqrt(m.spread) if m else 0.0, float(self.verified_references)]
 
 
-def landmark_candidates(pipeline: Pipeline, query: Item, gallery: Gallery,
+def landmark_candidates(pipeline: Pipeline, query: Item, gallery: ReferenceSet,
                         landmark_of: Sequence[str], verify_landmarks: int = 4,
                         per_landmark: int = 2, only: str | None = None,
                         exclude: int | None = None, negative: str | None = None

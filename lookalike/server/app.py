@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+from lookalike.gallery.folders import NEGATIVES
 from lookalike.gallery.identify import Identifier, Settings
-from lookalike.gallery.index import NEGATIVES
 from lookalike.imaging.loading import ImageLoadError
 from lookalike.server.auth import ADMIN, READ, FailedKeyThrottle, KeyRing, presented_key
 from lookalike.server.settings import (
@@ -325,13 +325,13 @@ def create_app(settings: ServerSettings) -> "FastAPI":  # noqa: F821
     from fastapi.middleware.cors import CORSMiddleware
     from starlette.formparsers import MultiPartParser
 
-    from lookalike.server.live_gallery import LiveGallery
+    from lookalike.server.live_gallery import LiveIndex
 
     data_dir = Path(settings.data_dir).resolve() if settings.data_dir is not None else None
     if data_dir is not None:
         (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
         tempfile.tempdir = str(data_dir / "tmp")
-    gallery = LiveGallery(settings.index, settings.identify_settings(), settings.calibration,
+    gallery = LiveIndex(settings.index, settings.identify_settings(), settings.calibration,
                           data_dir, settings.max_pixels)
     # Uploads up to the limit stay in memory: Starlette would otherwise spool them to disk.
     MultiPartParser.spool_max_size = settings.max_bytes + MULTIPART_OVERHEAD
@@ -389,7 +389,7 @@ class Context:
     """What the endpoints share: the settings, the live gallery, the work gate, the keys."""
 
     settings: ServerSettings
-    gallery: Any  # LiveGallery (imported with the app)
+    gallery: Any  # LiveIndex (imported with the app)
     gate: WorkGate
     keys: KeyRing
     started: float
@@ -663,7 +663,7 @@ def batch_answer(uploads: list[tuple[str, bytes | dict[str, str]]],
 
 def add_gallery_routes(app, context: Context) -> None:
     """The landmarks and reference photos: listed with a read key, edited with an admin key."""
-    from lookalike.gallery.index import Landmark
+    from lookalike.gallery.folders import Landmark
     from lookalike.server.models import (
         LandmarkChanges,
         LandmarkInfo,

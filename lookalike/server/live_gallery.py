@@ -21,8 +21,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from lookalike.gallery.identify import UNKNOWN, Identifier, Settings
-from lookalike.gallery.index import NEGATIVES, GalleryEntry, GalleryIndex, Landmark, photo_digest
+from lookalike.gallery.answers import UNKNOWN
+from lookalike.gallery.folders import NEGATIVES, GalleryEntry, Landmark
+from lookalike.gallery.identify import Identifier, Settings
+from lookalike.gallery.index import GalleryIndex, photo_digest
 from lookalike.imaging.loading import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
@@ -85,7 +87,7 @@ class Upload:
     data: bytes
 
 
-class LiveGallery:
+class LiveIndex:
     """One open index, its identifier, and the edits an admin makes while it serves."""
 
     def __init__(self, index_path: str | os.PathLike, settings: Settings,
@@ -158,7 +160,7 @@ class LiveGallery:
             if landmark.id in index.landmarks:
                 raise EditError(409, "landmark_exists", f"landmark {landmark.id!r} already "
                                 "exists; edit it with PATCH /landmarks/{id}")
-            index.add([GalleryEntry(landmark, [])])
+            index.add([GalleryEntry(landmark, [])], nothing_to_extract)
 
     def edit_landmark(self, landmark_id: str, names: dict[str, str] | None,
                       location: tuple[float, float] | None, change_location: bool) -> None:
@@ -168,7 +170,7 @@ class LiveGallery:
                 landmark.names = {k: v for k, v in names.items() if v.strip()}
             if change_location:
                 landmark.location = location
-            index.add([GalleryEntry(landmark, [])])
+            index.add([GalleryEntry(landmark, [])], nothing_to_extract)
 
     def remove_landmark(self, landmark_id: str) -> list[int]:
         with self._editing() as index:
@@ -263,6 +265,11 @@ class LiveGallery:
     def _delete(paths: Sequence[Path]) -> None:
         for path in paths:
             Path(path).unlink(missing_ok=True)
+
+
+def nothing_to_extract(paths, global_method, local_method):
+    """The extractor of an edit that adds no photo (a landmark's names or location)."""
+    return {}, {}, {}
 
 
 def safe_stem(text: str) -> str:

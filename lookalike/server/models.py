@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field, StringConstraints
 
-from lookalike.gallery.identify import UNKNOWN, Answer, Candidate
-from lookalike.gallery.index import GalleryIndex, Landmark
+from lookalike.gallery.answers import UNKNOWN, Answer, Candidate
+from lookalike.gallery.folders import Landmark
+from lookalike.gallery.index import GalleryIndex
 
 MATCH_POINTS = 200  # verified point pairs returned per candidate (enough to draw)
 LANDMARK_ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,79}$"

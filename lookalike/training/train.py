@@ -40,7 +40,8 @@ from tqdm import tqdm
 from lookalike.features.extract import show_progress
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, find_images, load_image
 from lookalike.methods.augnet import IMAGENET_MEAN, IMAGENET_STD, resize_short_side
-from lookalike.nets.augnet import AugNet, configure_threads, load_state_dict, stock_weights_path
+from lookalike.nets.augnet import AugNet, load_state_dict, stock_weights_path
+from lookalike.nets.threads import configure_threads
 from lookalike.training.settings import TrainSettings
 
 STRIDE = 32  # pixels per cell of ResNet50's last feature map

@@ -1,0 +1,115 @@
+"""Identify many photos: features through the caller's extractor (cache, workers, engine),
+answers in order chunk by chunk, per-photo errors, and the results CSV that an interrupted
+run resumes from."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+
+from PIL import Image
+
+from lookalike.gallery.answers import Answer
+from lookalike.gallery.gps import read_gps
+from lookalike.gallery.identify import Identifier, QueryFeatures, with_original_scale
+from lookalike.imaging.loading import ImageLoadError, read_bytes
+from lookalike.retrieval.pipeline import Item
+
+CHUNK = 16
+
+
+def probe(data: bytes) -> tuple[tuple[int, int] | None, tuple[float, float] | None]:
+    """Oriented pixel size and GPS position from a file's header, without decoding pixels."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) >= 5:
+            width, height = height, width
+    except (OSError, ValueError, SyntaxError):
+        return None, None
+    return (width, height), read_gps(data)
+
+
+def identify_many(identifier: Identifier, paths: Sequence[str], extract,
+                  landmark: str | None = None, cache=None, jobs: int = 1, quiet: bool = True
+                  ) -> Iterator[tuple[str, Answer | None, str | None]]:
+    """Yield (photo, answer, error) for each photo, in order, chunk by chunk.
+
+    Features come from `extract`, the caller's extractor (`lookalike.engines`: cache and
+    workers, or a cluster); ranking and verification of a chunk's photos run in `jobs`
+    threads (OpenCV and NumPy release the GIL). A photo that fails anywhere, unreadable or
+    failing in its scoring, gets an error and the run goes on.
+    """
+    pool = futures.ThreadPoolExecutor(jobs) if jobs > 1 else None
+    try:
+        for start in range(0, len(paths), CHUNK):
+            chunk = list(paths[start:start + CHUNK])
+            globals_, locals_, errors = extract(chunk, identifier.global_method,
+                                                identifier.local_method)
+            texts = None
+            if identifier.settings.use_text:
+                from lookalike.features.extract import extract_features
+                from lookalike.features.registry import get_method
+
+                texts = extract_features(get_method("text"), chunk, cache, jobs, quiet)
+                errors.update(texts.errors)
+            one = functools.partial(_answer_one, identifier, landmark, globals_, locals_, texts,
+                                    errors)
+            yield from (pool.map(one, chunk) if pool is not None else map(one, chunk))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _answer_one(identifier: Identifier, landmark: str | None, globals_, locals_, texts,
+                errors: dict[str, str], path: str) -> tuple[str, Answer | None, str | None]:
+    if path in errors:
+        return path, None, errors[path]
+    try:
+        size, gps = probe(read_bytes(path))
+        size = size or (1, 1)
+        local = with_original_scale(identifier.local_method.decode(locals_[path]), size)
+        item = Item(identifier.global_method.decode(globals_[path]), local)
+        query = QueryFeatures(item, size, gps,
+                              text=texts.feature_of(path) if texts is not None else None)
+        if landmark is None:
+            return path, identifier.identify_features(path, query), None
+        return path, identifier.verify_features(path, query, landmark), None
+    except ImageLoadError as error:
+        return path, None, error.reason
+    except Exception as error:  # one photo's failure costs one answer, not the run
+        return path, None, f"identification failed: {type(error).__name__}: {error}"
+
+
+CSV_COLUMNS = ["photo", "landmark", "probability", "name_en", "name_ja", "distance_km",
+               "candidates", "error"]
+
+
+def done_in_csv(path: str | os.PathLike) -> set[str]:
+    """Photos already answered in an existing results CSV (to resume an interrupted run)."""
+    if not os.path.isfile(path):
+        return set()
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames != CSV_COLUMNS:
+            raise ValueError(f"{path}: not a results file of `lookalike identify --csv` "
+                             f"(columns {reader.fieldnames}); choose another file")
+        return {row["photo"] for row in reader}
+
+
+def csv_row(photo: str, answer: Answer | None, error: str | None,
+            names: dict[str, dict[str, str]]) -> list[str]:
+    if answer is None:
+        return [photo, "", "", "", "", "", "", error or ""]
+    data = answer.to_json()
+    best = answer.candidates[0] if answer.candidates else None
+    distance = "" if best is None or best.distance_km is None else f"{best.distance_km:.3f}"
+    label = names.get(answer.landmark, {})
+    return [photo, answer.landmark, f"{answer.probability:.4f}", label.get("en", ""),
+            label.get("ja", ""), distance,
+            json.dumps(data["candidates"], ensure_ascii=False), ""]
