@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.evaluation.compare import open_cache
 from lookalike.evaluation.evaluate import load_dataset
+from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
 from lookalike.matching import asmk

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lookalike.engines.local import local_extractor  # noqa: E402
-from lookalike.evaluation.compare import open_cache  # noqa: E402
 from lookalike.evaluation.evaluate import load_dataset  # noqa: E402
+from lookalike.features.cache import open_cache  # noqa: E402
 from lookalike.gallery.folders import GalleryEntry, Landmark  # noqa: E402
 from lookalike.gallery.identify import Identifier  # noqa: E402
 from lookalike.gallery.index import GalleryIndex, create_index, write_changes  # noqa: E402

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from lookalike.imaging.loading import LoadOptions, load_image
-from lookalike.methods.text import TEXT_MATCH_THRESHOLD, make_feature, match_names
 from lookalike.ocr import reader as ocr
+from lookalike.ocr.evidence import TEXT_MATCH_THRESHOLD, make_feature, match_names
 from lookalike.ocr.signboards import paste_sign, random_sign
 
 # A gallery of Japanese landmarks as landmark.json would describe them.
@@ -51,7 +51,7 @@ LANDMARKS = {
 
 
 def names_of(meta: dict) -> list[str]:
-    from lookalike.methods.text import landmark_names
+    from lookalike.ocr.evidence import landmark_names
 
     return landmark_names(meta)
 

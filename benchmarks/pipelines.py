@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.evaluation.compare import open_cache
 from lookalike.evaluation.evaluate import load_dataset
 from lookalike.evaluation.fit_calibration import calibrate, cross_validate, evidence_matrix
 from lookalike.evaluation.metrics import retrieval_metrics
+from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
 from lookalike.retrieval.pipeline import Pipeline, ReferenceSet

@@ -48,7 +48,8 @@ from pathlib import Path
 from ocr_bench import LANDMARKS, english_names, japanese_names, names_of, photos
 
 from lookalike.imaging.loading import LoadOptions, load_image
-from lookalike.methods.text import (
+from lookalike.ocr import reader as ocr
+from lookalike.ocr.evidence import (
     CALIBRATION_FILE,
     TEXT_MATCH_THRESHOLD,
     feature_readings,
@@ -62,7 +63,6 @@ from lookalike.methods.text import (
     text_pair_evidence,
     usable_name,
 )
-from lookalike.ocr import reader as ocr
 from lookalike.ocr.signboards import CONDITIONS, Sign, hard_sign, paste_sign
 
 KINDS = ("ja-across", "ja-down", "en")

@@ -26,9 +26,9 @@ import time
 import numpy as np
 import torch
 
-from lookalike.evaluation.compare import open_cache
 from lookalike.evaluation.evaluate import load_dataset
 from lookalike.evaluation.metrics import DISTRACTOR, retrieval_metrics
+from lookalike.features.cache import open_cache
 from lookalike.training.train import (
     Prepared,
     TrainSettings,

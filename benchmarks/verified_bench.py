@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from lookalike.evaluation.compare import open_cache
 from lookalike.evaluation.evaluate import load_dataset
+from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
 

@@ -114,7 +114,7 @@ class Index:
         """Add landmarks and photos (as `build_index` takes them); photos already in are
         skipped. Returns what changed, unreadable photos included."""
         from lookalike.engines.local import local_extractor
-        from lookalike.evaluation.compare import open_cache
+        from lookalike.features.cache import open_cache
 
         extract = local_extractor(open_cache(cache), jobs, quiet)
         self.report = self.identifier.index.add(gallery_entries(gallery), extract)
@@ -151,7 +151,7 @@ def build_index(gallery: GallerySource, output: PathLike, preset: str | None = N
     those ids; `preset` names the pipeline (`fast`, `default`, `accurate`). Photos that
     could not be read are in the returned index's `report.errors`."""
     from lookalike.engines.local import local_extractor
-    from lookalike.evaluation.compare import open_cache
+    from lookalike.features.cache import open_cache
     from lookalike.gallery.index import build_index as build
 
     extract = local_extractor(open_cache(cache), jobs, quiet)
@@ -189,7 +189,7 @@ def group(photos: PathLike | Sequence[PathLike], preset: str = "default",
     """Find the landmarks in unlabelled photos (files and folders): a `Grouping` of groups
     with their near-duplicate sets, the ungrouped photos and the unreadable files, as
     `lookalike group` writes them. `cache`: a path, False for none, None for the default."""
-    from lookalike.evaluation.compare import open_cache
+    from lookalike.features.cache import open_cache
     from lookalike.grouping.groups import THRESHOLD, group_photos
     from lookalike.imaging.loading import find_images
 

@@ -9,6 +9,18 @@ never imports the command line to say so.
 
 from __future__ import annotations
 
+import csv
+import os
+from collections.abc import Mapping
+
 
 class InputError(Exception):
     """A mistake in what the caller asked for, with a message meant for the user."""
+
+
+def write_errors_csv(errors: Mapping[str, str], path: str | os.PathLike) -> None:
+    """`errors.csv` beside a run's outputs: each file that could not be used, and why."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "error"])
+        writer.writerows(sorted(errors.items()))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lookalike.cli import main
-from lookalike.evaluation.compare import open_cache
+from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
 from lookalike.retrieval.calibration import Calibration, CalibrationError

@@ -226,7 +226,7 @@ def test_signboard_text_counts_as_evidence(identifier, tmp_path):
     sceaux = next(c for c in with_text.candidates if c.landmark == "chateau_de_sceaux")
     before = next(c for c in plain.candidates if c.landmark == "chateau_de_sceaux")
     assert sceaux.text >= 0.75 and before.text is None
-    from lookalike.methods.text import text_log_odds
+    from lookalike.ocr.evidence import text_log_odds
 
     assert text_log_odds(sceaux.text) > 1.0
     assert sceaux.logit == pytest.approx(before.logit + text_log_odds(sceaux.text), abs=1e-6)

@@ -14,7 +14,8 @@ from conftest import photos_of
 from lookalike.cli import main
 from lookalike.features.registry import get_method, parse_methods
 from lookalike.imaging.loading import LoadOptions, load_image
-from lookalike.methods.text import (
+from lookalike.ocr import reader as ocr
+from lookalike.ocr.evidence import (
     TEXT_MATCH_THRESHOLD,
     landmark_names,
     make_feature,
@@ -27,7 +28,6 @@ from lookalike.methods.text import (
     text_log_odds,
     text_pair_evidence,
 )
-from lookalike.ocr import reader as ocr
 from lookalike.ocr.signboards import Sign, paste_sign
 
 INO_STATUE = {"ja": "伊能忠敬像", "en": "Statue of Inō Tadataka", "aliases": ["伊能忠敬"]}

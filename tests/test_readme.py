@@ -32,13 +32,19 @@ def test_the_python_tour_in_the_readme_runs(tmp_path, monkeypatch):
     assert (project / "town.lkidx").is_file()  # written where the tour says, nowhere else
 
 
-def test_the_layout_in_the_readme_names_every_module():
+def test_the_layout_in_the_readme_has_one_line_per_subpackage():
+    """README's tree names every subpackage and top-level module, and nothing that is gone."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    tree = layout.split("```", 2)[1]
     package = REPO / "lookalike"
-    files = [path for folder in (package, package / "methods", package / "engines")
-             for path in folder.glob("*.py") if path.name != "__init__.py"]
-    missing = [path.name for path in files if f"`{path.name}`" not in layout]
-    missing += [f"commands/{path.stem}" for path in (package / "commands").glob("*.py")
-                if path.name != "__init__.py" and f"`{path.stem}" not in layout]
-    assert missing == []
+    folders = {path.name for path in package.iterdir()
+               if path.is_dir() and (path / "__init__.py").is_file()}
+    modules = {path.name for path in package.glob("*.py") if path.name != "__init__.py"}
+    named = set(re.findall(r"^  ([\w.]+(?:, [\w.]+)*)/?\s", tree, flags=re.M))
+    named = {name.strip() for entry in named for name in entry.split(",")}
+    named_folders = set(re.findall(r"^  (?:[\w.]+, )?(\w+)/", tree, flags=re.M))
+    assert named_folders == folders
+    assert modules <= named, modules - named
+    for name in named - folders:
+        assert name in modules, f"README's layout names {name}, which is not in lookalike/"

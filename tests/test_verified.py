@@ -143,7 +143,7 @@ def test_scores_are_symmetric_and_do_not_depend_on_jobs(landmarks_dir):
 
 
 def test_pair_memo_computes_each_pair_once_in_either_order():
-    from lookalike.retrieval.pipeline import PairMemo
+    from lookalike.features.cache import PairMemo
 
     calls = []
     memo = PairMemo(limit=3)

@@ -100,7 +100,7 @@ def found_images(paths: Sequence[str]) -> list[str]:
 
 def cache_from_args(args: argparse.Namespace):
     """The feature cache the options ask for (`--cache PATH`, `--no-cache`)."""
-    from lookalike.evaluation.compare import open_cache
+    from lookalike.features.cache import open_cache
 
     return open_cache(False if args.no_cache else args.cache)
 
@@ -111,8 +111,8 @@ def cache_option(args: argparse.Namespace):
 
 
 def method_settings_from_args(args: argparse.Namespace) -> dict:
-    """The settings `get_method` takes from the common options (`--weights`, `--device`,
-    `--preset`)."""
+    """The common options (`--weights`, `--device`, `--preset`) as `get_method`'s shared
+    settings: each applies to the methods that have it."""
     return {"weights": getattr(args, "weights", None), "device": getattr(args, "device", None),
             "preset": getattr(args, "preset", None)}
 

@@ -17,7 +17,7 @@ from lookalike.commands.common import (
 
 
 def add_command(subparsers) -> None:
-    from lookalike.training.settings import GRAY_MODES
+    from lookalike.evaluation.options import GRAY_MODES
 
     parser = subparsers.add_parser(
         "evaluate", help="accuracy of each method on labelled photos (tables, plots, HTML)",

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from lookalike.features.extract import extract_features
     from lookalike.features.registry import get_method
 
-    method = get_method(args.method, gray=args.gray, **method_settings_from_args(args))
+    method = get_method(args.method, method_settings_from_args(args), gray=args.gray)
     if method.feature_kind not in (BITS, VECTOR):
         raise UsageError(
             f"{method.name} features are sets of local keypoints, not fixed-length vectors; "

@@ -57,13 +57,9 @@ def check_gallery_folder(folder: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lookalike.errors import write_errors_csv
     from lookalike.grouping.groups import THRESHOLD, group_photos
-    from lookalike.grouping.report import (
-        write_contact_sheets,
-        write_errors_csv,
-        write_gallery,
-        write_groups_csv,
-    )
+    from lookalike.grouping.report import write_contact_sheets, write_gallery, write_groups_csv
     from lookalike.retrieval.calibration import CalibrationError
     from lookalike.retrieval.presets import UnknownPresetError, get_preset
 

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 def landmark_names_from_args(args: argparse.Namespace) -> list[str] | None:
     """The names and aliases of `--landmark`, or None without it."""
-    from lookalike.methods.text import load_landmark_names
+    from lookalike.ocr.evidence import load_landmark_names
 
     if not args.landmark:
         return None
@@ -96,7 +96,7 @@ def landmark_names_from_args(args: argparse.Namespace) -> list[str] | None:
 
 def reading_record(path: str, feature, engine: str, names) -> dict:
     """The JSON object printed for one photo (with `match` when a landmark was given)."""
-    from lookalike.methods.text import feature_lines, feature_text, match_names, text_log_odds
+    from lookalike.ocr.evidence import feature_lines, feature_text, match_names, text_log_odds
 
     record = {"photo": path, "engine": engine, "text": feature_text(feature),
               "lines": [line.to_json() for line in feature_lines(feature)]}
@@ -112,8 +112,8 @@ def reading_record(path: str, feature, engine: str, names) -> dict:
 def draw_reading(path: str, feature, folder: str) -> str | None:
     """FOLDER/<name>.png with the text boxes drawn; the reason when the photo cannot be read."""
     from lookalike.imaging.loading import ImageLoadError, LoadOptions, load_image
-    from lookalike.methods.text import feature_lines
     from lookalike.ocr import reader as ocr
+    from lookalike.ocr.evidence import feature_lines
 
     try:
         image = load_image(path, LoadOptions())

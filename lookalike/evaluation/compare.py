@@ -10,33 +10,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from lookalike.features.cache import FeatureCache, NoCache
-from lookalike.features.contract import Method
-from lookalike.features.extract import FeatureSet, extract_feature_sets, progress_bar
+from lookalike.evaluation.results import CompareResult, SimilarityMatrix
+from lookalike.features.cache import FeatureCache, NoCache, open_cache
+from lookalike.features.contract import FeatureSet, Method
+from lookalike.features.extract import extract_feature_sets, progress_bar
 from lookalike.features.registry import get_method, parse_methods
 from lookalike.imaging.loading import find_images
-
-
-@dataclass
-class SimilarityMatrix:
-    """Scores of one method: rows are queries, columns gallery photos, larger = more similar."""
-
-    method: str
-    queries: list[str]
-    gallery: list[str]
-    scores: np.ndarray
-
-
-@dataclass
-class CompareResult:
-    matrices: dict[str, SimilarityMatrix]
-    errors: dict[str, str] = field(default_factory=dict)  # path -> reason
-
+from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
 
 _WORKER_STATE: dict[str, Any] = {}
 
@@ -64,10 +48,10 @@ def score_matrix(
     """
     if not len(queries) or not len(gallery):
         return np.zeros((len(queries), len(gallery)))
-    if hasattr(method, "score_gallery"):  # a shortlist-verifying method scores a whole gallery
-        scores = method.score_gallery(queries, gallery, cache, query_keys, gallery_keys)
-        if scores is not None:
-            return scores
+    ranker = method.gallery_ranker()
+    if ranker is not None:  # a local matcher with a ranker verifies each query's shortlist
+        return score_by_shortlist(method, ranker, queries, gallery, cache, query_keys,
+                                  gallery_keys)
     if cache is None or not method.cache_scores or query_keys is None or gallery_keys is None:
         return _score_rows_parallel(method, queries, gallery, range(len(queries)), jobs, quiet, desc)
     prefix = method.score_key()
@@ -79,6 +63,34 @@ def score_matrix(
         matrix[todo] = _score_rows_parallel(method, queries, gallery, todo, jobs, quiet, desc)
         cache.put_many(((pair_keys[i][j], float(matrix[i, j])) for i in todo
                         for j in range(len(gallery))), table="scores")
+    return matrix
+
+
+def score_by_shortlist(method: Method, ranker: Method, queries, gallery, cache=None,
+                       query_keys=None, gallery_keys=None) -> np.ndarray:
+    """All query x gallery scores of a local matcher, verifying only each query's
+    `gallery_shortlist()` most similar gallery photos by its ranker (ASMK of the same
+    descriptors); the others keep their ranker similarity (below 1, so every verified pair
+    with an inlier ranks above them). Pair results go through the cache under the same keys as
+    the pipeline's, so `fused` of the same preset re-reads them."""
+    def items(features, keys):
+        keys = list(keys) if keys else [None] * len(features)
+        return [Item(ranker.aggregate(f), f, k) for f, k in zip(features, keys)]
+
+    shortlist = method.gallery_shortlist()
+    query_items = items(queries, query_keys)
+    gallery_items = query_items if gallery is queries and query_keys == gallery_keys \
+        else items(gallery, gallery_keys)
+    view = ReferenceSet(gallery_items, ranker)
+    store = cache if cache is not None and query_keys and gallery_keys else None
+    pipeline = Pipeline(ranker, method, None, shortlist, 0, store)
+    matrix = np.zeros((len(query_items), len(gallery_items)))
+    for row, item in enumerate(query_items):
+        similarities = np.asarray(view.index.scores(item.global_feature), np.float64)
+        top = np.argsort(-similarities, kind="stable")[:shortlist]
+        matrix[row] = similarities
+        for position, match in pipeline.verify(item, view, top).items():
+            matrix[row, position] += match.score
     return matrix
 
 
@@ -134,15 +146,6 @@ def _score_rows_parallel(method, queries, gallery, rows, jobs, quiet, desc) -> n
     return matrix
 
 
-def open_cache(cache: str | os.PathLike | FeatureCache | NoCache | bool | None = None):
-    """None -> default cache file; False -> no cache; a path -> that file."""
-    if cache is False:
-        return NoCache()
-    if isinstance(cache, (FeatureCache, NoCache)):
-        return cache
-    return FeatureCache(cache)
-
-
 def compare(
     queries: Sequence[str],
     against: Sequence[str] | None = None,
@@ -160,7 +163,7 @@ def compare(
     feature_cache = open_cache(cache)
     matrices: dict[str, SimilarityMatrix] = {}
     errors: dict[str, str] = {}
-    chosen = [get_method(name, gray=gray, **(method_settings or {}))
+    chosen = [get_method(name, method_settings, gray=gray)
               for name in parse_methods(methods)]
     query_sets = extract_feature_sets(chosen, query_paths, feature_cache, jobs, quiet)
     gallery_sets = (extract_feature_sets(chosen, gallery_paths, feature_cache, jobs, quiet)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from lookalike.evaluation.compare import CompareResult, SimilarityMatrix
+from lookalike.errors import write_errors_csv
+from lookalike.evaluation.results import CompareResult, SimilarityMatrix
 
 
 def write_matrix_csv(matrix: SimilarityMatrix, path: str | os.PathLike) -> None:
@@ -68,14 +67,6 @@ def write_xlsx(matrices: Iterable[SimilarityMatrix], path: str | os.PathLike) ->
                                mid_value=50, mid_color="FFEB84", end_type="max", end_color="63BE7B"),
             )
     workbook.save(path)
-
-
-def write_errors_csv(errors: Mapping[str, str], path: str | os.PathLike) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "error"])
-        for name, reason in sorted(errors.items()):
-            writer.writerow([name, reason])
 
 
 def write_compare_outputs(result: CompareResult, outdir: str | os.PathLike) -> list[Path]:

@@ -13,18 +13,19 @@ import csv
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lookalike.errors import InputError
-from lookalike.evaluation.compare import SimilarityMatrix, open_cache, score_matrix
+from lookalike.evaluation.compare import score_matrix
 from lookalike.evaluation.metrics import DISTRACTOR, retrieval_metrics
-from lookalike.features.contract import Method
-from lookalike.features.extract import FeatureSet, extract_feature_sets, extracted_together
+from lookalike.evaluation.options import GRAY_MODES
+from lookalike.evaluation.results import EvaluationResult, SimilarityMatrix
+from lookalike.features.cache import open_cache
+from lookalike.features.contract import FeatureSet, Method
+from lookalike.features.extract import extract_feature_sets, extracted_together
 from lookalike.features.registry import get_method, parse_methods
 from lookalike.imaging.loading import find_images
-from lookalike.training.settings import GRAY_MODES
 
 DISTRACTOR_FOLDER = "distractors"
 
@@ -103,44 +104,6 @@ class _CountingCache:
         return getattr(self.cache, name)
 
 
-@dataclass(frozen=True)
-class MethodScores:
-    """How well one method (in one colour mode) told the landmarks apart: the typed view of
-    a result row (`row` has every figure, timings included)."""
-
-    method: str  # its label, e.g. "augnet" or "augnet (gray)"
-    gray: bool
-    map: float  # mean average precision over the queries
-    p_at_1: float  # share of queries whose best match shows the same landmark
-    roc_auc: float  # over all pairs
-    tpr_at_fpr1: float  # same-landmark pairs found at a 1% false-positive rate
-    ap_per_landmark: dict[str, float]
-    row: dict[str, Any]
-
-
-class EvaluationResult(list):
-    """The result rows (one dict per method and colour mode), plus what the reports need:
-    the evaluated `paths` and `labels`, one `SimilarityMatrix` per row and unreadable files."""
-
-    def __init__(self, rows, paths, labels, matrices, errors, root):
-        super().__init__(rows)
-        self.paths: list[str] = paths
-        self.labels: list[str] = labels
-        self.matrices: dict[str, SimilarityMatrix] = matrices
-        self.errors: dict[str, str] = errors
-        self.root: str = root  # names in the matrices are relative to this folder
-
-    def scores(self, method: str, gray: bool = False) -> MethodScores:
-        """The figures of one evaluated method by name (KeyError if it was not evaluated)."""
-        for row in self:
-            if row["name"] == method and row["gray"] == gray:
-                return MethodScores(row["method"], row["gray"], row["map"], row["p_at_1"],
-                                    row["roc_auc"], row["tpr_at_fpr1"], row["ap_per_landmark"],
-                                    row)
-        raise KeyError(f"{method} (gray={gray}) was not evaluated; evaluated: "
-                       f"{', '.join(row['method'] for row in self)}")
-
-
 def evaluate(
     dataset: str | os.PathLike,
     methods: str | Sequence[str] = "all",
@@ -166,7 +129,7 @@ def evaluate(
     runs: list[tuple[Method, FeatureSet, float, int]] = []
     errors: dict[str, str] = {}
     for gray_mode in GRAY_MODES[gray]:
-        chosen = [get_method(name, gray=gray_mode, **(method_settings or {})) for name in names]
+        chosen = [get_method(name, method_settings, gray=gray_mode) for name in names]
         # Plain methods are extracted together (one decode per file); a network or a method
         # built from others gets its own pass, so each row's time is its own where it can be.
         together = [m for m in chosen if extracted_together(m)]

@@ -124,8 +124,7 @@ def calibrate_dataset(dataset: str | os.PathLike, preset: str | None = None,
     from lookalike.features.registry import get_method
 
     paths, labels = load_dataset(dataset, negatives)
-    settings = {**(method_settings or {}), "preset": preset or "default"}
-    method = get_method("fused", gray=gray, **settings)
+    method = get_method("fused", method_settings, gray=gray, preset=preset or "default")
     if not any(label != DISTRACTOR for label in labels):
         raise DatasetError(f"{dataset}: no labelled landmark photos to calibrate on")
     features = extract_features(method, paths, cache, jobs, quiet)

@@ -151,7 +151,7 @@ def dataset_landmark_names(dataset: str | os.PathLike, labels: Sequence[str]
     """Each landmark's names from DATASET/<label>/landmark.json, as `index build` reads them
     (landmarks without one are left out)."""
     from lookalike.gallery.folders import read_landmark_json
-    from lookalike.methods.text import landmark_names
+    from lookalike.ocr.evidence import landmark_names
 
     root = Path(dataset).parent if Path(dataset).is_file() else Path(dataset)
     names = {}
@@ -168,7 +168,7 @@ def text_log_odds_per_query(outcomes: Sequence[QueryOutcome], names: dict[str, l
     """What each query's signboard text adds to each landmark (OCR through the cache)."""
     from lookalike.features.extract import extract_features
     from lookalike.features.registry import get_method
-    from lookalike.methods.text import gallery_text_log_odds
+    from lookalike.ocr.evidence import gallery_text_log_odds
 
     text = extract_features(get_method("text"), [o.photo for o in outcomes], cache, jobs, quiet)
     feature_of = dict(zip(text.paths, text.features))

@@ -16,11 +16,12 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from lookalike.evaluation.compare_report import write_errors_csv, write_matrix_csv
+from lookalike.errors import write_errors_csv
+from lookalike.evaluation.compare_report import write_matrix_csv
 from lookalike.evaluation.metrics import (
     DISTRACTOR,
     average_precision,
@@ -29,10 +30,8 @@ from lookalike.evaluation.metrics import (
     query_indices,
     roc_curve,
 )
+from lookalike.evaluation.results import EvaluationResult
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, load_image
-
-if TYPE_CHECKING:
-    from lookalike.evaluation.evaluate import EvaluationResult
 
 THUMB_SIZE = 160
 TOP_K = 5

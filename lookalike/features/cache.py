@@ -157,3 +157,38 @@ class NoCache:
 
     def close(self):
         pass
+
+
+def open_cache(cache: str | os.PathLike | FeatureCache | NoCache | bool | None = None):
+    """None -> default cache file; False -> no cache; a path -> that file."""
+    if cache is False:
+        return NoCache()
+    if isinstance(cache, (FeatureCache, NoCache)):
+        return cache
+    return FeatureCache(cache)
+
+
+class PairMemo:
+    """Results of a symmetric pair computation, found again whichever item comes first.
+
+    Keys are the two items' ids; the memo holds the items, so their ids stay unique while it
+    lives, and it starts over past `limit` pairs to bound its memory.
+    """
+
+    def __init__(self, limit: int = 200_000):
+        self.limit = limit
+        self.pairs: dict[tuple[int, int], tuple] = {}
+
+    def get(self, a, b, compute, reverse=lambda result: result):
+        """compute(a, b), or a stored result for (a, b), or `reverse` of the one for (b, a)."""
+        hit = self.pairs.get((id(a), id(b)))
+        if hit is not None:
+            return hit[0]
+        hit = self.pairs.get((id(b), id(a)))
+        if hit is not None:
+            return reverse(hit[0])
+        if len(self.pairs) >= self.limit:
+            self.pairs.clear()
+        result = compute(a, b)
+        self.pairs[(id(a), id(b))] = (result, a, b)
+        return result

@@ -1,10 +1,12 @@
 """The one contract every similarity method follows.
 
-A method has a `name`, declares what its feature is (`feature_kind`), says how it wants its
-pixels (`load_options`), turns an image into a feature (`extract`) and scores two features
-(`score`, larger = more similar). Caching, matrices, evaluation and the index are written once
-against this contract, so adding a method is one file in `lookalike/methods/` with a
-`@register` class.
+A method has a `name`, declares what its feature is (`feature_kind`) and its role (`role`),
+says how it wants its pixels (`load_options`), turns an image into a feature (`extract`) and
+scores two features (`score`, larger = more similar). Caching, matrices, evaluation and the
+index are written once against this contract, so adding a method is one file in
+`lookalike/methods/` with a `@register` class. Every optional hook (a global descriptor
+aggregated from local features, a method composed of others, a matcher's gallery ranker) is
+declared here with a default, so nothing probes a method for attributes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import io
 import json
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -119,13 +122,78 @@ class Method:
     def label(self) -> str:
         return f"{self.name}-gray" if self.gray else self.name
 
+    def has_setting(self, name: str) -> bool:
+        """Whether `name` is one of this method's settings (its dataclass fields)."""
+        return name in {f.name for f in dataclasses.fields(self)}
+
+    # -- optional hooks: a method overrides those that apply to it; each default says "no" ---
+    # A global descriptor aggregated from a local matcher's features (ASMK over ALIKED):
+    def local_method(self) -> Method | None:
+        """The local matcher whose features this global descriptor aggregates, so that one
+        extraction serves both roles (`shares_local`); None for a method that reads pixels."""
+        return None
+
+    def aggregate(self, local_feature: Feature) -> Feature:
+        """This method's feature of a photo from `local_method()`'s feature of it."""
+        raise NotImplementedError(f"{self.name} aggregates no local features")
+
+    def visual_words(self) -> int | None:
+        """The size of this global descriptor's codebook, which `index build --fit-codebook`
+        refits on a gallery's own photos; None for a method without one."""
+        return None
+
+    # A method whose features are built from other methods' (so their cache entries serve):
+    composed: ClassVar[bool] = False  # True: `extract_features` calls `combine_features`
+
+    def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
+                         quiet: bool = False) -> FeatureSet:
+        """Features of `paths` from the other methods' extraction (`composed` methods)."""
+        raise NotImplementedError(f"{self.name} is not composed of other methods")
+
+    # A local matcher that a global descriptor can shortlist for:
+    def gallery_ranker(self) -> Method | None:
+        """The global descriptor that shortlists a whole gallery for this local matcher, so
+        that scoring a gallery (`compare`, `evaluate`) verifies each query's shortlist only,
+        as retrieval systems do; None: every pair is verified."""
+        return None
+
+    def gallery_shortlist(self) -> int:
+        """How many of each query's most similar gallery photos `gallery_ranker` hands on to
+        verification."""
+        return 30
+
 
 def shares_local(global_method: Method, local_method: Method) -> bool:
     """Whether the global descriptor is aggregated from exactly the local method's features
     (ASMK over ALIKED with the same settings): then one extraction serves both roles."""
-    part = getattr(global_method, "local_method", None)
-    return part is not None and hasattr(global_method, "aggregate") and \
-        part().cache_key() == local_method.cache_key()
+    part = global_method.local_method()
+    return part is not None and part.cache_key() == local_method.cache_key()
+
+
+@dataclass
+class FeatureSet:
+    """Features of one method for the files that worked, plus the reason each other file failed."""
+
+    method: Method
+    paths: list[str]
+    features: list[Any]
+    errors: dict[str, str] = field(default_factory=dict)
+    content_keys: list[str] = field(default_factory=list)  # content hash of each path's file
+    _positions: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def without(self, excluded: Container[str]) -> FeatureSet:
+        """The same set less the given paths (e.g. files that failed for another method)."""
+        keep = [i for i, path in enumerate(self.paths) if path not in excluded]
+        if len(keep) == len(self.paths):
+            return self
+        return FeatureSet(self.method, [self.paths[i] for i in keep],
+                          [self.features[i] for i in keep], self.errors,
+                          [self.content_keys[i] for i in keep])
+
+    def feature_of(self, path: str) -> Any:
+        if len(self._positions) != len(self.paths):
+            self._positions = {p: i for i, p in enumerate(self.paths)}
+        return self.features[self._positions[path]]
 
 
 class SearchIndex:

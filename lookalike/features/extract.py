@@ -12,44 +12,19 @@ import ctypes
 import functools
 import multiprocessing
 import sys
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from concurrent import futures
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
 
 from lookalike.features.cache import FeatureCache, NoCache, content_hash
-from lookalike.features.contract import Method
+from lookalike.features.contract import FeatureSet, Method
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
 
 CHUNK = 32
-
-
-@dataclass
-class FeatureSet:
-    """Features of one method for the files that worked, plus the reason each other file failed."""
-
-    method: Method
-    paths: list[str]
-    features: list[Any]
-    errors: dict[str, str] = field(default_factory=dict)
-    content_keys: list[str] = field(default_factory=list)  # content hash of each path's file
-
-    def without(self, excluded: Container[str]) -> FeatureSet:
-        """The same set less the given paths (e.g. files that failed for another method)."""
-        keep = [i for i, path in enumerate(self.paths) if path not in excluded]
-        if len(keep) == len(self.paths):
-            return self
-        return FeatureSet(self.method, [self.paths[i] for i in keep],
-                          [self.features[i] for i in keep], self.errors,
-                          [self.content_keys[i] for i in keep])
-
-    def feature_of(self, path: str) -> Any:
-        if getattr(self, "_positions", None) is None or len(self._positions) != len(self.paths):
-            self._positions = {p: i for i, p in enumerate(self.paths)}
-        return self.features[self._positions[path]]
 
 
 def _extract_file(methods: Sequence[Method], path: str, data: bytes) -> list[tuple[str, Any]]:
@@ -141,7 +116,7 @@ def extract_feature_sets(
     for index, method in enumerate(methods):
         if extracted_together(method):
             plain.append(index)
-        elif hasattr(method, "combine_features"):  # built from other methods: reuses their caches
+        elif method.composed:  # built from other methods: reuses their caches
             sets[index] = method.combine_features(paths, cache, jobs, quiet)
         else:
             sets[index] = _extract_batched(method, paths, cache, jobs, quiet)
@@ -173,7 +148,7 @@ def _reuse_freed_memory() -> None:
 def extracted_together(method: Method) -> bool:
     """Whether `extract_feature_sets` runs this method in the shared one-decode-per-file pass
     (a batched network and a method built from others have passes of their own)."""
-    return method.batch_size == 1 and not hasattr(method, "combine_features")
+    return method.batch_size == 1 and not method.composed
 
 
 class _Collector:

@@ -6,15 +6,17 @@ Adding a method is one file in `lookalike/methods/` with a `@register`-decorated
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import pkgutil
+from collections.abc import Mapping
 from typing import Any
 
 from lookalike.errors import InputError
 from lookalike.features.contract import Method
 
-__all__ = ["UnknownMethodError", "get_method", "method_classes", "method_names",
+__all__ = ["UnknownMethodError", "UnknownSettingError", "get_method", "method_classes", "method_names",
            "parse_methods", "register"]
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -75,15 +77,27 @@ def method_names(role: str | None = None) -> list[str]:
     return [name for name, cls in method_classes().items() if role is None or cls.role == role]
 
 
-def get_method(name: str, **settings: Any) -> Method:
-    """Build a method by name; unknown names and settings fail with a clear message."""
+class UnknownSettingError(InputError, ValueError):
+    """A setting that the named method does not have."""
+
+
+def get_method(name: str, shared: Mapping[str, Any] | None = None, **settings: Any) -> Method:
+    """Build a method by name. `settings` are the method's own: a name it lacks fails with
+    the list of those it has. `shared` are options given to many methods at once (the CLI's
+    `--device`, a preset's common settings): each applies where the method has it. A None
+    value keeps the method's default."""
     classes = method_classes()
     if name not in classes:
         raise UnknownMethodError(_unknown(name, classes))
     cls = classes[name]
-    fields = {f.name for f in cls.__dataclass_fields__.values()}
-    usable = {key: value for key, value in settings.items() if key in fields and value is not None}
-    return cls(**usable)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise UnknownSettingError(f"method {name!r} has no setting {', '.join(unknown)}; "
+                                  f"its settings: {', '.join(sorted(fields))}")
+    chosen = {key: value for key, value in (shared or {}).items() if key in fields}
+    chosen.update(settings)
+    return cls(**{key: value for key, value in chosen.items() if value is not None})
 
 
 def parse_methods(spec: str | list[str]) -> list[str]:

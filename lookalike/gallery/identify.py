@@ -72,7 +72,7 @@ def feature_scale(feature: dict[str, np.ndarray]) -> float:
 
 
 def text_log_odds(evidence: float | None) -> float:
-    from lookalike.methods.text import text_log_odds as fitted
+    from lookalike.ocr.evidence import text_log_odds as fitted
 
     return fitted(evidence)
 
@@ -176,7 +176,7 @@ class Identifier:
         measures exactly this)."""
         if text is None:
             return None
-        from lookalike.methods.text import landmark_names, text_evidence_among
+        from lookalike.ocr.evidence import landmark_names, text_evidence_among
 
         evidence = text_evidence_among(text, {
             landmark: landmark_names(entry.names)
@@ -215,7 +215,7 @@ class Identifier:
             if text_of is not None:
                 candidate.text = text_of(candidate.landmark)
                 # The fitted log-odds of the reading (0 when nothing names it; see
-                # lookalike.methods.text.text_log_odds), added to the image evidence.
+                # lookalike.ocr.evidence.text_log_odds), added to the image evidence.
                 candidate.logit += text_log_odds(candidate.text)
             candidate.probability = float(sigmoid(candidate.logit))
             candidates.append(candidate)

@@ -53,10 +53,10 @@ def pipeline_methods(preset: str | None = None, global_name: str | None = None,
         global_method = get_method(global_name)
     if local_name is not None and local_name != local_method.name:
         local_method = get_method(local_name)
-    if weights is not None and hasattr(global_method, "weights"):
+    if weights is not None and global_method.has_setting("weights"):
         global_method = get_method(global_method.name, **{**global_method.settings(),
                                                           "weights": weights})
-    if codebook is not None and hasattr(global_method, "codebook"):
+    if codebook is not None and global_method.has_setting("codebook"):
         global_method = get_method(global_method.name, **{**global_method.settings(),
                                                           "codebook": codebook})
     check_roles(global_method, local_method)
@@ -80,12 +80,12 @@ def fit_gallery_codebook(entries: Sequence[GalleryEntry], global_method: Method,
     (NAME.lkidx.codebook.npy), and return the global method that uses it."""
     from lookalike.matching import asmk
 
-    if not hasattr(global_method, "codebook"):
+    words = global_method.visual_words()
+    if words is None or not global_method.has_setting("codebook"):
         raise GalleryError(f"--fit-codebook: {global_method.name} has no codebook")
     paths = [path for entry in entries for path in entry.photos]
     _, locals_, _ = extract(paths, global_method, local_method)
     descriptors = [local_method.decode(data)["descriptors"] for data in locals_.values()]
-    words = global_method.words().size
     try:
         centroids = asmk.fit_codebook(descriptors, words)
     except ValueError as error:

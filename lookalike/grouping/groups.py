@@ -38,7 +38,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lookalike.features.cache import FeatureCache, NoCache
-from lookalike.features.extract import FeatureSet, show_progress
+from lookalike.features.contract import FeatureSet
+from lookalike.features.extract import show_progress
 from lookalike.matching.geometry import Match
 from lookalike.retrieval.calibration import Calibration
 from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet

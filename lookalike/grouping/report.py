@@ -47,13 +47,6 @@ def write_groups_csv(grouping: Grouping, path: str | os.PathLike) -> None:
                              int(found is None or found.keep == photo)])
 
 
-def write_errors_csv(errors: dict[str, str], path: str | os.PathLike) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "error"])
-        writer.writerows(sorted(errors.items()))
-
-
 # -- contact sheets ------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Thumbnail:

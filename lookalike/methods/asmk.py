@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from lookalike.features.contract import GLOBAL, LOCAL, Method, SearchIndex
+from lookalike.features.contract import GLOBAL, LOCAL, FeatureSet, Method, SearchIndex
 from lookalike.features.registry import get_method, register
 from lookalike.imaging.loading import LoadOptions
 from lookalike.matching import asmk
@@ -43,6 +43,7 @@ class Asmk(Method):
     feature_kind: ClassVar[str] = LOCAL  # a set of (visual word, residual bits), not a vector
     role: ClassVar[str] = GLOBAL
     order: ClassVar[int] = 35
+    composed: ClassVar[bool] = True  # aggregated from the local method's cached features
     local: str = "aliked"  # the local method whose descriptors are aggregated
     codebook: str | None = None  # an .npy of centroids; None = the one shipped for `local`
     alpha: float = asmk.ALPHA
@@ -63,6 +64,9 @@ class Asmk(Method):
             cached = self.__dict__["_codebook"] = asmk.load_codebook(path)
         return cached
 
+    def visual_words(self) -> int:
+        return self.words().size
+
     def load_options(self) -> LoadOptions:
         return self.local_method().load_options()
 
@@ -79,7 +83,7 @@ class Asmk(Method):
     def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
                          quiet: bool = False):
         """Aggregate the local method's features, so its cache entries are reused."""
-        from lookalike.features.extract import FeatureSet, extract_features
+        from lookalike.features.extract import extract_features
 
         local = extract_features(self.local_method(), paths, cache, jobs, quiet)
         return FeatureSet(self, local.paths, [self.aggregate(f) for f in local.features],

@@ -177,7 +177,7 @@ class LearnedLocal(Method):
         return self.match(a, b).score
 
     # -- a gallery's scores, as retrieval systems compute them -----------------------------
-    def ranker(self) -> Method | None:
+    def gallery_ranker(self) -> Method | None:
         """ASMK over this method's own descriptors, or None when no codebook is shipped
         for its network (then every pair is verified)."""
         from lookalike.features.registry import get_method
@@ -188,34 +188,5 @@ class LearnedLocal(Method):
         return get_method("asmk", local=self.name, gray=self.gray, max_side=self.max_side,
                           max_keypoints=self.max_keypoints, device=self.device)
 
-    def score_gallery(self, queries, gallery, cache=None, query_keys=None, gallery_keys=None
-                      ) -> np.ndarray | None:
-        """All query x gallery scores, verifying only each query's `shortlist` most similar
-        gallery photos by ASMK of the same descriptors; the others keep their ASMK similarity
-        (below 1, so every verified pair with an inlier ranks above them). Pair results go
-        through the cache under the same keys as the pipeline's, so `fused` of the same
-        preset re-reads them. None when there is no codebook: score every pair then."""
-        from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
-
-        ranker = self.ranker()
-        if ranker is None:
-            return None
-
-        def items(features, keys):
-            keys = list(keys) if keys else [None] * len(features)
-            return [Item(ranker.aggregate(f), f, k) for f, k in zip(features, keys)]
-
-        query_items = items(queries, query_keys)
-        gallery_items = query_items if gallery is queries and query_keys == gallery_keys \
-            else items(gallery, gallery_keys)
-        view = ReferenceSet(gallery_items, ranker)
-        store = cache if cache is not None and query_keys and gallery_keys else None
-        pipeline = Pipeline(ranker, self, None, self.shortlist, 0, store)
-        matrix = np.zeros((len(query_items), len(gallery_items)))
-        for row, item in enumerate(query_items):
-            similarities = np.asarray(view.index.scores(item.global_feature), np.float64)
-            top = np.argsort(-similarities, kind="stable")[:self.shortlist]
-            matrix[row] = similarities
-            for position, match in pipeline.verify(item, view, top).items():
-                matrix[row, position] += match.score
-        return matrix
+    def gallery_shortlist(self) -> int:
+        return self.shortlist

@@ -186,7 +186,7 @@ class Verified(Method):
     def score_matrix(self, queries, gallery) -> np.ndarray:
         """Scores are symmetric, so a pair met in both directions (even in another row block
         of the same matrix) is verified once."""
-        from lookalike.retrieval.pipeline import PairMemo
+        from lookalike.features.cache import PairMemo
 
         memo = self.__dict__.setdefault("_pairs", PairMemo(500_000))
         matrix = np.empty((len(queries), len(gallery)))

@@ -68,7 +68,7 @@ def explain(path_a: str, path_b: str, regions_path: str | None = None, cache=Non
     """Verify two photos with the preset's local matcher and draw the result, through the
     same pipeline as `fused` and `identify` (so the counts agree with theirs); raises
     `ImageLoadError` for an unreadable photo."""
-    from lookalike.evaluation.compare import open_cache
+    from lookalike.features.cache import open_cache
     from lookalike.features.extract import extract_features
     from lookalike.features.registry import get_method
 

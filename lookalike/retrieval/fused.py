@@ -19,7 +19,14 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from lookalike.features.contract import LOCAL, Method, decode_arrays, encode_arrays
+from lookalike.features.contract import (
+    LOCAL,
+    FeatureSet,
+    Method,
+    decode_arrays,
+    encode_arrays,
+    shares_local,
+)
 from lookalike.features.registry import get_method, register
 from lookalike.imaging.loading import LoadOptions
 from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Item, Pipeline, ReferenceSet
@@ -29,7 +36,7 @@ def with_text_evidence(probability: float, text_a: str, text_b: str) -> float:
     """Add the fitted log-odds of two photos' signboards reading the same text
     (`lookalike.methods.text`: `text_pair_evidence`, `text_log_odds`); unchanged when either
     reads nothing legible or the texts differ."""
-    from lookalike.methods.text import text_log_odds, text_pair_evidence
+    from lookalike.ocr.evidence import text_log_odds, text_pair_evidence
 
     if not text_a or not text_b:
         return probability
@@ -75,6 +82,7 @@ class Fused(Method):
     feature_kind: ClassVar[str] = LOCAL
     order: ClassVar[int] = 60
     batch_size: ClassVar[int] = 4
+    composed: ClassVar[bool] = True  # items from the two parts' own (cached) extraction
     preset: str = "default"
     calibration: str | None = None  # a JSON from `lookalike calibrate`; None = the preset's
     shortlist: int | None = None  # None = the preset's
@@ -110,7 +118,7 @@ class Fused(Method):
                          quiet: bool = False):
         """Features from the two parts' own extraction, so their cache entries are reused
         (local first: a global method aggregated from it then reads it from the cache)."""
-        from lookalike.features.extract import FeatureSet, extract_features
+        from lookalike.features.extract import extract_features
 
         global_part, local_part = self.parts()
         local = extract_features(local_part, paths, cache, jobs, quiet)
@@ -135,9 +143,8 @@ class Fused(Method):
         items = []
         for image in images:
             local = local_part.extract(image)
-            aggregate = getattr(global_part, "aggregate", None)
-            global_feature = aggregate(local) if aggregate and global_part.local == \
-                local_part.name else global_part.extract(image)
+            global_feature = global_part.aggregate(local) \
+                if shares_local(global_part, local_part) else global_part.extract(image)
             text = _read_text(reader.extract(image)) if reader else ""
             items.append(Item(global_feature, local, None, text))
         return items
@@ -184,6 +191,6 @@ class Fused(Method):
 
 
 def _read_text(feature) -> str:
-    from lookalike.methods.text import feature_text
+    from lookalike.ocr.evidence import feature_text
 
     return feature_text(feature)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.features.cache import PairMemo
 from lookalike.features.contract import Method, SearchIndex
 from lookalike.matching.geometry import Match
 from lookalike.retrieval.calibration import Calibration
@@ -111,32 +112,6 @@ def pair_evidence(similarity: float, expanded: float, match: Match | None) -> li
         return [*logs, 0.0, 0.0, 0.0, 0.0]
     return [*logs, math.log1p(match.inliers_h), math.log1p(match.inliers_f),
             math.sqrt(match.spread), float(match.verified)]
-
-
-class PairMemo:
-    """Results of a symmetric pair computation, found again whichever item comes first.
-
-    Keys are the two items' ids; the memo holds the items, so their ids stay unique while it
-    lives, and it starts over past `limit` pairs to bound its memory.
-    """
-
-    def __init__(self, limit: int = 200_000):
-        self.limit = limit
-        self.pairs: dict[tuple[int, int], tuple] = {}
-
-    def get(self, a, b, compute, reverse=lambda result: result):
-        """compute(a, b), or a stored result for (a, b), or `reverse` of the one for (b, a)."""
-        hit = self.pairs.get((id(a), id(b)))
-        if hit is not None:
-            return hit[0]
-        hit = self.pairs.get((id(b), id(a)))
-        if hit is not None:
-            return reverse(hit[0])
-        if len(self.pairs) >= self.limit:
-            self.pairs.clear()
-        result = compute(a, b)
-        self.pairs[(id(a), id(b))] = (result, a, b)
-        return result
 
 
 class Pipeline:

@@ -46,8 +46,8 @@ class Preset:
     def methods(self, **common: Any) -> tuple[Method, Method]:
         """(global method, local method); `common` settings (gray, device, weights) go to
         whichever method has them."""
-        return (get_method(self.global_method, **{**common, **self.global_settings}),
-                get_method(self.local_method, **{**common, **self.local_settings}))
+        return (get_method(self.global_method, common, **self.global_settings),
+                get_method(self.local_method, common, **self.local_settings))
 
     def calibration_path(self, kind: str) -> Path:
         """The shipped calibration of this preset: kind "pairs" (fused) or "identify"."""

@@ -1,4 +1,4 @@
-"""Settings objects that the commands build and hand to the library.
+"""Training settings that `lookalike train` builds and hands to the library.
 
 They import nothing heavy (no torch), so that a command's parser can show their defaults and
 the command line starts fast; the library that uses them is imported when the command runs.
@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-# `evaluate --gray`: the colour modes each method is evaluated in.
-GRAY_MODES = {"no": [False], "yes": [True], "both": [False, True]}
 
 
 @dataclass
