@@ -63,3 +63,23 @@ def test_every_preset_ships_calibrations_fitted_on_its_own_methods():
             calibration = preset.calibration(kind, features)
             calibration.check_methods(**{"global": global_method, "local": local_method})
             assert calibration.info.get("preset") == name, (name, kind)
+
+
+def test_get_method_refuses_a_setting_the_method_does_not_have():
+    from lookalike.features.registry import UnknownSettingError
+
+    with pytest.raises(UnknownSettingError, match=r"no setting hash_sise.*hash_size"):
+        get_method("dhash", hash_sise=16)
+    # shared options (the CLI's --device, a preset's common settings) apply where they fit
+    assert get_method("dhash", {"device": "cpu", "gray": True}).gray is True
+    assert get_method("augnet", {"device": "cpu"}).device == "cpu"
+
+
+def test_the_optional_hooks_are_declared_on_the_contract():
+    """Nothing probes a method for attributes: every hook has a default that says "no"."""
+    plain = get_method("phash")
+    assert plain.local_method() is None and plain.gallery_ranker() is None
+    assert plain.visual_words() is None and not plain.composed
+    asmk = get_method("asmk")
+    assert asmk.composed and asmk.local_method().name == "aliked" and asmk.visual_words() == 1024
+    assert get_method("aliked").gallery_ranker().name == "asmk"

@@ -278,3 +278,14 @@ def test_ocr_command_prints_json_lines(photo, tmp_path, capsys):
                for line in record["lines"])
     assert record["match"]["matched"] is True and record["match"]["log_odds"] > 1
     assert Image.open(tmp_path / "drawn" / "sign.png").size == image.size
+
+
+def test_an_ocr_engine_without_its_fitted_calibration_fails_loudly():
+    """As a preset without its calibration does, instead of borrowing another engine's fit."""
+    from lookalike.ocr.evidence import TextCalibrationError, engine_model, text_calibration
+
+    calibration = text_calibration()
+    assert engine_model(calibration, "scene") is calibration["engines"]["scene"]
+    with pytest.raises(TextCalibrationError, match="'newocr' has no fit"):
+        engine_model({**calibration, "engines": {"scene": calibration["engines"]["scene"]}},
+                     "newocr")

@@ -11,7 +11,8 @@ from PIL import Image
 from lookalike.evaluation.compare import compare
 from lookalike.features.registry import get_method
 from lookalike.imaging.loading import load_image
-from lookalike.methods.verified import _fit, verify_pair
+from lookalike.matching.geometry import fit_model
+from lookalike.methods.verified import verify_pair
 
 # One of the dev photos whose q90 re-save made cv2.findFundamentalMat assert `!model.empty()`.
 NEAR_DUPLICATE = "sacre_coeur/hierarchical-localization__mapping_02928139_3448003521.jpg"
@@ -49,7 +50,7 @@ def test_degenerate_points_fit_no_model():
     line = np.stack([np.arange(30), np.arange(30)], axis=1).astype(np.float32)
     for kind in ("homography", "fundamental"):
         for pa, pb in ((same, same), (line, line), (same[:3], same[:3])):
-            model, mask = _fit(kind, pa, pb, 2.0, 200)
+            model, mask = fit_model(kind, pa, pb, 2.0, 200)
             assert model is None or model.shape == (3, 3)
             assert mask.shape == (len(pa),) and mask.dtype == bool
 

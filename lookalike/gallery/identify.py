@@ -33,6 +33,7 @@ from lookalike.gallery.gps import gps_penalty, haversine_km, read_gps
 from lookalike.gallery.index import GalleryIndex
 from lookalike.imaging.drawing import draw_lines, side_by_side
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
+from lookalike.ocr.evidence import landmark_names, text_evidence_among, text_log_odds
 from lookalike.retrieval.calibration import Calibration, CalibrationError, sigmoid
 from lookalike.retrieval.pipeline import (
     IDENTIFY_EVIDENCE,
@@ -69,12 +70,6 @@ def with_original_scale(local: dict, original_size: Sequence[int]) -> dict:
 
 def feature_scale(feature: dict[str, np.ndarray]) -> float:
     return float(feature["scale"][0]) if "scale" in feature else 1.0
-
-
-def text_log_odds(evidence: float | None) -> float:
-    from lookalike.ocr.evidence import text_log_odds as fitted
-
-    return fitted(evidence)
 
 
 # -- the identifier --------------------------------------------------------------------------------
@@ -176,8 +171,6 @@ class Identifier:
         measures exactly this)."""
         if text is None:
             return None
-        from lookalike.ocr.evidence import landmark_names, text_evidence_among
-
         evidence = text_evidence_among(text, {
             landmark: landmark_names(entry.names)
             for landmark, entry in self.index.landmarks.items()})

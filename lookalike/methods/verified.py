@@ -72,18 +72,6 @@ def as_float32(feature: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(feature, descriptors=np.asarray(feature["descriptors"], np.float32))
 
 
-def mutual_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
-    """(index in a, index in b) pairs that are mutual nearest neighbours and pass the ratio
-    test (`lookalike.matching.geometry.mutual_nearest`, which every local method shares)."""
-    return mutual_nearest(a, b, ratio)
-
-
-def _fit(kind: str, pa: np.ndarray, pb: np.ndarray, threshold: float, max_iters: int):
-    """(model, inlier mask) of a MAGSAC++ fit, or (None, all-False mask) when there is none
-    (degenerate input included: see `lookalike.matching.geometry.fit_model`)."""
-    return fit_model(kind, pa, pb, threshold, max_iters)
-
-
 def verify_pair(a: dict, b: dict, ratio: float = 0.8, threshold_h: float = 4.0,
                 threshold_f: float = 1.5, min_inliers_h: int = 12, min_inliers_f: int = 20,
                 max_iters: int = 1000, weights_a: np.ndarray | None = None,
@@ -96,13 +84,13 @@ def verify_pair(a: dict, b: dict, ratio: float = 0.8, threshold_h: float = 4.0,
     distractor pairs). `weights_a`/`weights_b`, one value in [0, 1] per keypoint (a landmark
     focus, see `lookalike.retrieval.focus`), count each inlier by its weights; None counts it fully.
     """
-    pairs = mutual_matches(a["descriptors"], b["descriptors"], ratio)
+    pairs = mutual_nearest(a["descriptors"], b["descriptors"], ratio)
     if len(pairs) < MIN_MATCHES:
         return no_match(len(pairs))
     pa = a["keypoints"][pairs[:, 0], :2].astype(np.float32)
     pb = b["keypoints"][pairs[:, 1], :2].astype(np.float32)
-    homography, mask_h = _fit("homography", pa, pb, threshold_h, max_iters)
-    fundamental, mask_f = _fit("fundamental", pa, pb, threshold_f, max_iters)
+    homography, mask_h = fit_model("homography", pa, pb, threshold_h, max_iters)
+    fundamental, mask_f = fit_model("fundamental", pa, pb, threshold_f, max_iters)
     weight = np.ones(len(pairs))
     if weights_a is not None:
         weight = weight * weights_a[pairs[:, 0]]

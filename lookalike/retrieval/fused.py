@@ -29,6 +29,7 @@ from lookalike.features.contract import (
 )
 from lookalike.features.registry import get_method, register
 from lookalike.imaging.loading import LoadOptions
+from lookalike.ocr.evidence import feature_text
 from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Item, Pipeline, ReferenceSet
 
 
@@ -129,7 +130,7 @@ class Fused(Method):
         kept = [path for path in local.paths if path not in errors]
         keys = dict(zip(local.paths, local.content_keys))
         items = [Item(global_.feature_of(path), local.feature_of(path), keys.get(path),
-                      _read_text(texts.feature_of(path)) if texts else "")
+                      feature_text(texts.feature_of(path)) if texts else "")
                  for path in kept]
         self._store = cache  # ranking these items reads and writes verifications there
         return FeatureSet(self, kept, items, errors, [keys[path] for path in kept])
@@ -145,7 +146,7 @@ class Fused(Method):
             local = local_part.extract(image)
             global_feature = global_part.aggregate(local) \
                 if shares_local(global_part, local_part) else global_part.extract(image)
-            text = _read_text(reader.extract(image)) if reader else ""
+            text = feature_text(reader.extract(image)) if reader else ""
             items.append(Item(global_feature, local, None, text))
         return items
 
@@ -188,9 +189,3 @@ class Fused(Method):
                 for j, item in enumerate(gallery):
                     matrix[i, j] = with_text_evidence(matrix[i, j], query.text, item.text)
         return matrix
-
-
-def _read_text(feature) -> str:
-    from lookalike.ocr.evidence import feature_text
-
-    return feature_text(feature)
