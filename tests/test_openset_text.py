@@ -16,7 +16,7 @@ from landmark_gallery import DISTRACTOR, GALLERY, QUERIES, photo
 from PIL import Image
 
 from lookalike.evaluation.evaluate import DatasetError
-from lookalike.evaluation.openset import evaluate_identify, markdown_summary
+from lookalike.evaluation.identification import evaluate_identify, markdown_summary
 from lookalike.ocr.signboards import Sign, paste_sign
 
 NAMES = {"chateau_de_sceaux": {"en": "Château de Sceaux", "ja": "ソー城"},

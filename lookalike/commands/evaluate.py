@@ -86,7 +86,7 @@ def run_method_evaluation(args: argparse.Namespace) -> int:
 
 
 def run_identify_evaluation(args: argparse.Namespace) -> int:
-    from lookalike.evaluation.openset import evaluate_identify, markdown_summary
+    from lookalike.evaluation.identification import evaluate_identify, markdown_summary
 
     if args.use_text:
         from lookalike.ocr.reader import OcrUnavailable, check_available

@@ -1,4 +1,4 @@
-"""Open-set evaluation of `identify` (leave-one-out) and the fit of its calibration.
+"""Evaluating `identify`: the open-set test (leave-one-out) and the fit of its calibration.
 
 Each labelled photo is queried against a gallery of all the other labelled photos (its own
 landmark's other photos included); each distractor is queried against all labelled photos and
