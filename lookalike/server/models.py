@@ -246,8 +246,8 @@ def match_model(candidate: Candidate, index: GalleryIndex) -> MatchPoints | None
         return None
     return MatchPoints(reference=candidate.reference,
                        reference_size=reference_size(index, candidate.reference),
-                       query_points=rounded(match.query_points, MATCH_POINTS),
-                       reference_points=rounded(match.ref_points, MATCH_POINTS))
+                       query_points=rounded(match.points_a, MATCH_POINTS),
+                       reference_points=rounded(match.points_b, MATCH_POINTS))
 
 
 def candidate_model(candidate: Candidate, index: GalleryIndex) -> CandidateAnswer:
@@ -290,7 +290,7 @@ def answer_model(answer: Answer, index: GalleryIndex) -> IdentifyAnswer:
     polygon = None
     if positive(answer) and best is not None and best.landmark == answer.landmark and \
             best.match is not None:
-        polygon = region_polygon(best.match.query_points)
+        polygon = region_polygon(best.match.points_a)
     return IdentifyAnswer(
         photo=answer.photo, landmark=answer.landmark, probability=round(answer.probability, 4),
         display_name=display_name(landmark) if landmark else None,
