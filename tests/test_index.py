@@ -1,4 +1,4 @@
-"""ReferenceSet index: build, add, remove, info, atomic updates, bad files."""
+"""Gallery index: build, add, remove, info, atomic updates, bad files."""
 
 from __future__ import annotations
 

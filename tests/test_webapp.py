@@ -171,7 +171,7 @@ def test_gallery_page_edits_behind_the_admin_key(live_server, browser, tmp_path)
     page.fill("#api-key", "wrong-key-wrong-key-wrong")
     page.click("#key-form button[type=submit]")
     page.wait_for_selector("#status.error")
-    assert page.text_content("#status") == "This needs a valid API key. Enter it on the ReferenceSet page."
+    assert page.text_content("#status") == "This needs a valid API key. Enter it on the Gallery page."
     page.fill("#api-key", ADMIN_KEY)
     page.click("#key-form button[type=submit]")
     page.wait_for_selector("#key-status[data-scope='admin']")

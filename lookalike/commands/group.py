@@ -50,7 +50,7 @@ def add_command(subparsers) -> None:
 
 
 def check_gallery_folder(folder: str | None) -> None:
-    """ReferenceSet folders are written into an empty or new folder only, so groups of two runs
+    """Gallery folders are written into an empty or new folder only, so groups of two runs
     never mix."""
     if folder and os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
         raise UsageError(f"{folder}: --into-gallery needs a new or empty folder")

@@ -1,4 +1,4 @@
-"""ReferenceSet index: reference photos per landmark, stored so that a query needs one file.
+"""Gallery index: reference photos per landmark, stored so that a query needs one file.
 
 Why one SQLite file: the landmarks (names in several languages, location, regions), each
 reference photo's content hash, its global feature and its local features travel together,
