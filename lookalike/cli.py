@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `lookalike COMMAND --help` for each command's options.",
     )
     parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
-    parser.add_argument("--verbose", "-v", action="store_true", help="log more detail")
+    parser.add_argument("--verbose", "-v", action="count", default=0,
+                        help="log more detail (-vv: debug detail, e.g. each folder skipped)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                        parser_class=ArgumentParser)
     for name in COMMANDS:
@@ -47,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         extract.FORCE_PROGRESS = True if getattr(args, "progress", False) else None
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    logging.basicConfig(level=levels.get(args.verbose, logging.DEBUG),
                         format="%(levelname)s: %(message)s")
     return run_handler(args)
 

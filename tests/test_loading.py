@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from conftest import photos_of
 from lookalike.imaging.loading import (
     ImageLoadError,
     LoadOptions,
@@ -166,3 +167,65 @@ def test_damaged_but_complete_jpeg_decodes_like_pillow():
     data[middle:middle + 8] = b"\xff\x00\x12\x34\xff\xd0\x00\x00"
     for options in (LoadOptions(), LoadOptions(luminance_only=True)):
         assert decode_image(bytes(data), "damaged.jpg", options).size == (64, 64)
+
+
+def test_find_images_skips_nas_system_and_hidden_folders(tmp_path, caplog):
+    import logging
+
+    photo = photos_of("magdalen_tower")[0].read_bytes()
+    for folder in ["2024", "2024/@eaDir/IMG_1.jpg", "#recycle", ".Trash-1000", ".thumbnails",
+                   "$RECYCLE.BIN", "2024/Screenshots", "2023/raw"]:
+        (tmp_path / folder).mkdir(parents=True)
+    keep = [tmp_path / "2024" / "IMG_1.jpg", tmp_path / "2023" / "IMG_9.jpg"]
+    skip = [tmp_path / "2024" / "@eaDir" / "IMG_1.jpg" / "SYNOFILE_THUMB_XL.jpg",
+            tmp_path / "#recycle" / "old.jpg", tmp_path / ".Trash-1000" / "gone.jpg",
+            tmp_path / ".thumbnails" / "t.png", tmp_path / "$RECYCLE.BIN" / "x.jpg",
+            tmp_path / "2024" / "Screenshots" / "s.png", tmp_path / "2023" / "raw" / "r.jpg",
+            tmp_path / "2024" / "IMG_2.tmp.jpg"]
+    for path in keep + skip:
+        path.write_bytes(photo)
+    with caplog.at_level(logging.DEBUG, logger="lookalike.imaging.loading"):
+        found = find_images([tmp_path], exclude=["Screenshots", "2023/raw", "*.tmp.jpg"])
+    assert found == [str(path) for path in sorted(keep)]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("@eaDir" in line and "NAS or system folder" in line for line in debug)
+    assert any("Screenshots" in line and "--exclude Screenshots" in line for line in debug)
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert info == ["skipped 1 file(s) and 7 folder(s): hidden, NAS or system folders, or "
+                    "--exclude (-vv lists them)"]
+    # a folder given by name is walked as asked, whatever its name
+    assert find_images([tmp_path / "#recycle"]) == [str(tmp_path / "#recycle" / "old.jpg")]
+
+
+@pytest.fixture(scope="module")
+def huge_jpeg(tmp_path_factory):
+    """A 13400 x 13400 JPEG (180 Mpx, past Pillow's own hard limit of 179 Mpx): 400 kB."""
+    path = tmp_path_factory.mktemp("huge") / "panorama.jpg"
+    image = Image.new("L", (13400, 13400), 128)
+    image.paste(255, (0, 0, 6700, 6700))
+    image.save(path, quality=50)
+    return path
+
+
+def test_pixel_limit_is_the_callers_and_can_be_lifted(huge_jpeg):
+    before = Image.MAX_IMAGE_PIXELS
+    small = LoadOptions(min_long_side=1000)  # decoded at 1/8 scale, as a method would
+    image = load_image(huge_jpeg, small)  # the default limit (200 Mpx) lets it through
+    assert image.info["original_size"] == (13400, 13400) and max(image.size) < 2000
+    with pytest.raises(ImageLoadError) as refused:
+        load_image(huge_jpeg, LoadOptions(min_long_side=1000, max_pixels=100_000_000))
+    message = str(refused.value)
+    assert message.startswith(f"{huge_jpeg}: too large: 13400x13400 = 179,560,000 pixels")
+    assert "limit of 100,000,000" in message and "--max-pixels" in message
+    assert "decompression bomb DOS" not in message  # our words, not Pillow's
+    assert load_image(huge_jpeg, LoadOptions(min_long_side=1000, max_pixels=0)).size == image.size
+    assert Image.MAX_IMAGE_PIXELS == before  # Pillow's global is left as it was
+
+
+def test_pillow_warning_size_is_not_a_refusal(tmp_path):
+    """Pillow warns at 89.5 Mpx; that used to refuse a 100 Mpx photo with its wording."""
+    path = tmp_path / "tall.jpg"
+    Image.new("L", (10000, 9000), 90).save(path, quality=50)
+    assert load_image(path, LoadOptions(min_long_side=500)).info["original_size"] == (10000, 9000)
+    with pytest.raises(ImageLoadError, match="limit of 50,000,000"):
+        load_image(path, LoadOptions(max_pixels=50_000_000))

@@ -1,24 +1,32 @@
 """Image loading in one place: every method sees the same, correctly oriented pixels.
 
-Handles JPEG, PNG, WebP, TIFF, BMP, GIF (first frame) and HEIC; applies EXIF orientation;
-converts palette, alpha (onto white), 16-bit, CMYK and grayscale images to 8-bit RGB (or L
-in grayscale mode); refuses decompression bombs; and decodes JPEGs at reduced size (Pillow
-`draft`) when a method only needs a small image. Every failure raises `ImageLoadError`,
-which names the file and the reason, so a run can report it and go on.
+Handles JPEG, PNG, WebP, TIFF, BMP, GIF (first frame), HEIC and camera RAW (`raw.py`);
+applies EXIF orientation; converts palette, alpha (onto white), 16-bit, CMYK and grayscale
+images to 8-bit RGB (or L in grayscale mode); refuses images over the caller's pixel limit
+(`LoadOptions.max_pixels`, the command line's `--max-pixels`) before decoding them; and
+decodes JPEGs at reduced size (Pillow `draft`) when a method only needs a small image. Every
+failure raises `ImageLoadError`, which names the file and the reason, so a run can report it
+and go on. `find_images` walks folders as a photo library holds them (NAS and system folders
+skipped, `--exclude` globs honoured).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import io
+import logging
 import os
+import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from lookalike.imaging.raw import RAW_EXTENSIONS, RawDecodeError, is_raw, read_raw
 
 try:  # HEIC/HEIF support is optional at import time but installed by default.
     import pillow_heif
@@ -29,8 +37,18 @@ except ImportError:  # pragma: no cover - exercised only without pillow-heif
 
 IMAGE_EXTENSIONS = frozenset(
     [".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif"]
+) | RAW_EXTENSIONS
+# The default pixel limit: a 200-megapixel phone photo (16320 x 12240) passes, a 20000 x 20000
+# decompression bomb is refused. 0 means no limit (`--max-pixels 0`).
+DEFAULT_MAX_PIXELS = 200_000_000
+# Folders of a photo library that hold no photos of its own: NAS thumbnails and recycle bins
+# (Synology, QNAP), Windows and Linux system folders. Hidden folders (".Trash-1000",
+# ".thumbnails", ".@__thumb") are skipped too.
+SYSTEM_FOLDERS = frozenset(
+    ["@eaDir", "@tmp", "@sharebin", "@Recycle", "@Recently-Snapshot", "#recycle", "#snapshot",
+     "$RECYCLE.BIN", "System Volume Information", "lost+found"]
 )
-DEFAULT_MAX_PIXELS = 120_000_000  # ~11000 x 11000; a 20000 x 20000 bomb is refused.
+log = logging.getLogger(__name__)
 
 
 class ImageLoadError(Exception):
@@ -131,14 +149,19 @@ def decode_image(data: bytes, name: str | os.PathLike, options: LoadOptions = Lo
         raise ImageLoadError(name, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image, original_size = _decode_oriented(data, name, options)
+            # The pixel limit is ours (`options.max_pixels`), checked before decoding; Pillow's
+            # warning at its own 89.5 Mpx is not a refusal here.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if is_raw(name, data):
+                image, original_size = _decode_raw(data, name, options)
+            else:
+                image, original_size = _decode_oriented(data, name, options)
     except ImageLoadError:
         raise
+    except RawDecodeError as error:
+        raise ImageLoadError(name, str(error)) from None
     except UnidentifiedImageError:
         raise ImageLoadError(name, f"not an image ({_describe_start(data)})") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageLoadError(name, f"too large: {error}") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as error:
         reason = str(error) or type(error).__name__
         if "truncated" in reason.lower():
@@ -156,26 +179,68 @@ def decode_image(data: bytes, name: str | os.PathLike, options: LoadOptions = Lo
     return image
 
 
-def _decode_oriented(data: bytes, name: str | os.PathLike, options: LoadOptions
-                     ) -> tuple[Image.Image, tuple[int, int]]:
-    """The decoded pixels turned upright by their EXIF orientation, and the upright size of
-    the full image (JPEGs may be decoded smaller); refuses more pixels than allowed before
-    decoding any."""
+def too_large(width: int, height: int, max_pixels: int) -> str | None:
+    """Why a `width` x `height` image is refused under `max_pixels` (0: no limit), or None."""
+    if not max_pixels or width * height <= max_pixels:
+        return None
+    return (f"too large: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+            f"{max_pixels:,} (a decompression bomb?); raise it with --max-pixels N "
+            f"(0: no limit)")
+
+
+def _decode_oriented(data: bytes, name: str | os.PathLike, options: LoadOptions,
+                     default_orientation: int = 1) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded pixels turned upright by their EXIF orientation (or `default_orientation`
+    when the file has none), and the upright size of the full image (JPEGs may be decoded
+    smaller); refuses more pixels than `options.max_pixels` before decoding any."""
+    try:
+        return _decode_within_limit(data, name, options, default_orientation)
+    except Image.DecompressionBombError:
+        # Pillow's own hard limit (twice its MAX_IMAGE_PIXELS: 179 Mpx) is a module global;
+        # ours may be higher. Such an image (rare) is decoded with Pillow's limit lifted,
+        # under a lock, and the global restored after; every other image leaves it alone.
+        with _PILLOW_LIMIT_LOCK:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                return _decode_within_limit(data, name, options, default_orientation)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _decode_within_limit(data: bytes, name: str | os.PathLike, options: LoadOptions,
+                         default_orientation: int) -> tuple[Image.Image, tuple[int, int]]:
     image = Image.open(io.BytesIO(data))
     width, height = image.size
+    reason = too_large(width, height, options.max_pixels)
+    if reason:
+        raise ImageLoadError(name, reason)
     orientation = image.getexif().get(0x0112, 1)
     orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+    orientation = orientation if orientation != 1 else default_orientation
     original_size = (width, height) if orientation < 5 else (height, width)
-    if width * height > options.max_pixels:
-        raise ImageLoadError(
-            name,
-            f"too large: {width}x{height} = {width * height:,} pixels exceeds the limit of "
-            f"{options.max_pixels:,} (a decompression bomb?); raise it with --max-pixels",
-        )
     image = _decode_pixels(image, data, options)
     if orientation != 1:
         image = image.transpose(ORIENTATION_TRANSPOSES[orientation])
     return image, original_size
+
+
+def _decode_raw(data: bytes, name: str | os.PathLike, options: LoadOptions
+                ) -> tuple[Image.Image, tuple[int, int]]:
+    """A camera RAW file's embedded preview (decoded as any JPEG, with the RAW's orientation
+    when the preview has none), or its demosaiced pixels when the preview is missing or small."""
+    contents = read_raw(data, options.max_pixels, options.min_long_side)
+    if contents.jpeg is not None:
+        return _decode_oriented(contents.jpeg, name, options, contents.orientation)
+    image = Image.fromarray(contents.pixels, "RGB")
+    reason = too_large(image.width, image.height, options.max_pixels)
+    if reason:
+        raise ImageLoadError(name, reason)
+    if contents.orientation != 1:
+        image = image.transpose(ORIENTATION_TRANSPOSES[contents.orientation])
+    return image, image.size
 
 
 def _decode_pixels(image: Image.Image, data: bytes, options: LoadOptions) -> Image.Image:
@@ -213,27 +278,71 @@ def load_image(path: str | os.PathLike, options: LoadOptions = LoadOptions()) ->
     return decode_image(read_bytes(path), path, options)
 
 
-def find_images(inputs: Iterable[str | os.PathLike]) -> list[str]:
+def find_images(inputs: Iterable[str | os.PathLike], exclude: Sequence[str] = ()) -> list[str]:
     """Expand files and folders (recursively, sorted) into image paths, keeping paths as given.
 
     Files named explicitly are always returned, whatever their extension, so that a wrong file
-    is reported rather than silently ignored; inside folders only image extensions are taken.
+    is reported rather than silently ignored; inside folders only image extensions are taken,
+    and what is not part of a photo library is skipped: hidden files and folders, NAS and
+    system folders (`SYSTEM_FOLDERS`), and every file or folder that an `exclude` glob matches
+    (by its name, or by its path below the given folder, e.g. `Screenshots`, `2019/*`,
+    `*.png`). Each skip is logged at debug level, their count at info level.
     """
     found: list[str] = []
+    skipped = _Skipped(tuple(exclude))
     for item in inputs:
         item = str(item)
         if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                        found.append(os.path.join(root, name))
+            found += _walk(item, skipped)
         else:
             found.append(item)
-    seen: set[str] = set()
-    unique = []
-    for path in found:
-        if path not in seen:
-            seen.add(path)
-            unique.append(path)
-    return unique
+    skipped.report()
+    return list(dict.fromkeys(found))
+
+
+class _Skipped:
+    """What `find_images` left out, and why."""
+
+    def __init__(self, exclude: tuple[str, ...]):
+        self.exclude = exclude
+        self.counts: dict[str, int] = {}
+
+    def reason(self, name: str, relative: str, folder: bool) -> str | None:
+        if name.startswith("."):
+            return "hidden"
+        if folder and name in SYSTEM_FOLDERS:
+            return "NAS or system folder"
+        for pattern in self.exclude:
+            if fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(relative, pattern):
+                return f"--exclude {pattern}"
+        return None
+
+    def skip(self, path: str, name: str, relative: str, folder: bool) -> bool:
+        reason = self.reason(name, relative, folder)
+        if reason is None:
+            return False
+        kind = "folder" if folder else "file"
+        log.debug("skipped %s %s (%s)", kind, path, reason)
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        return True
+
+    def report(self) -> None:
+        if self.counts:
+            told = " and ".join(f"{count} {kind}(s)" for kind, count in sorted(self.counts.items()))
+            log.info("skipped %s: hidden, NAS or system folders, or --exclude "
+                     "(-vv lists them)", told)
+
+
+def _walk(top: str, skipped: _Skipped) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(top):
+        below = os.path.relpath(root, top)
+        below = "" if below == "." else below.replace(os.sep, "/") + "/"
+        dirs[:] = sorted(d for d in dirs
+                         if not skipped.skip(os.path.join(root, d), d, below + d, folder=True))
+        for name in sorted(files):
+            if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            if not skipped.skip(os.path.join(root, name), name, below + name, folder=False):
+                found.append(os.path.join(root, name))
+    return found
