@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from lookalike import progress
 from lookalike.commands.common import ArgumentParser, run_handler
 
 # The commands, in the order `lookalike --help` lists them: module lookalike.commands.NAME.
@@ -43,10 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "progress", False) or "lookalike.features.extract" in sys.modules:
-        from lookalike.features import extract  # not imported otherwise: `methods` need not pay
-
-        extract.FORCE_PROGRESS = True if getattr(args, "progress", False) else None
+    progress.configure(True if getattr(args, "progress", False) else None,
+                       f"lookalike {args.command}")
 
     levels = {0: logging.WARNING, 1: logging.INFO}
     logging.basicConfig(level=levels.get(args.verbose, logging.DEBUG),

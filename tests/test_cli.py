@@ -150,7 +150,7 @@ def test_a_path_that_does_not_exist_is_a_usage_error_and_writes_nothing(tmp_path
 
 def test_progress_bars_only_on_a_terminal_unless_asked(photo_folder, tmp_path, capsys,
                                                        monkeypatch):
-    import lookalike.features.extract as features
+    from lookalike import progress
 
     argv = ["compare", str(photo_folder), "-m", "ahash", "-o", str(tmp_path / "o"), "-j", "1",
             "--no-cache"]
@@ -162,10 +162,50 @@ def test_progress_bars_only_on_a_terminal_unless_asked(photo_folder, tmp_path, c
         assert main([*argv, "--progress", "--quiet"]) == 0
         assert capsys.readouterr().err == ""  # --quiet still wins
         monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-        features.FORCE_PROGRESS = None
-        assert features.show_progress(quiet=False) and not features.show_progress(quiet=True)
+        progress.FORCE_PROGRESS = None
+        assert progress.show_progress(quiet=False) and not progress.show_progress(quiet=True)
     finally:
-        features.FORCE_PROGRESS = None
+        progress.configure(None, "lookalike")
+
+
+def test_a_run_without_a_terminal_logs_plain_progress_lines(photo_folder, tmp_path):
+    """stderr is a pipe here, as in CI or cron: no bar, but plain lines that say the job is
+    alive (every LOOKALIKE_PROGRESS_SECONDS; 0 makes every step print one)."""
+    import os
+
+    env = {**os.environ, "LOOKALIKE_PROGRESS_SECONDS": "0"}
+    command = [sys.executable, "-m", "lookalike.cli", "compare", str(photo_folder), "-m",
+               "ahash", "-o", str(tmp_path / "o"), "-j", "1", "--no-cache"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "\r" not in result.stderr and "it/s" not in result.stderr  # no tqdm bar
+    assert any(line.startswith("lookalike compare: ahash 1/3 img, ") and "s left" in line
+               for line in lines), lines
+    assert any(line.startswith("lookalike compare: ahash 3/3 img, done in ") for line in lines)
+    quiet = subprocess.run([*command, "--quiet"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert quiet.returncode == 0 and "lookalike compare:" not in quiet.stderr
+
+
+def test_log_progress_waits_its_interval():
+    import io
+
+    from lookalike.progress import LogProgress
+
+    stream = io.StringIO()
+    bar = LogProgress(100, "akaze", "img", interval=3600, stream=stream)
+    for _ in range(100):
+        bar.update(1)
+    bar.close()
+    assert stream.getvalue() == ""  # a job shorter than the interval says nothing
+    bar = LogProgress(4, "akaze", "img", interval=0, stream=stream)
+    for _ in range(4):
+        bar.update(1)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("lookalike: akaze 1/4 img, 0 s, ~0 s left")
+    assert lines[-1].startswith("lookalike: akaze 4/4 img, done in")
 
 
 def test_ocr_help_lists_only_what_ocr_uses():

@@ -15,16 +15,14 @@ landmarks.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from lookalike.evaluation.metrics import DISTRACTOR, retrieval_metrics
-from lookalike.features.extract import show_progress
+from lookalike.progress import progress_bar
 from lookalike.retrieval.calibration import Calibration, fit, method_spec
 from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Item, Pipeline, ReferenceSet
 
@@ -37,8 +35,7 @@ def evidence_matrix(items: Sequence[Item], pipeline: Pipeline, quiet: bool = Tru
     """N x N x F evidence: row i = photo i ranked against every photo (itself included)."""
     gallery = ReferenceSet(items, pipeline.global_method)
     rows = []
-    for query in tqdm(items, desc="ranking", unit="photo", disable=not show_progress(quiet),
-                      file=sys.stderr, leave=False):
+    for query in progress_bar(desc="ranking", quiet=quiet, unit="photo", iterable=items):
         rows.append(pipeline.evidence(query, gallery).evidence)
     return np.stack(rows) if rows else np.zeros((0, 0, len(PAIR_EVIDENCE)))
 

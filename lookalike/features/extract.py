@@ -11,18 +11,16 @@ from __future__ import annotations
 import ctypes
 import functools
 import multiprocessing
-import sys
 from collections.abc import Sequence
 from concurrent import futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm import tqdm
-
 from lookalike.features.cache import FeatureCache, NoCache, content_hash
 from lookalike.features.contract import FeatureSet, Method
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
+from lookalike.progress import progress_bar
 
 CHUNK = 32
 
@@ -60,29 +58,6 @@ def _decode(data: bytes, path: str, options: LoadOptions):
 
 def _failure(method: Method, error: Exception) -> str:
     return f"{method.name} failed: {type(error).__name__}: {error}"
-
-
-# Whether to draw progress bars: None = only when stderr is a terminal; True = always (the
-# command line's `--progress`). `quiet` hides them either way.
-FORCE_PROGRESS: bool | None = None
-
-
-def show_progress(quiet: bool) -> bool:
-    """Bars redraw with carriage returns, which fill a log file or a CI log with noise, so they
-    are drawn on a terminal only, unless forced."""
-    if quiet:
-        return False
-    if FORCE_PROGRESS is not None:
-        return FORCE_PROGRESS
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced by an object without it, or closed
-        return False
-
-
-def progress_bar(total: int, desc: str, quiet: bool, unit: str = "img") -> tqdm:
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
-                disable=not show_progress(quiet), dynamic_ncols=True, leave=False)
 
 
 def extract_features(

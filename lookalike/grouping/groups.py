@@ -29,18 +29,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
 import networkx as nx
 import numpy as np
-from tqdm import tqdm
 
 from lookalike.features.cache import FeatureCache, NoCache
 from lookalike.features.contract import FeatureSet
-from lookalike.features.extract import show_progress
 from lookalike.matching.geometry import Match
+from lookalike.progress import progress_bar
 from lookalike.retrieval.calibration import Calibration
 from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
 
@@ -117,8 +115,8 @@ def shortlist_probabilities(items: Sequence[Item], pipeline: Pipeline, quiet: bo
     probabilities: dict[tuple[int, int], float] = {}
     matches: dict[tuple[int, int], Match] = {}
     similarities: dict[tuple[int, int], float] = {}
-    for i, item in enumerate(tqdm(items, desc="grouping", unit="photo", file=sys.stderr,
-                                  disable=not show_progress(quiet), leave=False)):
+    for i, item in enumerate(progress_bar(desc="grouping", quiet=quiet, unit="photo",
+                                          iterable=items)):
         ranking = pipeline.evidence(item, gallery)
         calibration = pipeline.calibration if calibration_of is None else calibration_of(i)
         shortlisted = [j for j in ranking.matches if j != i]

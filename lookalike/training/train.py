@@ -25,7 +25,6 @@ import dataclasses
 import hashlib
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,13 +34,12 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from lookalike.features.extract import show_progress
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, find_images, load_image
 from lookalike.methods.augnet import IMAGENET_MEAN, IMAGENET_STD, resize_short_side
 from lookalike.nets.augnet import AugNet, load_state_dict, stock_weights_path
 from lookalike.nets.threads import configure_threads
+from lookalike.progress import progress_bar
 from lookalike.training.settings import TrainSettings
 
 STRIDE = 32  # pixels per cell of ResNet50's last feature map
@@ -168,7 +166,7 @@ def verified_pairs(paths: list[str], maps: list[torch.Tensor], sizes: list[tuple
                    model: AugNet, settings: TrainSettings, cache, jobs: int,
                    quiet: bool) -> list[Pair]:
     """Photos that show the same scene, found by geometric verification (no labels)."""
-    from lookalike.features.extract import extract_features, progress_bar
+    from lookalike.features.extract import extract_features
     from lookalike.methods.verified import Verified, verify_pair
 
     method = Verified()
@@ -203,8 +201,7 @@ def prepare(paths: Sequence[str], settings: TrainSettings, cache=None, jobs: int
     model = base_model()
     rng = np.random.default_rng(settings.seed)
     kept, maps, views, sizes, errors = [], [], [], [], {}
-    bar = tqdm(paths, desc="feature maps", unit="img", file=sys.stderr,
-               disable=not show_progress(quiet), dynamic_ncols=True, leave=False)
+    bar = progress_bar(desc="feature maps", quiet=quiet, unit="img", iterable=paths)
     for path in bar:
         try:
             image = load_image(path, LoadOptions())
@@ -319,9 +316,8 @@ def fit(prepared: Prepared, settings: TrainSettings, indices: Sequence[int] | No
         raise ValueError("training needs at least 2 photos")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: threads only wait for each other on a busy CPU
-    bar = tqdm(total=settings.epochs * steps, initial=len(losses) * steps, desc="training",
-               unit="step", file=sys.stderr, disable=not show_progress(quiet),
-               dynamic_ncols=True, leave=False)
+    bar = progress_bar(settings.epochs * steps, "training", quiet, unit="step",
+                       initial=len(losses) * steps)
     for epoch in range(len(losses), settings.epochs):
         order = rng.permutation(indices)
         total = 0.0
