@@ -214,3 +214,43 @@ def test_ocr_help_lists_only_what_ocr_uses():
     assert result.returncode == 0 and "--min-confidence" in result.stdout
     assert "--weights" not in result.stdout and "--device" not in result.stdout
     assert "--progress" in result.stdout
+
+
+def test_max_pixels_names_the_photo_its_size_the_limit_and_the_flag(photo_folder, tmp_path,
+                                                                    capsys):
+    from PIL import Image
+
+    big = photo_folder / "nested" / "other.jpg"
+    width, height = Image.open(big).size
+    argv = ["compare", str(photo_folder), "-m", "ahash", "-o", str(tmp_path / "o"), "-j", "1",
+            "--no-cache", "-q"]
+    assert main([*argv, "--max-pixels", str(width * height - 1)]) == 2
+    err = capsys.readouterr().err
+    assert f"{big}: too large: {width}x{height} = {width * height:,} pixels exceeds the limit " \
+           f"of {width * height - 1:,}" in err and "--max-pixels" in err
+    assert main([*argv, "--max-pixels", "0"]) == 0  # no limit
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--max-pixels", "-3"])
+    assert refused.value.code == 1
+    assert "--max-pixels: must be 0 (no limit) or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # not offered where it would be ignored
+        main(["explain", str(big), str(big), "-o", str(tmp_path / "e.png"), "--max-pixels", "5"])
+    assert refused.value.code == 1
+
+
+def test_exclude_and_system_folders_are_skipped_by_the_commands(photo_folder, tmp_path):
+    eadir = photo_folder / "@eaDir" / "x.jpg"
+    eadir.mkdir(parents=True)
+    shutil.copy(photos_of("tower_bridge")[0], eadir / "SYNOFILE_THUMB_XL.jpg")
+    out = tmp_path / "o"
+    argv = ["compare", str(photo_folder), "-m", "ahash", "-o", str(out), "-j", "1", "-q"]
+    assert main(argv) == 0
+    assert len(read_csv(out / "ahash.csv")) == 4  # the 3 photos, not the NAS thumbnail
+    assert main([*argv, "--exclude", "nested"]) == 0
+    names = read_csv(out / "ahash.csv")[0][1:]
+    assert len(names) == 2 and not any("nested" in name for name in names)
+    result = subprocess.run([sys.executable, "-m", "lookalike.cli", "-v", *argv, "--exclude",
+                             "*.jpg", "--exclude", "nested"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1  # nothing left is a usage error, and the log says why
+    assert "skipped 2 file(s) and 2 folder(s)" in result.stderr

@@ -178,3 +178,39 @@ def test_photo_digest_is_part_of_the_file_format():
 
     assert photo_digest(b"lookalike") == "a47cc7f521bfe9ec68e2e41a630b35ac"
     assert content_hash(b"lookalike") == "3a6a4818aab088a575cd9fde98be28d1"
+
+
+def test_build_refuses_to_replace_an_index_unless_forced(built, tmp_path, capsys):
+    """An index may have gained photos since it was built (`index add`, HTTP): `index build
+    -o` over it is refused, and the file is left byte for byte as it was."""
+    gallery, output = built
+    target = copy_of(output, tmp_path)
+    before = target.read_bytes()
+    argv = ["index", "build", str(gallery), "-o", str(target), "-q", "-j", "1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"{target} exists (2 landmarks, 6 photos" in err and "--force" in err
+    assert "index add" in err
+    assert target.read_bytes() == before
+    not_index = tmp_path / "notes.lkidx"
+    not_index.write_text("mine")
+    assert main(["index", "build", str(gallery), "-o", str(not_index), "-q"]) == 1
+    assert "not a readable index" in capsys.readouterr().err and not_index.read_text() == "mine"
+    with GalleryIndex(target) as index:  # a landmark removed: --force rebuilds it from gallery
+        index.remove(["strecha_castle"], ())
+    assert main([*argv, "--force"]) == 0
+    assert GalleryIndex(target).info()["references"] == 6
+
+
+def test_gallery_folders_skip_nas_and_excluded_folders(tmp_path):
+    gallery = make_gallery(tmp_path / "gallery", ["strecha_castle"])
+    for junk in ["@eaDir", "#recycle", "strecha_castle/@eaDir"]:
+        (gallery / junk).mkdir()
+        (gallery / junk / "thumb.jpg").symlink_to(photo(GALLERY["strecha_castle"][0]))
+    (gallery / "drafts").mkdir()
+    (gallery / "drafts" / "a.jpg").symlink_to(photo(GALLERY["strecha_castle"][1]))
+    entries = read_gallery(gallery)
+    assert [e.landmark.id for e in entries] == ["drafts", "strecha_castle"]
+    assert len(entries[1].photos) == 3  # not the NAS thumbnail inside the landmark
+    assert [e.landmark.id for e in read_gallery(gallery, exclude=["drafts"])] == \
+        ["strecha_castle"]

@@ -30,7 +30,7 @@ def add_command(subparsers) -> None:
                         help="gallery photos verified per query (default: the preset's)")
     parser.add_argument("--expansion", type=int, default=None, metavar="N",
                         help="verified photos averaged into the query (default: the preset's)")
-    add_common_options(parser)
+    add_common_options(parser, folders=False)
     parser.set_defaults(handler=run)
 
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                 if key != "preset"}
     fitted = calibrate_dataset(args.dataset, args.preset, args.negatives, args.gray,
                                args.shortlist, args.expansion, settings, cache_from_args(args),
-                               args.jobs, args.quiet)
+                               args.jobs, args.quiet, args.max_pixels)
     model = fitted.calibration
     model.save(args.output)
     for name, numbers in (("fitted", model.info.get("fitted")),

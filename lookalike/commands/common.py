@@ -39,9 +39,12 @@ def run_handler(args: argparse.Namespace) -> int:
 
 
 def add_common_options(parser: argparse.ArgumentParser, gray: bool = True,
-                       deep: bool = True) -> None:
+                       deep: bool = True, folders: bool = True, pixels: bool = True) -> None:
     """Options every feature-extracting command shares (`deep`: it runs the deep methods, so
-    `--weights` and `--device` mean something to it)."""
+    `--weights` and `--device` mean something to it; `folders`: it walks folders of photos
+    and honours `--exclude`; `pixels`: it honours `--max-pixels`)."""
+    from lookalike.imaging.loading import DEFAULT_MAX_PIXELS
+
     group = parser.add_argument_group("common options")
     if gray:
         group.add_argument("--gray", action="store_true",
@@ -51,10 +54,25 @@ def add_common_options(parser: argparse.ArgumentParser, gray: bool = True,
     group.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     group.add_argument("--jobs", "-j", type=int, default=default_jobs(), metavar="N",
                        help="parallel workers (default: number of CPU cores)")
-    group.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    group.add_argument("--quiet", "-q", action="store_true",
+                       help="no progress bars or progress lines")
     group.add_argument("--progress", action="store_true",
-                       help="progress bars even when stderr is not a terminal (default: only "
-                            "on a terminal)")
+                       help="progress bars even when stderr is not a terminal (default: a bar "
+                            "on a terminal, else a plain line every "
+                            "LOOKALIKE_PROGRESS_SECONDS=10 seconds)")
+    if pixels:
+        group.add_argument("--max-pixels", type=pixel_count, default=DEFAULT_MAX_PIXELS,
+                           metavar="N",
+                           help=f"refuse photos of more pixels than this, a guard against "
+                                f"decompression bombs (default {DEFAULT_MAX_PIXELS:_}, "
+                                f"200 Mpx; 0: no limit)")
+    if folders:
+        group.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                           help="inside folders, skip files and folders whose name or path "
+                                "below the given folder matches GLOB (repeatable), e.g. "
+                                "'Screenshots', '2019/*', '*.png'; NAS and system folders "
+                                "(@eaDir, #recycle, .Trash-*, ...) and hidden ones are always "
+                                "skipped")
     if deep:
         group.add_argument("--weights", metavar="MODEL.pt",
                            help="fine-tuned AugNet weights from `lookalike train` for augnet")
@@ -72,27 +90,40 @@ def add_engine_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--engine", choices=COMPUTE_ENGINES, default="local", help=help)
 
 
+def pixel_count(text: str) -> int:
+    """`--max-pixels`: a whole number of pixels (underscores allowed), 0 for no limit."""
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of pixels: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or more")
+    return value
+
+
 def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def existing_inputs(paths: Sequence[str] | None) -> list[str]:
-    """The image files in `paths` (files and folders); a path that does not exist is a usage
-    error, raised before any work or output, rather than a file reported unreadable."""
+def existing_inputs(paths: Sequence[str] | None, exclude: Sequence[str] = ()) -> list[str]:
+    """The image files in `paths` (files and folders, less what `exclude` globs match); a path
+    that does not exist is a usage error, raised before any work or output, rather than a file
+    reported unreadable."""
     from lookalike.imaging.loading import find_images
 
     missing = [path for path in paths or [] if not os.path.lexists(path)]
     if missing:
         raise UsageError(f"{missing[0]}: no such file or folder"
                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    return find_images(paths or [])
+    return find_images(paths or [], exclude)
 
 
-def found_images(paths: Sequence[str]) -> list[str]:
-    """The image files in `paths`; none at all is a usage error."""
+def found_images(paths: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
+    """The image files in `paths` (less what `exclude` globs match); none at all is a usage
+    error."""
     from lookalike.imaging.loading import find_images
 
-    found = find_images(paths)
+    found = find_images(paths, exclude)
     if not found:
         raise UsageError("no image files found in the given paths")
     return found

@@ -36,14 +36,15 @@ def run(args: argparse.Namespace) -> int:
     from lookalike.features.registry import parse_methods
 
     parse_methods(args.methods)  # an unknown method is named first: it is the likelier slip
-    queries = existing_inputs(args.queries)
-    gallery = existing_inputs(args.against) if args.against else None
+    queries = existing_inputs(args.queries, args.exclude)
+    gallery = existing_inputs(args.against, args.exclude) if args.against else None
     if not queries or gallery == []:
         raise UsageError("no image files found in the given paths")
     result = compare(
         queries, against=gallery, methods=args.methods, gray=args.gray,
         outdir=args.output, cache=cache_option(args), jobs=args.jobs,
         quiet=args.quiet, method_settings=method_settings_from_args(args),
+        max_pixels=args.max_pixels,
     )
     if not args.quiet:
         names = ", ".join(f"{name}.csv" for name in result.matrices)

@@ -38,7 +38,7 @@ def add_command(subparsers) -> None:
                         help="folder of extra photos that show none of the landmarks")
     parser.add_argument("--output", "-o", metavar="OUTDIR",
                         help="output folder (required, except with --identify)")
-    add_common_options(parser, gray=False)
+    add_common_options(parser, gray=False, folders=False)
     identify = parser.add_argument_group("open-set evaluation of identify")
     identify.add_argument("--identify", action="store_true",
                           help="open-set evaluation of `identify`: leave-one-out over the "
@@ -75,6 +75,7 @@ def run_method_evaluation(args: argparse.Namespace) -> int:
         args.dataset, methods=args.methods, gray=args.gray, outdir=args.output,
         cache=cache_option(args), jobs=args.jobs, quiet=args.quiet,
         negatives=args.negatives, method_settings=method_settings_from_args(args),
+        max_pixels=args.max_pixels,
     )
     if not args.quiet:
         from lookalike.evaluation.report import markdown_table
@@ -100,7 +101,7 @@ def run_identify_evaluation(args: argparse.Namespace) -> int:
                                 fit_calibration=args.fit_calibration,
                                 negatives=args.gallery_negatives,
                                 methods=(args.global_method, args.local_method),
-                                use_text=args.use_text)
+                                use_text=args.use_text, max_pixels=args.max_pixels)
     print(markdown_summary(summary))
     if args.output and not args.quiet:
         print(f"wrote identify_results.csv, identify_curve.csv/.png and identify_summary.json "

@@ -23,7 +23,7 @@ def add_command(subparsers) -> None:
                         help="sidecar JSON of boxes/polygons per photo (see lookalike.retrieval.focus)")
     parser.add_argument("--no-fused", action="store_true",
                         help="skip the fused probability (only the local matcher is run)")
-    add_common_options(parser, gray=False)
+    add_common_options(parser, gray=False, folders=False, pixels=False)
     parser.set_defaults(handler=run)
 
 

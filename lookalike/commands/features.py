@@ -42,10 +42,11 @@ def run(args: argparse.Namespace) -> int:
             f"{method.name} features are sets of local keypoints, not fixed-length vectors; "
             "nothing to export as a matrix (use `compare` to score them)"
         )
-    paths = existing_inputs(args.images)
+    paths = existing_inputs(args.images, args.exclude)
     if not paths:
         raise UsageError("no image files found in the given paths")
-    features = extract_features(method, paths, cache_from_args(args), args.jobs, args.quiet)
+    features = extract_features(method, paths, cache_from_args(args), args.jobs, args.quiet,
+                                args.max_pixels)
     dtype = np.uint8 if method.feature_kind == BITS else np.float32
     width = len(features.features[0]) if features.features else 0
     matrix = np.stack(features.features).astype(dtype) if features.features \

@@ -72,13 +72,13 @@ def run(args: argparse.Namespace) -> int:
     except (UnknownPresetError, CalibrationError) as error:
         raise UsageError(str(error)) from None
     check_gallery_folder(args.into_gallery)
-    paths = existing_inputs(args.photos)
+    paths = existing_inputs(args.photos, args.exclude)
     if not paths:
         raise UsageError("no image files found in the given paths")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UsageError(f"{args.output}: exists and is not a folder")
     grouping = group_photos(paths, preset=preset, cache=cache_from_args(args), jobs=args.jobs,
-                            quiet=args.quiet, threshold=threshold)
+                            quiet=args.quiet, threshold=threshold, max_pixels=args.max_pixels)
     os.makedirs(args.output, exist_ok=True)
     write_groups_csv(grouping, os.path.join(args.output, "groups.csv"))
     if grouping.errors:

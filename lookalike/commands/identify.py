@@ -66,12 +66,13 @@ def settings_from_args(args: argparse.Namespace):
     from lookalike.gallery.identify import Settings
 
     return Settings(top=args.top, threshold=args.threshold, use_gps=args.use_gps,
-                    gps_radius_km=args.gps_radius, use_text=args.use_text)
+                    gps_radius_km=args.gps_radius, use_text=args.use_text,
+                    max_pixels=args.max_pixels)
 
 
 def run(args: argparse.Namespace) -> int:
     """Answer every photo (identify, or verify with `args.landmark`); exit 2 if any failed."""
-    paths = found_images(args.photos)
+    paths = found_images(args.photos, args.exclude)
     identifier = open_identifier(args)
     names = identifier.names()
     results = ResultsCsv(args.csv, args.quiet) if getattr(args, "csv", None) else None
@@ -124,7 +125,8 @@ def answers(args: argparse.Namespace, identifier, photos: list[str]) -> Iterable
     from lookalike.gallery.batch import identify_many
 
     cache = cache_from_args(args)
-    return identify_many(identifier, photos, local_extractor(cache, args.jobs, args.quiet),
+    extract = local_extractor(cache, args.jobs, args.quiet, args.max_pixels)
+    return identify_many(identifier, photos, extract,
                          args.landmark, cache, args.jobs, args.quiet)
 
 

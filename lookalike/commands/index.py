@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from lookalike.commands.common import (
@@ -40,6 +41,9 @@ def _add_build(actions) -> None:
     )
     build.add_argument("gallery", metavar="GALLERY", help="gallery folder or manifest .csv")
     build.add_argument("--output", "-o", required=True, metavar="NAME.lkidx")
+    build.add_argument("--force", action="store_true",
+                       help="replace NAME.lkidx if it exists (default: refuse, since it may "
+                            "hold photos added since, e.g. over HTTP; `index add` adds to it)")
     add_engine_option(build, "extract features locally (default) or on a Ray cluster")
     build.add_argument("--global", dest="global_method", metavar="METHOD",
                        help="global descriptor instead of the preset's (e.g. asmk, augnet); "
@@ -101,17 +105,40 @@ def print_report(action: str, report, target, quiet: bool) -> int:
     return report_errors(report.errors)
 
 
+def check_new_index(output: str, force: bool) -> None:
+    """`index build` writes a new index; replacing one that exists (which may have gained
+    landmarks and photos since it was built, by `index add` or over HTTP) needs --force."""
+    if not os.path.lexists(output) or force:
+        return
+    if os.path.isdir(output):
+        raise UsageError(f"{output}: is a folder, not an index file")
+    held = ""
+    try:
+        from lookalike.gallery.index import GalleryIndex
+
+        with GalleryIndex(output) as index:
+            info = index.info()
+        held = f" ({info['landmarks']} landmarks, {info['references']} photos, updated " \
+               f"{info['updated']})"
+    except Exception:  # not an index (or damaged): still not ours to replace unasked
+        held = " (not a readable index)"
+    raise UsageError(f"{output} exists{held}; it was left as it is. Add photos to it with "
+                     f"`lookalike index add {output} ...`, or replace it with --force")
+
+
 def run_build(args: argparse.Namespace) -> int:
     from lookalike.engines import extractor
     from lookalike.gallery.folders import read_gallery
     from lookalike.gallery.index import build_index
     from lookalike.gallery.roles import fit_gallery_codebook, pipeline_methods
 
+    check_new_index(args.output, args.force)
     global_method, local_method = pipeline_methods(args.preset, args.global_method,
                                                    args.local_method, args.weights,
                                                    args.codebook)
-    extract = extractor(args.engine, cache_from_args(args), args.jobs, args.quiet)
-    entries = read_gallery(args.gallery, negatives=args.negatives)
+    extract = extractor(args.engine, cache_from_args(args), args.jobs, args.quiet,
+                        args.max_pixels)
+    entries = read_gallery(args.gallery, negatives=args.negatives, exclude=args.exclude)
     if args.fit_codebook:
         global_method = fit_gallery_codebook(entries, global_method, local_method, extract,
                                              args.output, args.quiet)
@@ -130,10 +157,10 @@ def run_add(args: argparse.Namespace) -> int:
     from lookalike.gallery.index import GalleryIndex
 
     entries = _landmark_entries(args) if args.landmark else \
-        [entry for source in args.sources for entry in read_gallery(source)]
+        [entry for source in args.sources for entry in read_gallery(source, exclude=args.exclude)]
     with GalleryIndex(args.index) as index:
         report = index.add(entries, extractor(args.engine, cache_from_args(args), args.jobs,
-                                              args.quiet))
+                                              args.quiet, args.max_pixels))
     return print_report("add", report, args.index, args.quiet)
 
 
@@ -145,7 +172,7 @@ def _landmark_entries(args: argparse.Namespace) -> list:
     from lookalike.gallery.folders import GalleryEntry, Landmark, read_landmark_json
     from lookalike.gallery.index import GalleryIndex
 
-    photos = found_images(args.sources)
+    photos = found_images(args.sources, args.exclude)
     with GalleryIndex(args.index) as index:
         landmark = index.landmarks.get(args.landmark, Landmark(args.landmark))
     if args.landmark_json:

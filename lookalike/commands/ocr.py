@@ -59,14 +59,15 @@ def run(args: argparse.Namespace) -> int:
     from lookalike.features.registry import get_method
     from lookalike.ocr import reader as ocr
 
-    paths = found_images(args.photos)
+    paths = found_images(args.photos, args.exclude)
     names = landmark_names_from_args(args)
     try:
         ocr.check_available(args.ocr_engine)
     except ocr.OcrUnavailable as error:
         raise UsageError(str(error)) from None
     method = get_method("text", engine=args.ocr_engine, min_confidence=args.min_confidence)
-    features = extract_features(method, paths, cache_from_args(args), args.jobs, args.quiet)
+    features = extract_features(method, paths, cache_from_args(args), args.jobs, args.quiet,
+                                args.max_pixels)
     errors = dict(features.errors)
     if args.draw:
         os.makedirs(args.draw, exist_ok=True)

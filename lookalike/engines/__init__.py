@@ -15,12 +15,16 @@ from __future__ import annotations
 COMPUTE_ENGINES = ("local", "ray")
 
 
-def extractor(engine: str, cache=None, jobs: int = 1, quiet: bool = True):
-    """The extractor of an engine by name."""
+def extractor(engine: str, cache=None, jobs: int = 1, quiet: bool = True,
+              max_pixels: int | None = None):
+    """The extractor of an engine by name; `max_pixels`: the local engine's pixel limit
+    (None: the loader's default, 0: none)."""
     if engine == "local":
         from lookalike.engines.local import local_extractor
 
-        return local_extractor(cache, jobs, quiet)
+        if max_pixels is None:
+            return local_extractor(cache, jobs, quiet)
+        return local_extractor(cache, jobs, quiet, max_pixels)
     if engine == "ray":
         from lookalike.engines.ray import ray_extractor
 

@@ -19,7 +19,7 @@ from lookalike.features.cache import FeatureCache, NoCache, open_cache
 from lookalike.features.contract import FeatureSet, Method
 from lookalike.features.extract import extract_feature_sets
 from lookalike.features.registry import get_method, parse_methods
-from lookalike.imaging.loading import find_images
+from lookalike.imaging.loading import DEFAULT_MAX_PIXELS, find_images
 from lookalike.progress import progress_bar
 from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
 
@@ -157,8 +157,10 @@ def compare(
     jobs: int = 1,
     quiet: bool = True,
     method_settings: dict[str, Any] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> CompareResult:
-    """Compare query photos with a gallery (or with each other) by each method."""
+    """Compare query photos with a gallery (or with each other) by each method; photos over
+    `max_pixels` (0: no limit) are reported as errors."""
     query_paths = find_images(queries)
     gallery_paths = find_images(against) if against else None
     feature_cache = open_cache(cache)
@@ -166,8 +168,9 @@ def compare(
     errors: dict[str, str] = {}
     chosen = [get_method(name, method_settings, gray=gray)
               for name in parse_methods(methods)]
-    query_sets = extract_feature_sets(chosen, query_paths, feature_cache, jobs, quiet)
-    gallery_sets = (extract_feature_sets(chosen, gallery_paths, feature_cache, jobs, quiet)
+    query_sets = extract_feature_sets(chosen, query_paths, feature_cache, jobs, quiet, max_pixels)
+    gallery_sets = (extract_feature_sets(chosen, gallery_paths, feature_cache, jobs, quiet,
+                                         max_pixels)
                     if gallery_paths is not None else query_sets)
     sets = list(zip(chosen, query_sets, gallery_sets))
     for _, query_set, gallery_set in sets:

@@ -25,7 +25,7 @@ from lookalike.features.cache import open_cache
 from lookalike.features.contract import FeatureSet, Method
 from lookalike.features.extract import extract_feature_sets, extracted_together
 from lookalike.features.registry import get_method, parse_methods
-from lookalike.imaging.loading import find_images
+from lookalike.imaging.loading import DEFAULT_MAX_PIXELS, find_images
 
 DISTRACTOR_FOLDER = "distractors"
 
@@ -114,6 +114,7 @@ def evaluate(
     quiet: bool = True,
     negatives: str | os.PathLike | None = None,
     method_settings: dict[str, Any] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> EvaluationResult:
     """Evaluate methods on a labelled dataset; with `outdir`, write tables, plots and HTML.
 
@@ -137,7 +138,7 @@ def evaluate(
         for group in passes:
             feature_cache.hit_files = set()
             start = time.perf_counter()
-            sets = extract_feature_sets(group, paths, feature_cache, jobs, quiet)
+            sets = extract_feature_sets(group, paths, feature_cache, jobs, quiet, max_pixels)
             seconds = (time.perf_counter() - start) / len(group)  # shared time, split evenly
             computed = max(0, len(paths) - feature_cache.hits)
             for method, features in zip(group, sets):

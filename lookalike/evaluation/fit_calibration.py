@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.evaluation.metrics import DISTRACTOR, retrieval_metrics
+from lookalike.imaging.loading import DEFAULT_MAX_PIXELS
 from lookalike.progress import progress_bar
 from lookalike.retrieval.calibration import Calibration, fit, method_spec
 from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Item, Pipeline, ReferenceSet
@@ -111,7 +112,8 @@ def calibrate_dataset(dataset: str | os.PathLike, preset: str | None = None,
                       negatives: str | os.PathLike | None = None, gray: bool = False,
                       shortlist: int | None = None, expansion: int | None = None,
                       method_settings: dict[str, Any] | None = None, cache=None, jobs: int = 1,
-                      quiet: bool = True) -> DatasetCalibration:
+                      quiet: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS
+                      ) -> DatasetCalibration:
     """Fit a preset's `fused` calibration on a labelled dataset (folder or manifest).
 
     The photos go through the same feature extraction as everywhere (cache, `jobs`); the
@@ -124,7 +126,7 @@ def calibrate_dataset(dataset: str | os.PathLike, preset: str | None = None,
     method = get_method("fused", method_settings, gray=gray, preset=preset or "default")
     if not any(label != DISTRACTOR for label in labels):
         raise DatasetError(f"{dataset}: no labelled landmark photos to calibrate on")
-    features = extract_features(method, paths, cache, jobs, quiet)
+    features = extract_features(method, paths, cache, jobs, quiet, max_pixels)
     kept = [labels[i] for i, path in enumerate(paths) if path not in features.errors]
     global_part, local_part = method.parts()
     chosen = method._preset

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.imaging.loading import DEFAULT_MAX_PIXELS
 from lookalike.matching.geometry import Match
 from lookalike.retrieval.calibration import fit, method_spec, sigmoid
 from lookalike.retrieval.pipeline import (
@@ -51,7 +52,8 @@ class QueryOutcome:
 
 def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | None = None,
                   cache=None, jobs: int = 1, quiet: bool = True, negatives: bool = False,
-                  methods: tuple[str | None, str | None] = (None, None)
+                  methods: tuple[str | None, str | None] = (None, None),
+                  max_pixels: int = DEFAULT_MAX_PIXELS
                   ) -> tuple[list[QueryOutcome], dict[str, str], Pipeline]:
     """Run the two identify stages for every photo against all other labelled photos (and,
     with `negatives`, the other distractors as the index's negatives)."""
@@ -62,8 +64,8 @@ def leave_one_out(paths: Sequence[str], labels: Sequence[str], preset: str | Non
 
     chosen = get_preset(preset)
     global_method, local_method = pipeline_methods(chosen.name, *methods)
-    globals_, locals_, errors = local_extractor(cache, jobs, quiet)(list(paths), global_method,
-                                                                    local_method)
+    extract = local_extractor(cache, jobs, quiet, max_pixels)
+    globals_, locals_, errors = extract(list(paths), global_method, local_method)
     keys = _content_keys(paths, cache)
     ok = [p for p in paths if p not in errors]
     label_of = dict(zip(paths, labels))
@@ -208,7 +210,8 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
                       fit_calibration: str | os.PathLike | None = None,
                       negatives: bool = False,
                       methods: tuple[str | None, str | None] = (None, None),
-                      use_text: bool = False) -> dict[str, Any]:
+                      use_text: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+                      ) -> dict[str, Any]:
     """Leave-one-out open-set evaluation; writes results, the curve and a figure to `outdir`.
 
     With `use_text`, each query's signboard text (OCR) adds its fitted log-odds to the
@@ -225,7 +228,7 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
                            "landmark's folder")
     started = time.perf_counter()
     outcomes, errors, pipeline = leave_one_out(paths, labels, preset, cache, jobs, quiet,
-                                               negatives, methods)
+                                               negatives, methods, max_pixels)
     x, y, _ = evidence_rows(outcomes)
     if len(set(y.tolist())) < 2:
         raise DatasetError(f"{dataset}: too few photos per landmark to evaluate identification "

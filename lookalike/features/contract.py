@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from lookalike.imaging.loading import LoadOptions
+from lookalike.imaging.loading import DEFAULT_MAX_PIXELS, LoadOptions
 
 # What a feature is, which decides how it is exported and how matrices are computed.
 BITS = "bits"  # 1-D uint8 array of 0/1
@@ -146,8 +146,10 @@ class Method:
     composed: ClassVar[bool] = False  # True: `extract_features` calls `combine_features`
 
     def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
-                         quiet: bool = False) -> FeatureSet:
-        """Features of `paths` from the other methods' extraction (`composed` methods)."""
+                         quiet: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+                         ) -> FeatureSet:
+        """Features of `paths` from the other methods' extraction (`composed` methods);
+        photos over `max_pixels` (0: no limit) go to `.errors`."""
         raise NotImplementedError(f"{self.name} is not composed of other methods")
 
     # A local matcher that a global descriptor can shortlist for:

@@ -9,6 +9,7 @@ cache in one transaction (a kill loses at most the chunk in flight).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import multiprocessing
 from collections.abc import Sequence
@@ -19,14 +20,22 @@ from typing import Any
 
 from lookalike.features.cache import FeatureCache, NoCache, content_hash
 from lookalike.features.contract import FeatureSet, Method
-from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
+from lookalike.imaging.loading import (
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    LoadOptions,
+    decode_image,
+    read_bytes,
+)
 from lookalike.progress import progress_bar
 
 CHUNK = 32
 
 
-def _extract_file(methods: Sequence[Method], path: str, data: bytes) -> list[tuple[str, Any]]:
-    """Every method's feature of one file, decoding it once per distinct pixel format asked for.
+def _extract_file(methods: Sequence[Method], path: str, data: bytes,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[str, Any]]:
+    """Every method's feature of one file, decoding it once per distinct pixel format asked for
+    (and refusing it over `max_pixels`, 0: no limit).
 
     Returns ('ok', encoded feature) or ('error', reason) per method, so one method failing on
     an odd image does not cost the others their result.
@@ -34,7 +43,7 @@ def _extract_file(methods: Sequence[Method], path: str, data: bytes) -> list[tup
     decoded: dict[LoadOptions, Any] = {}
     out: list[tuple[str, Any]] = []
     for method in methods:
-        options = method.load_options()
+        options = load_options(method, max_pixels)
         if options not in decoded:
             decoded[options] = _decode(data, path, options)
         image = decoded[options]
@@ -46,6 +55,11 @@ def _extract_file(methods: Sequence[Method], path: str, data: bytes) -> list[tup
         except Exception as error:  # a method failing on one odd image must not end the run
             out.append(("error", _failure(method, error)))
     return out
+
+
+def load_options(method: Method, max_pixels: int) -> LoadOptions:
+    """The method's pixel format, under the caller's pixel limit."""
+    return dataclasses.replace(method.load_options(), max_pixels=max_pixels)
 
 
 def _decode(data: bytes, path: str, options: LoadOptions):
@@ -66,9 +80,11 @@ def extract_features(
     cache: FeatureCache | NoCache | None = None,
     jobs: int = 1,
     quiet: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> FeatureSet:
-    """Features of `method` for `paths`, in order; unreadable files go to `.errors`."""
-    return extract_feature_sets([method], paths, cache, jobs, quiet)[0]
+    """Features of `method` for `paths`, in order; unreadable files (and photos over
+    `max_pixels`, 0: no limit) go to `.errors`."""
+    return extract_feature_sets([method], paths, cache, jobs, quiet, max_pixels)[0]
 
 
 def extract_feature_sets(
@@ -77,6 +93,7 @@ def extract_feature_sets(
     cache: FeatureCache | NoCache | None = None,
     jobs: int = 1,
     quiet: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[FeatureSet]:
     """Features of several methods for the same files, one `FeatureSet` per method.
 
@@ -92,12 +109,12 @@ def extract_feature_sets(
         if extracted_together(method):
             plain.append(index)
         elif method.composed:  # built from other methods: reuses their caches
-            sets[index] = method.combine_features(paths, cache, jobs, quiet)
+            sets[index] = method.combine_features(paths, cache, jobs, quiet, max_pixels)
         else:
-            sets[index] = _extract_batched(method, paths, cache, jobs, quiet)
+            sets[index] = _extract_batched(method, paths, cache, jobs, quiet, max_pixels)
     if plain:
         for index, found in zip(plain, _extract_plain([methods[i] for i in plain], paths, cache,
-                                                      jobs, quiet)):
+                                                      jobs, quiet, max_pixels)):
             sets[index] = found
     return sets  # type: ignore[return-value]
 
@@ -193,7 +210,7 @@ def _make_pool(methods: Sequence[Method], jobs: int) -> futures.Executor | None:
     return futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
 
 
-def _extract_plain(methods, paths, cache, jobs, quiet) -> list[FeatureSet]:
+def _extract_plain(methods, paths, cache, jobs, quiet, max_pixels) -> list[FeatureSet]:
     """The shared pass. Chunks overlap: while the workers compute one chunk, this thread reads,
     hashes and looks up the next and queues it, so the workers never wait between chunks."""
     collector = _Collector(methods)
@@ -204,7 +221,8 @@ def _extract_plain(methods, paths, cache, jobs, quiet) -> list[FeatureSet]:
         with _one_blas_thread_per_job():
             in_flight = None
             for start in range(0, len(paths), CHUNK):
-                queued = _queue_chunk(collector, paths[start:start + CHUNK], cache, pool, bar)
+                queued = _queue_chunk(collector, paths[start:start + CHUNK], cache, pool, bar,
+                                      max_pixels)
                 if in_flight is not None:
                     pool = _finish_chunk(collector, in_flight, cache, pool, jobs, bar, queued)
                 in_flight = queued
@@ -231,15 +249,16 @@ class _QueuedChunk:
     todo: dict[str, list[int]]  # path -> indices of the methods it still needs
     contents: dict[str, bytes]
     running: dict[futures.Future, tuple[str, list[int]]] | None  # None: computed when finished
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
-def _queue_chunk(collector: _Collector, chunk, cache, pool, bar) -> _QueuedChunk:
+def _queue_chunk(collector: _Collector, chunk, cache, pool, bar, max_pixels) -> _QueuedChunk:
     contents, missing = collector.read_chunk(chunk, cache)
     missing_sets = [set(todo_of_method) for todo_of_method in missing]
     todo = {path: [m for m in range(len(missing)) if path in missing_sets[m]] for path in contents}
     todo = {path: wanted for path, wanted in todo.items() if wanted}
     bar.update(len(chunk) - len(todo))
-    queued = _QueuedChunk(todo, contents, None)
+    queued = _QueuedChunk(todo, contents, None, max_pixels)
     _submit(collector.methods, queued, pool)
     return queued
 
@@ -248,7 +267,8 @@ def _submit(methods, queued: _QueuedChunk, pool) -> None:
     """Hand a chunk's files to the pool; without one they are computed when finished."""
     if pool is not None:
         queued.running = {
-            pool.submit(_extract_file, [methods[m] for m in wanted], path, queued.contents[path]):
+            pool.submit(_extract_file, [methods[m] for m in wanted], path, queued.contents[path],
+                        queued.max_pixels):
             (path, wanted) for path, wanted in queued.todo.items()}
 
 
@@ -271,7 +291,7 @@ def _finish_chunk(collector: _Collector, queued: _QueuedChunk, cache, pool, jobs
         pool.shutdown(cancel_futures=True)
         for path, wanted in crashed:
             outcome = _extract_in_own_worker([methods[m] for m in wanted], path,
-                                             queued.contents[path])
+                                             queued.contents[path], queued.max_pixels)
             for m, (status, value) in zip(wanted, outcome):
                 collector.take(m, path, status, value, stored)
             bar.update(1)
@@ -282,12 +302,13 @@ def _finish_chunk(collector: _Collector, queued: _QueuedChunk, cache, pool, jobs
     return pool
 
 
-def _extract_in_own_worker(methods, path: str, data: bytes) -> list[tuple[str, Any]]:
+def _extract_in_own_worker(methods, path: str, data: bytes, max_pixels: int
+                           ) -> list[tuple[str, Any]]:
     """Extract one file in a fresh worker process, so a file that crashes its worker (or
     gets it killed) is reported by name without taking other files with it."""
     with futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as own:
         try:
-            return own.submit(_extract_file, methods, path, data).result()
+            return own.submit(_extract_file, methods, path, data, max_pixels).result()
         except BrokenProcessPool:
             reason = "the worker process died while reading this file (crashed or was killed)"
             return [("error", reason)] * len(methods)
@@ -299,7 +320,7 @@ def _outcomes(methods, queued: _QueuedChunk):
     if queued.running is None:
         for path, wanted in queued.todo.items():
             yield path, wanted, _extract_file([methods[m] for m in wanted], path,
-                                              queued.contents[path])
+                                              queued.contents[path], queued.max_pixels)
         return
     for job in futures.as_completed(queued.running):
         path, wanted = queued.running[job]
@@ -310,7 +331,7 @@ def _outcomes(methods, queued: _QueuedChunk):
         yield path, wanted, outcome
 
 
-def _extract_batched(method, paths, cache, jobs, quiet) -> FeatureSet:
+def _extract_batched(method, paths, cache, jobs, quiet, max_pixels) -> FeatureSet:
     """A batched method (a network): decode in threads, run the model on batches here."""
     collector = _Collector([method])
     pool = futures.ThreadPoolExecutor(jobs) if jobs > 1 else None
@@ -321,7 +342,8 @@ def _extract_batched(method, paths, cache, jobs, quiet) -> FeatureSet:
             contents, (missing,) = collector.read_chunk(chunk, cache)
             bar.update(len(chunk) - len(missing))
             stored: list = []
-            for path, (status, value) in _compute_batched(method, missing, contents, pool, bar):
+            for path, (status, value) in _compute_batched(method, missing, contents, pool, bar,
+                                                          max_pixels):
                 collector.take(0, path, status, value, stored)
             cache.put_many(stored)
     finally:
@@ -331,12 +353,12 @@ def _extract_batched(method, paths, cache, jobs, quiet) -> FeatureSet:
     return collector.feature_sets(paths)[0]
 
 
-def _compute_batched(method, paths, contents, pool, bar):
+def _compute_batched(method, paths, contents, pool, bar, max_pixels):
     """Yield (path, outcome); with a pool, later files decode while a batch runs the model."""
     if not paths:
         return
     decoded = (pool.map if pool is not None else map)(
-        lambda p: _decode(contents[p], p, method.load_options()), paths
+        lambda p: _decode(contents[p], p, load_options(method, max_pixels)), paths
     )
     names, images = [], []
     for path, image in zip(paths, decoded):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import InputError
-from lookalike.imaging.loading import IMAGE_EXTENSIONS, find_images
+from lookalike.imaging.loading import IMAGE_EXTENSIONS, find_images, folder_skip_reason
 
 LANDMARK_FILE = "landmark.json"
 
@@ -86,17 +86,19 @@ def negatives_entry(photos: Sequence[str]) -> GalleryEntry:
 
 
 def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None,
-                 negatives: str | os.PathLike | None = None) -> list[GalleryEntry]:
+                 negatives: str | os.PathLike | None = None, exclude: Sequence[str] = ()
+                 ) -> list[GalleryEntry]:
     """A gallery folder (one subfolder per landmark) or a manifest CSV (`path,label`).
 
     Photos of no landmark are negatives: a `_negatives/` or `distractors/` folder, rows
-    labelled `distractor` in a manifest, or the photos under `negatives`.
+    labelled `distractor` in a manifest, or the photos under `negatives`. In folders, what
+    `find_images` skips is skipped (NAS and system folders, hidden ones, `exclude` globs).
     """
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
         entries, negative_photos = _read_manifest_gallery(source)
     elif source.is_dir():
-        entries, negative_photos = _read_folder_gallery(source)
+        entries, negative_photos = _read_folder_gallery(source, exclude)
     else:
         raise GalleryError(f"{source}: not a gallery folder or a manifest .csv")
     if include is not None:
@@ -106,7 +108,7 @@ def read_gallery(source: str | os.PathLike, include: Sequence[str] | None = None
     if negatives is not None:
         if not Path(negatives).is_dir():
             raise GalleryError(f"{negatives}: --negatives must be a folder of photos")
-        negative_photos += find_images([negatives])
+        negative_photos += find_images([negatives], exclude)
     if negative_photos:
         entries[NEGATIVES] = negatives_entry(negative_photos)
     return list(entries.values())
@@ -133,12 +135,16 @@ def _read_manifest_gallery(manifest: Path) -> tuple[dict[str, GalleryEntry], lis
     return entries, negative_photos
 
 
-def _read_folder_gallery(root: Path) -> tuple[dict[str, GalleryEntry], list[str]]:
-    """Landmarks (one subfolder each, hidden ones skipped) and the negative folders' photos."""
+def _read_folder_gallery(root: Path, exclude: Sequence[str] = ()
+                         ) -> tuple[dict[str, GalleryEntry], list[str]]:
+    """Landmarks (one subfolder each; hidden, NAS, system and excluded ones skipped) and the
+    negative folders' photos."""
     entries: dict[str, GalleryEntry] = {}
     negative_photos: list[str] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        photos = [p for p in find_images([folder]) if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
+    for folder in sorted(p for p in root.iterdir()
+                         if p.is_dir() and folder_skip_reason(p.name, exclude) is None):
+        photos = [p for p in find_images([folder], exclude)
+                  if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
         if not photos:
             continue
         if folder.name in NEGATIVE_FOLDERS:

@@ -37,6 +37,7 @@ import numpy as np
 
 from lookalike.features.cache import FeatureCache, NoCache
 from lookalike.features.contract import FeatureSet
+from lookalike.imaging.loading import DEFAULT_MAX_PIXELS
 from lookalike.matching.geometry import Match
 from lookalike.progress import progress_bar
 from lookalike.retrieval.calibration import Calibration
@@ -234,14 +235,15 @@ def near_duplicate_sets(members: Sequence[int], links: Sequence[PairLink],
 
 # -- the entry point -----------------------------------------------------------------------------
 def photo_items(paths: Sequence[str], preset: str = "default", cache=None, jobs: int = 1,
-                quiet: bool = True) -> tuple[FeatureSet, Pipeline]:
+                quiet: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS
+                ) -> tuple[FeatureSet, Pipeline]:
     """The photos' items of the preset's two methods (unreadable files in `.errors`) and the
     preset's pipeline with its shipped pair calibration, verifying through `cache`."""
     from lookalike.features.registry import get_method
 
     fused = get_method("fused", preset=preset)
     features = fused.combine_features(list(paths), cache if cache is not None else NoCache(),
-                                      jobs, quiet)
+                                      jobs, quiet, max_pixels)
     return features, fused.pipeline()
 
 
@@ -263,16 +265,17 @@ def grouping_from_links(photos: Sequence[str], links: Sequence[PairLink],
 
 
 def group_photos(paths: Sequence[str], preset: str = "default", cache=None, jobs: int = 1,
-                 quiet: bool = True, threshold: float = THRESHOLD) -> Grouping:
+                 quiet: bool = True, threshold: float = THRESHOLD,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Grouping:
     """Group photos by landmark with the preset's pipeline and its shipped pair calibration.
 
     `cache` is a FeatureCache (features and pair verifications are kept there); None or a
     NoCache keeps nothing after the run. Files that cannot be read are in `.errors` and left
-    out; the rest are grouped."""
+    out (photos over `max_pixels` too, 0: no limit); the rest are grouped."""
     with contextlib.ExitStack() as scratch:
         if cache is None or isinstance(cache, NoCache):
             cache = scratch_cache(scratch)
-        features, pipeline = photo_items(paths, preset, cache, jobs, quiet)
+        features, pipeline = photo_items(paths, preset, cache, jobs, quiet, max_pixels)
         probabilities, matches, similarities = shortlist_probabilities(
             features.features, pipeline, quiet)
     links = confirmed_links(probabilities, matches, similarities, threshold)

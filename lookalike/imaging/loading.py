@@ -300,6 +300,12 @@ def find_images(inputs: Iterable[str | os.PathLike], exclude: Sequence[str] = ()
     return list(dict.fromkeys(found))
 
 
+def folder_skip_reason(name: str, exclude: Sequence[str] = ()) -> str | None:
+    """Why `find_images` would skip a folder of this name (hidden, NAS or system folder, an
+    `exclude` glob), or None; for callers that walk folders of their own (galleries)."""
+    return _Skipped(tuple(exclude)).reason(name, name, folder=True)
+
+
 class _Skipped:
     """What `find_images` left out, and why."""
 

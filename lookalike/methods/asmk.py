@@ -20,7 +20,7 @@ from PIL import Image
 
 from lookalike.features.contract import GLOBAL, LOCAL, FeatureSet, Method, SearchIndex
 from lookalike.features.registry import get_method, register
-from lookalike.imaging.loading import LoadOptions
+from lookalike.imaging.loading import DEFAULT_MAX_PIXELS, LoadOptions
 from lookalike.matching import asmk
 
 
@@ -81,11 +81,11 @@ class Asmk(Method):
         return asmk.aggregate(local["descriptors"], self.words())
 
     def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
-                         quiet: bool = False):
+                         quiet: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS):
         """Aggregate the local method's features, so its cache entries are reused."""
         from lookalike.features.extract import extract_features
 
-        local = extract_features(self.local_method(), paths, cache, jobs, quiet)
+        local = extract_features(self.local_method(), paths, cache, jobs, quiet, max_pixels)
         return FeatureSet(self, local.paths, [self.aggregate(f) for f in local.features],
                           local.errors, local.content_keys)
 

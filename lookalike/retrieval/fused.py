@@ -28,7 +28,7 @@ from lookalike.features.contract import (
     shares_local,
 )
 from lookalike.features.registry import get_method, register
-from lookalike.imaging.loading import LoadOptions
+from lookalike.imaging.loading import DEFAULT_MAX_PIXELS, LoadOptions
 from lookalike.ocr.evidence import feature_text
 from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Item, Pipeline, ReferenceSet
 
@@ -116,16 +116,16 @@ class Fused(Method):
 
     # -- features --------------------------------------------------------------------------
     def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
-                         quiet: bool = False):
+                         quiet: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS):
         """Features from the two parts' own extraction, so their cache entries are reused
         (local first: a global method aggregated from it then reads it from the cache)."""
         from lookalike.features.extract import extract_features
 
         global_part, local_part = self.parts()
-        local = extract_features(local_part, paths, cache, jobs, quiet)
-        global_ = extract_features(global_part, local.paths, cache, jobs, quiet)
-        texts = (extract_features(get_method("text", gray=self.gray), paths, cache, jobs, quiet)
-                 if self.use_text else None)
+        local = extract_features(local_part, paths, cache, jobs, quiet, max_pixels)
+        global_ = extract_features(global_part, local.paths, cache, jobs, quiet, max_pixels)
+        texts = (extract_features(get_method("text", gray=self.gray), paths, cache, jobs, quiet,
+                                  max_pixels) if self.use_text else None)
         errors = {**local.errors, **global_.errors, **(texts.errors if texts else {})}
         kept = [path for path in local.paths if path not in errors]
         keys = dict(zip(local.paths, local.content_keys))
