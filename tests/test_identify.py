@@ -261,3 +261,137 @@ def test_a_distractors_folder_holds_negatives_not_a_landmark(tmp_path, capsys):
         assert all(c.landmark != "_negatives" for c in answer.candidates)
     assert identifier.identify(photo(QUERIES["chateau_de_sceaux"])).landmark == \
         "chateau_de_sceaux"
+
+
+def exiftool(*paths: Path) -> list[dict]:
+    """What exiftool (the reader Immich, PhotoPrism and digiKam rely on) reads in sidecars."""
+    import shutil
+    import subprocess
+
+    if shutil.which("exiftool") is None:
+        pytest.skip("exiftool is not installed (Debian: libimage-exiftool-perl)")
+    result = subprocess.run(["exiftool", "-j", "-G1", "-n", *map(str, paths)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+USER_SIDECAR = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:digiKam="http://www.digikam.org/ns/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmp:Rating="4">
+   <digiKam:TagsList><rdf:Seq><rdf:li>People/Anna</rdf:li></rdf:Seq></digiKam:TagsList>
+   <dc:subject><rdf:Bag><rdf:li>holiday</rdf:li></rdf:Bag></dc:subject>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>
+"""
+
+
+def test_identify_xmp_sidecars_are_read_back_by_exiftool(index_path, tmp_path, capsys):
+    import hashlib
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    sceaux, strecha, stranger = (folder / "sceaux.jpg", folder / "strecha.jpg",
+                                 folder / "stranger.jpg")
+    for target, source in ((sceaux, QUERIES["chateau_de_sceaux"]),
+                           (strecha, QUERIES["strecha_castle"]), (stranger, DISTRACTOR)):
+        target.write_bytes(photo(source).read_bytes())
+    Path(f"{strecha}.xmp").write_text(USER_SIDECAR, encoding="utf-8")
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (sceaux, strecha, stranger)}
+    argv = ["identify", "--index", str(index_path), str(folder), "--xmp", "-j", "1"]
+    assert main(argv) == 0
+    assert "wrote 2 XMP sidecar(s)" in capsys.readouterr().err
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in digests} == digests
+    assert not Path(f"{stranger}.xmp").exists()  # unknown: no sidecar of ours
+    first, second = exiftool(Path(f"{sceaux}.xmp"), Path(f"{strecha}.xmp"))
+    assert as_list(first["XMP-dc:Subject"]) == [SCEAUX["en"], SCEAUX["ja"]]
+    assert as_list(first["XMP-lr:HierarchicalSubject"]) == [f"Landmarks|{SCEAUX['en']}"]
+    assert first["XMP-exif:GPSLatitude"] == pytest.approx(SCEAUX["location"]["lat"], abs=1e-6)
+    assert first["XMP-exif:GPSLongitude"] == pytest.approx(SCEAUX["location"]["lon"], abs=1e-6)
+    assert first["XMP-lookalike:Landmark"] == "chateau_de_sceaux"
+    assert 0.5 <= first["XMP-lookalike:Probability"] <= 1.0
+    from lookalike import __version__
+    assert str(first["XMP-lookalike:Version"]) == __version__
+    # the user's sidecar: their keyword, rating and tags kept, the landmark added
+    assert as_list(second["XMP-dc:Subject"]) == ["holiday", "strecha_castle"]
+    assert second["XMP-xmp:Rating"] == 4
+    assert as_list(second["XMP-digiKam:TagsList"]) == ["People/Anna"]
+    assert "XMP-exif:GPSLatitude" not in second  # the landmark has no location
+    # a second run changes nothing (no keyword twice)
+    before = Path(f"{strecha}.xmp").read_text(encoding="utf-8")
+    assert main([*argv, "-q"]) == 0
+    assert Path(f"{strecha}.xmp").read_text(encoding="utf-8") == before
+    # a stale answer (an earlier run said strecha_castle) is taken out when the photo turns
+    # out unknown; the user's fields stay
+    Path(f"{stranger}.xmp").write_text(before, encoding="utf-8")
+    assert main(["identify", "--index", str(index_path), str(stranger), "--xmp", "-q"]) == 0
+    (third,) = exiftool(Path(f"{stranger}.xmp"))
+    assert as_list(third["XMP-dc:Subject"]) == ["holiday"] and third["XMP-xmp:Rating"] == 4
+    assert not any(key.startswith("XMP-lookalike:") for key in third)
+    capsys.readouterr()
+    # a sidecar that is not XML is left alone and reported (exit 2)
+    Path(f"{sceaux}.xmp").write_text("not xml <", encoding="utf-8")
+    assert main(["identify", "--index", str(index_path), str(sceaux), "--xmp", "-q"]) == 2
+    assert "not a readable XMP sidecar" in capsys.readouterr().err
+    assert Path(f"{sceaux}.xmp").read_text(encoding="utf-8") == "not xml <"
+
+
+def test_xmp_keeps_a_photos_own_position_and_a_users_gps(tmp_path):
+    from lookalike.gallery.xmp import landmark_fields, write_sidecar, xmp_coordinate
+
+    assert xmp_coordinate(48.7784, "NS") == "48,46.704000N"
+    assert xmp_coordinate(-33.85, "NS") == "33,51.000000S"
+    assert xmp_coordinate(-0.1275, "EW") == "0,7.650000W"
+    photo_path = tmp_path / "IMG_1.CR2"
+    photo_path.write_bytes(b"raw")
+    fields = landmark_fields("tower_bridge", {"en": "Tower Bridge"}, (51.5055, -0.0754), 0.9,
+                             "0.1.0", photo_has_gps=True)
+    (meta,) = exiftool(write_sidecar(photo_path, fields))
+    assert "XMP-exif:GPSLatitude" not in meta  # the photo's own EXIF GPS is better
+    assert Path(f"{photo_path}.xmp").name == "IMG_1.CR2.xmp"
+    fields = landmark_fields("tower_bridge", {"en": "Tower Bridge"}, (51.5055, -0.0754), 0.9,
+                             "0.1.0", photo_has_gps=False)
+    (meta,) = exiftool(write_sidecar(photo_path, fields))
+    assert meta["XMP-exif:GPSLatitude"] == pytest.approx(51.5055)
+    assert meta["XMP-exif:GPSLongitude"] == pytest.approx(-0.0754)
+
+
+def test_identify_and_verify_refuse_a_preset_they_would_ignore(index_path, capsys):
+    query = str(photo(QUERIES["strecha_castle"]))
+    for command in (["identify"], ["verify", "--landmark", "strecha_castle"]):
+        argv = [*command, "--index", str(index_path), query, "-q", "-j", "1"]
+        assert main([*argv, "--preset", "nosuch"]) == 1
+        assert "unknown preset 'nosuch'; choose from: fast, default, accurate" in \
+            capsys.readouterr().err
+        assert main([*argv, "--preset", "fast"]) == 1
+        err = capsys.readouterr().err
+        assert f"{index_path} was built with preset 'default', not preset 'fast'" in err
+        assert "--preset fast" in err
+        assert main([*argv, "--preset", "default"]) == 0  # the index's own: accepted
+        capsys.readouterr()
+
+
+def test_csv_says_whose_probability_an_unknown_row_carries(index_path, tmp_path):
+    out = tmp_path / "answers.csv"
+    queries = [str(photo(DISTRACTOR)), str(photo(QUERIES["strecha_castle"]))]
+    assert main(["identify", "--index", str(index_path), *queries, "--csv", str(out), "-q",
+                 "-j", "1"]) == 0
+    unknown, known = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert unknown["landmark"] == "unknown" and unknown["best_candidate"] in QUERIES
+    assert float(unknown["probability"]) == pytest.approx(
+        1.0 - float(unknown["best_probability"]), abs=2e-4)
+    assert known["landmark"] == known["best_candidate"] == "strecha_castle"
+    assert known["probability"] == known["best_probability"]
+    old = tmp_path / "old.csv"  # a results file of the columns before best_candidate
+    old.write_text("photo,landmark,probability,name_en,name_ja,distance_km,candidates,error\n")
+    assert main(["identify", "--index", str(index_path), queries[0], "--csv", str(old),
+                 "-q"]) == 1

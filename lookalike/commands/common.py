@@ -80,7 +80,8 @@ def add_common_options(parser: argparse.ArgumentParser, gray: bool = True,
                            help="torch device for deep methods: auto (default), cpu, cuda, cuda:1")
         group.add_argument("--preset", default=None, metavar="NAME",
                            help="pipeline for fused, index and evaluate --identify: fast, "
-                                "default or accurate (see `lookalike presets`)")
+                                "default or accurate (see `lookalike presets`); identify and "
+                                "verify use their index's and accept only that one")
 
 
 def add_engine_option(parser: argparse.ArgumentParser, help: str) -> None:

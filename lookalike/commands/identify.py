@@ -36,7 +36,15 @@ def add_command(subparsers) -> None:
     add_answer_options(parser)
     parser.add_argument("--csv", metavar="OUT.csv",
                         help="write one row per photo; an interrupted run resumes where it "
-                             "stopped")
+                             "stopped. `probability` is the answer's (for unknown: that the "
+                             "photo shows none of the candidates); best_candidate and "
+                             "best_probability are the likeliest landmark's")
+    parser.add_argument("--xmp", action="store_true",
+                        help="write PHOTO.xmp beside each photo (digiKam, darktable, Immich, "
+                             "PhotoPrism read it): the landmark's names as keywords, its "
+                             "location as GPS (unless the photo has its own), the "
+                             "probability; the photo is never modified, an existing "
+                             "sidecar's other fields are kept; unknown photos get none")
     parser.set_defaults(handler=run, landmark=None, match_picture=None)
 
 
@@ -76,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     identifier = open_identifier(args)
     names = identifier.names()
     results = ResultsCsv(args.csv, args.quiet) if getattr(args, "csv", None) else None
+    sidecars = Sidecars(identifier) if getattr(args, "xmp", False) else None
     todo = [path for path in paths if results is None or path not in results.done]
     errors: dict[str, str] = {}
     try:
@@ -84,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
                 results.write(photo, answer, error, names)
             if answer is None:
                 errors[photo] = error or "failed"
+            elif sidecars is not None:
+                error = sidecars.write(photo, answer)
+                if error:
+                    errors[photo] = error
             show(args, identifier, photo, answer, errors.get(photo), names,
                  to_terminal=results is None)
     finally:
@@ -91,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             results.close()
     if results is not None and not args.quiet:
         print(f"wrote {len(todo) - len(errors)} answer(s) to {args.csv}", file=sys.stderr)
+    if sidecars is not None and not args.quiet:
+        print(f"wrote {sidecars.written} XMP sidecar(s) beside the photos", file=sys.stderr)
     for photo, reason in sorted(errors.items()):
         print(f"error: {photo}: {reason}", file=sys.stderr)
     return EXIT_INPUT_ERRORS if errors else EXIT_OK
@@ -99,8 +114,12 @@ def run(args: argparse.Namespace) -> int:
 def open_identifier(args: argparse.Namespace):
     """The index opened for answering, after checking what the options need of it."""
     from lookalike.gallery.identify import Identifier
+    from lookalike.retrieval.presets import get_preset
 
+    if args.preset is not None:
+        get_preset(args.preset)  # an unknown name is a usage error, as in `index build`
     identifier = Identifier(args.index, settings_from_args(args), args.calibration)
+    check_preset(args.preset, identifier.index.preset, args.index)
     if args.use_text:
         from lookalike.ocr.reader import OcrUnavailable, check_available
 
@@ -112,6 +131,17 @@ def open_identifier(args: argparse.Namespace):
         raise UsageError(f"no landmark {args.landmark!r} in {args.index}; "
                          f"choose from: {', '.join(identifier.names())}")
     return identifier
+
+
+def check_preset(asked: str | None, built_with: str | None, index: str) -> None:
+    """The index decides the pipeline (its methods are recorded in it): `--preset` may only
+    name the preset it was built with; another is refused rather than ignored."""
+    if asked is None or asked == built_with:
+        return
+    built = f"preset {built_with!r}" if built_with else "custom methods (--global/--local)"
+    raise UsageError(f"{index} was built with {built}, not preset {asked!r}; the index "
+                     f"decides the pipeline. Leave --preset out, or build an index of that "
+                     f"preset: lookalike index build GALLERY -o {asked}.lkidx --preset {asked}")
 
 
 def answers(args: argparse.Namespace, identifier, photos: list[str]) -> Iterable[tuple]:
@@ -177,6 +207,36 @@ def write_match_picture(identifier, answer, photo: str, folder: str) -> None:
     if picture is not None:
         os.makedirs(folder, exist_ok=True)
         picture.save(Path(folder) / f"{Path(photo).stem}--{answer.landmark}.png")
+
+
+class Sidecars:
+    """`--xmp`: each answer into PHOTO.xmp (`lookalike.gallery.xmp`)."""
+
+    def __init__(self, identifier):
+        from lookalike import __version__
+
+        self.landmarks = identifier.index.landmarks
+        self.version = __version__
+        self.written = 0
+
+    def write(self, photo: str, answer) -> str | None:
+        """Write one photo's sidecar; the reason it failed, or None."""
+        from lookalike.gallery.answers import UNKNOWN
+        from lookalike.gallery.xmp import SidecarError, landmark_fields, write_sidecar
+
+        fields = None
+        if answer.landmark != UNKNOWN and answer.verified is None:
+            landmark = self.landmarks.get(answer.landmark)
+            names = landmark.names if landmark is not None else {}
+            location = landmark.location if landmark is not None else None
+            fields = landmark_fields(answer.landmark, names, location, answer.probability,
+                                     self.version, photo_has_gps=answer.gps is not None)
+        try:
+            if write_sidecar(photo, fields) is not None:
+                self.written += 1
+        except SidecarError as error:
+            return str(error)
+        return None
 
 
 class ResultsCsv:

@@ -86,8 +86,11 @@ def _answer_one(identifier: Identifier, landmark: str | None, globals_, locals_,
         return path, None, f"identification failed: {type(error).__name__}: {error}"
 
 
-CSV_COLUMNS = ["photo", "landmark", "probability", "name_en", "name_ja", "distance_km",
-               "candidates", "error"]
+# `probability` is the answer's: that the photo shows `landmark`, or for `unknown` that it
+# shows none of the candidates (1 - best_probability). `best_candidate` and `best_probability`
+# are the likeliest landmark and its probability, whatever the answer.
+CSV_COLUMNS = ["photo", "landmark", "probability", "best_candidate", "best_probability",
+               "name_en", "name_ja", "distance_km", "candidates", "error"]
 
 
 def done_in_csv(path: str | os.PathLike) -> set[str]:
@@ -97,19 +100,23 @@ def done_in_csv(path: str | os.PathLike) -> set[str]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames != CSV_COLUMNS:
-            raise ValueError(f"{path}: not a results file of `lookalike identify --csv` "
-                             f"(columns {reader.fieldnames}); choose another file")
+            older = reader.fieldnames and reader.fieldnames[:3] == CSV_COLUMNS[:3]
+            what = "a results file of an older lookalike, whose columns differ" if older \
+                else f"not a results file of `lookalike identify --csv` (columns " \
+                     f"{reader.fieldnames})"
+            raise ValueError(f"{path}: {what}; choose another file")
         return {row["photo"] for row in reader}
 
 
 def csv_row(photo: str, answer: Answer | None, error: str | None,
             names: dict[str, dict[str, str]]) -> list[str]:
     if answer is None:
-        return [photo, "", "", "", "", "", "", error or ""]
+        return [photo, "", "", "", "", "", "", "", "", error or ""]
     data = answer.to_json()
     best = answer.candidates[0] if answer.candidates else None
     distance = "" if best is None or best.distance_km is None else f"{best.distance_km:.3f}"
     label = names.get(answer.landmark, {})
-    return [photo, answer.landmark, f"{answer.probability:.4f}", label.get("en", ""),
-            label.get("ja", ""), distance,
+    return [photo, answer.landmark, f"{answer.probability:.4f}",
+            best.landmark if best else "", f"{best.probability:.4f}" if best else "",
+            label.get("en", ""), label.get("ja", ""), distance,
             json.dumps(data["candidates"], ensure_ascii=False), ""]
