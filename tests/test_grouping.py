@@ -61,7 +61,8 @@ def grouped(tmp_path_factory):
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         code = main(["group", str(photos), "-o", str(out), "--into-gallery", str(gallery),
-                     "--preset", "fast", "--cache", str(root / "cache.sqlite"), "-q", "-j", "1"])
+                     "--preset", "fast", "--cache", str(root / "cache.sqlite"), "-q", "-j", "1",
+                     "--xmp"])
     return photos, out, gallery, code, stderr.getvalue()
 
 
@@ -101,6 +102,34 @@ def test_corrupt_file_is_reported_and_skipped_with_exit_2(grouped):
         errors = list(csv.DictReader(handle))
     assert [os.path.basename(row["path"]) for row in errors] == ["broken.jpg"]
     assert len(rows_of(out)) == 13  # 11 landmark photos, the distractor, the re-save
+
+
+def test_xmp_sidecars_name_each_photos_group_for_exiftool(grouped):
+    import json
+    import shutil
+    import subprocess
+
+    photos, out, _, _, _ = grouped
+    rows = rows_of(out)
+    sidecars = sorted(photos.glob("*.xmp"))
+    grouped_photos = sorted(name for name, row in rows.items() if row["group"])
+    assert [p.name[:-len(".xmp")] for p in sidecars] == grouped_photos  # none for the rest
+    assert not (photos / f"{Path(DISTRACTOR).name}.xmp").exists()
+    if shutil.which("exiftool") is None:
+        pytest.skip("exiftool is not installed (Debian: libimage-exiftool-perl)")
+    result = subprocess.run(["exiftool", "-j", "-G1", *map(str, sidecars)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for meta in json.loads(result.stdout):
+        name = Path(meta["SourceFile"]).name[:-len(".xmp")]
+        keywords = meta["XMP-dc:Subject"]
+        keywords = keywords if isinstance(keywords, list) else [keywords]
+        assert keywords[0] == f"lookalike {rows[name]['group']}"
+        assert meta["XMP-lookalike:Group"] == rows[name]["group"]
+        repeat = rows[name]["keep"] == "0"
+        assert ("lookalike near-duplicate" in keywords) == repeat, name
+        if repeat:
+            assert meta["XMP-lookalike:NearDuplicateOf"] == Path(ORIGINAL).name
 
 
 def test_contact_sheets_are_offline_html_with_thumbnails(grouped):

@@ -45,6 +45,11 @@ def add_command(subparsers) -> None:
     parser.add_argument("--threshold", type=float, default=None, metavar="P",
                         help="calibrated probability a link needs from both photos (default "
                              "0.5, even odds)")
+    parser.add_argument("--xmp", action="store_true",
+                        help="write PHOTO.xmp beside each grouped photo: `lookalike group-001` "
+                             "as a keyword (and `lookalike near-duplicate` for a repeat of a "
+                             "shot); the photos are never modified, existing sidecars keep "
+                             "their other fields, ungrouped photos get none")
     add_common_options(parser, gray=False)  # the shipped calibrations are fitted in colour
     parser.set_defaults(handler=run)
 
@@ -86,9 +91,36 @@ def run(args: argparse.Namespace) -> int:
     write_contact_sheets(grouping, args.output)
     if args.into_gallery:
         write_gallery(grouping, args.into_gallery)
+    errors = dict(grouping.errors)
+    if args.xmp:
+        written, failed = write_group_sidecars(grouping)
+        errors.update(failed)
+        if not args.quiet:
+            print(f"wrote {written} XMP sidecar(s) beside the photos", file=sys.stderr)
     if not args.quiet:
         print(f"{len(grouping.photos)} photos: {len(grouping.groups)} groups, "
               f"{len(grouping.ungrouped)} ungrouped; wrote groups.csv and index.html to "
               f"{args.output}" + (f", gallery folders to {args.into_gallery}"
                                   if args.into_gallery else ""), file=sys.stderr)
-    return report_errors(grouping.errors)
+    return report_errors(errors)
+
+
+def write_group_sidecars(grouping) -> tuple[int, dict[str, str]]:
+    """`--xmp`: each grouped photo's group into PHOTO.xmp; an ungrouped photo's sidecar loses
+    what an earlier run wrote. Returns (sidecars written, photo -> why its sidecar failed)."""
+    from lookalike import __version__
+    from lookalike.gallery.xmp import SidecarError, group_fields, write_sidecar
+
+    fields_of = {}
+    for group in grouping.groups:
+        repeats = {photo: duplicates.keep for duplicates in group.near_duplicates
+                   for photo in duplicates.photos if photo != duplicates.keep}
+        for photo in group.photos:
+            fields_of[photo] = group_fields(group.name, repeats.get(photo), __version__)
+    written, failed = 0, {}
+    for photo in grouping.photos:
+        try:
+            written += write_sidecar(photo, fields_of.get(photo)) is not None
+        except SidecarError as error:
+            failed[photo] = str(error)
+    return written, failed

@@ -72,7 +72,8 @@ SUBJECT, HIERARCHY = _q("dc", "subject"), _q("lr", "hierarchicalSubject")
 LATITUDE, LONGITUDE = _q("exif", "GPSLatitude"), _q("exif", "GPSLongitude")
 GPS_VERSION = _q("exif", "GPSVersionID")
 OWN = {name: _q("lookalike", name) for name in
-       ("landmark", "group", "probability", "version", "keywords", "hierarchicalSubjects", "gps")}
+       ("landmark", "group", "nearDuplicateOf", "probability", "version", "keywords",
+        "hierarchicalSubjects", "gps")}
 
 
 class SidecarError(Exception):
@@ -104,6 +105,19 @@ def landmark_fields(landmark_id: str, names: dict[str, str], location: tuple[flo
                          None if photo_has_gps else location,
                          {"landmark": landmark_id, "probability": f"{probability:.4f}",
                           "version": version})
+
+
+def group_fields(group: str, near_duplicate_of: str | None, version: str) -> SidecarFields:
+    """The fields for a photo of a `lookalike group` group: `lookalike group-001` as keyword
+    (`lookalike|group-001` in the hierarchy), and `lookalike near-duplicate` for a photo that
+    repeats `near_duplicate_of`, the one to keep of its shot."""
+    keywords, hierarchical = [f"lookalike {group}"], [f"lookalike|{group}"]
+    properties = {"group": group, "version": version}
+    if near_duplicate_of is not None:
+        keywords.append("lookalike near-duplicate")
+        hierarchical.append("lookalike|near-duplicate")
+        properties["nearDuplicateOf"] = os.path.basename(near_duplicate_of)
+    return SidecarFields(keywords, hierarchical, None, properties)
 
 
 def write_sidecar(photo: str | os.PathLike, fields: SidecarFields | None) -> Path | None:
