@@ -395,3 +395,24 @@ def test_csv_says_whose_probability_an_unknown_row_carries(index_path, tmp_path)
     old.write_text("photo,landmark,probability,name_en,name_ja,distance_km,candidates,error\n")
     assert main(["identify", "--index", str(index_path), queries[0], "--csv", str(old),
                  "-q"]) == 1
+
+
+def test_identify_into_a_csv_logs_that_it_is_alive(index_path, tmp_path):
+    """No terminal (a pipe, as in cron): plain progress lines on stderr, the answers in the
+    CSV (every LOOKALIKE_PROGRESS_SECONDS; 0 prints one per photo)."""
+    import os
+    import subprocess
+    import sys
+
+    queries = [str(photo(QUERIES[k])) for k in sorted(QUERIES)]
+    out = tmp_path / "answers.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", "identify", "--index", str(index_path),
+         *queries, "--csv", str(out), "-j", "1"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "LOOKALIKE_PROGRESS_SECONDS": "0"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "lookalike identify: answered 1/3 photos, " in result.stderr
+    assert any(line.startswith("lookalike identify: answered 3/3 photos, done in ")
+               for line in lines), lines

@@ -24,6 +24,7 @@ from lookalike.commands.common import (
     cache_from_args,
     found_images,
 )
+from lookalike.progress import on_terminal, progress_bar
 
 
 def add_command(subparsers) -> None:
@@ -87,8 +88,14 @@ def run(args: argparse.Namespace) -> int:
     sidecars = Sidecars(identifier) if getattr(args, "xmp", False) else None
     todo = [path for path in paths if results is None or path not in results.done]
     errors: dict[str, str] = {}
+    # Answers printed one by one on a terminal show the run is alive; into a CSV or a log,
+    # the progress bar or its plain lines do.
+    progress = progress_bar(len(todo), "answered", args.quiet or (results is None and
+                                                                  on_terminal()),
+                            unit="photos")
     try:
         for photo, answer, error in answers(args, identifier, todo):
+            progress.update(1)
             if results is not None:
                 results.write(photo, answer, error, names)
             if answer is None:
@@ -100,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             show(args, identifier, photo, answer, errors.get(photo), names,
                  to_terminal=results is None)
     finally:
+        progress.close()
         if results is not None:
             results.close()
     if results is not None and not args.quiet:
