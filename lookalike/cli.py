@@ -13,8 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lookalike import progress
 from lookalike.commands.common import ArgumentParser, run_handler
+from lookalike.features import progress
 
 # The commands, in the order `lookalike --help` lists them: module lookalike.commands.NAME.
 COMMANDS: tuple[str, ...] = (

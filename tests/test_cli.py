@@ -150,7 +150,7 @@ def test_a_path_that_does_not_exist_is_a_usage_error_and_writes_nothing(tmp_path
 
 def test_progress_bars_only_on_a_terminal_unless_asked(photo_folder, tmp_path, capsys,
                                                        monkeypatch):
-    from lookalike import progress
+    from lookalike.features import progress
 
     argv = ["compare", str(photo_folder), "-m", "ahash", "-o", str(tmp_path / "o"), "-j", "1",
             "--no-cache"]
@@ -191,7 +191,7 @@ def test_a_run_without_a_terminal_logs_plain_progress_lines(photo_folder, tmp_pa
 def test_log_progress_waits_its_interval():
     import io
 
-    from lookalike.progress import LogProgress
+    from lookalike.features.progress import LogProgress
 
     stream = io.StringIO()
     bar = LogProgress(100, "akaze", "img", interval=3600, stream=stream)

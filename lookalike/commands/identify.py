@@ -24,7 +24,7 @@ from lookalike.commands.common import (
     cache_from_args,
     found_images,
 )
-from lookalike.progress import on_terminal, progress_bar
+from lookalike.features.progress import on_terminal, progress_bar
 
 
 def add_command(subparsers) -> None:

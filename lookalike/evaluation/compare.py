@@ -18,9 +18,9 @@ from lookalike.evaluation.results import CompareResult, SimilarityMatrix
 from lookalike.features.cache import FeatureCache, NoCache, open_cache
 from lookalike.features.contract import FeatureSet, Method
 from lookalike.features.extract import extract_feature_sets
+from lookalike.features.progress import progress_bar
 from lookalike.features.registry import get_method, parse_methods
 from lookalike.imaging.loading import DEFAULT_MAX_PIXELS, find_images
-from lookalike.progress import progress_bar
 from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
 
 _WORKER_STATE: dict[str, Any] = {}

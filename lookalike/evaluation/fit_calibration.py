@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from lookalike.evaluation.metrics import DISTRACTOR, retrieval_metrics
+from lookalike.features.progress import progress_bar
 from lookalike.imaging.loading import DEFAULT_MAX_PIXELS
-from lookalike.progress import progress_bar
 from lookalike.retrieval.calibration import Calibration, fit, method_spec
 from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Item, Pipeline, ReferenceSet
 

@@ -1,1 +1,2 @@
-"""The method contract, the registry of methods, and extraction: cache, jobs, per-file errors."""
+"""The method contract, the registry of methods, and extraction: cache, jobs, per-file errors,
+progress."""

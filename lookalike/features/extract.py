@@ -20,6 +20,7 @@ from typing import Any
 
 from lookalike.features.cache import FeatureCache, NoCache, content_hash
 from lookalike.features.contract import FeatureSet, Method
+from lookalike.features.progress import progress_bar
 from lookalike.imaging.loading import (
     DEFAULT_MAX_PIXELS,
     ImageLoadError,
@@ -27,7 +28,6 @@ from lookalike.imaging.loading import (
     decode_image,
     read_bytes,
 )
-from lookalike.progress import progress_bar
 
 CHUNK = 32
 

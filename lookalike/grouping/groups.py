@@ -37,9 +37,9 @@ import numpy as np
 
 from lookalike.features.cache import FeatureCache, NoCache
 from lookalike.features.contract import FeatureSet
+from lookalike.features.progress import progress_bar
 from lookalike.imaging.loading import DEFAULT_MAX_PIXELS
 from lookalike.matching.geometry import Match
-from lookalike.progress import progress_bar
 from lookalike.retrieval.calibration import Calibration
 from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
 

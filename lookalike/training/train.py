@@ -35,11 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lookalike.features.progress import progress_bar
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, find_images, load_image
 from lookalike.methods.augnet import IMAGENET_MEAN, IMAGENET_STD, resize_short_side
 from lookalike.nets.augnet import AugNet, load_state_dict, stock_weights_path
 from lookalike.nets.threads import configure_threads
-from lookalike.progress import progress_bar
 from lookalike.training.settings import TrainSettings
 
 STRIDE = 32  # pixels per cell of ResNet50's last feature map
