@@ -99,7 +99,8 @@ def test_a_worker_crash_does_not_cost_the_queued_next_chunk(tmp_path, monkeypatc
     alone = []
     retry = features._extract_in_own_worker
     monkeypatch.setattr(features, "_extract_in_own_worker",
-                        lambda methods, path, data: alone.append(path) or retry(methods, path, data))
+                        lambda methods, path, data, *limit: alone.append(path)
+                        or retry(methods, path, data, *limit))
     paths = []
     for index in range(features.CHUNK + 6):
         path = tmp_path / f"photo{index:02d}.png"

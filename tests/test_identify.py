@@ -397,22 +397,18 @@ def test_csv_says_whose_probability_an_unknown_row_carries(index_path, tmp_path)
                  "-q"]) == 1
 
 
-def test_identify_into_a_csv_logs_that_it_is_alive(index_path, tmp_path):
-    """No terminal (a pipe, as in cron): plain progress lines on stderr, the answers in the
-    CSV (every LOOKALIKE_PROGRESS_SECONDS; 0 prints one per photo)."""
-    import os
-    import subprocess
-    import sys
-
+def test_identify_into_a_csv_logs_that_it_is_alive(index_path, tmp_path, capsys, monkeypatch):
+    """No terminal (stderr captured, as in cron): plain progress lines on stderr, the answers
+    in the CSV (every LOOKALIKE_PROGRESS_SECONDS; 0 prints one per photo)."""
+    monkeypatch.setenv("LOOKALIKE_PROGRESS_SECONDS", "0")
     queries = [str(photo(QUERIES[k])) for k in sorted(QUERIES)]
     out = tmp_path / "answers.csv"
-    result = subprocess.run(
-        [sys.executable, "-m", "lookalike.cli", "identify", "--index", str(index_path),
-         *queries, "--csv", str(out), "-j", "1"],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "LOOKALIKE_PROGRESS_SECONDS": "0"})
-    assert result.returncode == 0, result.stderr
-    lines = result.stderr.splitlines()
-    assert "lookalike identify: answered 1/3 photos, " in result.stderr
+    assert main(["identify", "--index", str(index_path), *queries, "--csv", str(out),
+                 "-j", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "lookalike identify: answered 1/3 photos, " in err
     assert any(line.startswith("lookalike identify: answered 3/3 photos, done in ")
-               for line in lines), lines
+               for line in err.splitlines()), err
+    assert main(["identify", "--index", str(index_path), *queries, "--csv",
+                 str(tmp_path / "quiet.csv"), "-j", "1", "-q"]) == 0
+    assert "answered" not in capsys.readouterr().err

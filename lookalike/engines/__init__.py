@@ -17,8 +17,8 @@ COMPUTE_ENGINES = ("local", "ray")
 
 def extractor(engine: str, cache=None, jobs: int = 1, quiet: bool = True,
               max_pixels: int | None = None):
-    """The extractor of an engine by name; `max_pixels`: the local engine's pixel limit
-    (None: the loader's default, 0: none)."""
+    """The extractor of an engine by name; `max_pixels`: the pixel limit (None: the
+    loader's default, 0: none)."""
     if engine == "local":
         from lookalike.engines.local import local_extractor
 
@@ -28,5 +28,5 @@ def extractor(engine: str, cache=None, jobs: int = 1, quiet: bool = True,
     if engine == "ray":
         from lookalike.engines.ray import ray_extractor
 
-        return ray_extractor()
+        return ray_extractor(max_pixels=max_pixels)
     raise ValueError(f"unknown engine {engine!r}; choose from: {', '.join(COMPUTE_ENGINES)}")

@@ -41,8 +41,18 @@ def ensure_ray(num_cpus: int | None = None):
 class FeatureWorker:
     """A Ray actor: both roles' encoded features for a batch of paths (one decode each)."""
 
-    def __init__(self, gmethod: Method, lmethod: Method):
+    def __init__(self, gmethod: Method, lmethod: Method, max_pixels: int | None = None):
         self.gmethod, self.lmethod = gmethod, lmethod
+        self.max_pixels = max_pixels
+
+    def options(self, method: Method):
+        """The method's pixel format, under the caller's pixel limit (None: the default)."""
+        import dataclasses
+
+        options = method.load_options()
+        if self.max_pixels is None:
+            return options
+        return dataclasses.replace(options, max_pixels=self.max_pixels)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from lookalike.features.contract import shares_local
@@ -52,11 +62,11 @@ class FeatureWorker:
         for path in batch["path"]:
             path = str(path)
             try:
-                local = self.lmethod.extract(load_image(path, self.lmethod.load_options()))
+                local = self.lmethod.extract(load_image(path, self.options(self.lmethod)))
                 if shares_local(self.gmethod, self.lmethod):
                     global_ = self.gmethod.aggregate(local)
                 else:
-                    global_ = self.gmethod.extract(load_image(path, self.gmethod.load_options()))
+                    global_ = self.gmethod.extract(load_image(path, self.options(self.gmethod)))
                 out["global"].append(self.gmethod.encode(global_))
                 out["local"].append(self.lmethod.encode(local))
                 out["error"].append("")
@@ -72,14 +82,16 @@ class FeatureWorker:
         return out
 
 
-def ray_extractor(workers: int | None = None):
-    """An extractor (see `lookalike.engines`) that runs on Ray actors."""
+def ray_extractor(workers: int | None = None, max_pixels: int | None = None):
+    """An extractor (see `lookalike.engines`) that runs on Ray actors; photos over
+    `max_pixels` (None: the loader's default, 0: no limit) are errors."""
 
     def extract(paths: Sequence[str], gmethod: Method, lmethod: Method):
         ray = ensure_ray()
         count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         dataset = ray.data.from_items([{"path": str(p)} for p in paths])
-        results = dataset.map_batches(FeatureWorker, fn_constructor_args=(gmethod, lmethod),
+        results = dataset.map_batches(FeatureWorker,
+                                      fn_constructor_args=(gmethod, lmethod, max_pixels),
                                       batch_size=BATCH, concurrency=min(count, len(paths)),
                                       batch_format="numpy")
         globals_, locals_, errors = {}, {}, {}
