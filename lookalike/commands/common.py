@@ -43,7 +43,7 @@ def add_common_options(parser: argparse.ArgumentParser, gray: bool = True,
     """Options every feature-extracting command shares (`deep`: it runs the deep methods, so
     `--weights` and `--device` mean something to it; `folders`: it walks folders of photos
     and honours `--exclude`; `pixels`: it honours `--max-pixels`)."""
-    from lookalike.imaging.loading import DEFAULT_MAX_PIXELS
+    from lookalike.imaging.limits import DEFAULT_MAX_PIXELS
 
     group = parser.add_argument_group("common options")
     if gray:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lookalike.imaging.limits import DEFAULT_MAX_PIXELS
 from lookalike.imaging.raw import RAW_EXTENSIONS, RawDecodeError, is_raw, read_raw
 
 try:  # HEIC/HEIF support is optional at import time but installed by default.
@@ -38,9 +39,6 @@ except ImportError:  # pragma: no cover - exercised only without pillow-heif
 IMAGE_EXTENSIONS = frozenset(
     [".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif"]
 ) | RAW_EXTENSIONS
-# The default pixel limit: a 200-megapixel phone photo (16320 x 12240) passes, a 20000 x 20000
-# decompression bomb is refused. 0 means no limit (`--max-pixels 0`).
-DEFAULT_MAX_PIXELS = 200_000_000
 # Folders of a photo library that hold no photos of its own: NAS thumbnails and recycle bins
 # (Synology, QNAP), Windows and Linux system folders. Hidden folders (".Trash-1000",
 # ".thumbnails", ".@__thumb") are skipped too.
