@@ -108,7 +108,7 @@ def test_unexpected_exception_answers_500_and_logs(client, monkeypatch, caplog):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(Identifier, "identify_features", fail)
-    with caplog.at_level(logging.ERROR, logger="lookalike.server.app"):
+    with caplog.at_level(logging.ERROR, logger="lookalike.server.guards"):
         response = client.post("/identify", files={"file": ("d.jpg",
                                                             photo(DISTRACTOR).read_bytes())})
     assert_shape(response, 500, "internal_error")

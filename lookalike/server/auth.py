@@ -9,9 +9,10 @@ end up in logs and browser history. A request sends its key in `Authorization: B
 
 The default, with no keys at all: reading is open and gallery editing is off. Reading needs
 a key only once a `read` key is configured; an `admin` key also reads.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI reads the annotations of the
+dependencies below when they are defined.
+"""
 
 import hmac
 import math
@@ -159,3 +160,93 @@ class FailedKeyThrottle:
             del self._failures[client]
             return None
         return failures
+
+
+def access_problem(keys: KeyRing, scope: str, key: str | None) -> tuple[int, str, str] | None:
+    """Why a request with `key` may not do what needs `scope` (status, code, message), or None."""
+    held = keys.scope_of(key)
+    if key is not None and held is None:
+        return 401, "unauthorized", "this API key is not known to the server"
+    if scope == READ and (keys.read_open or held is not None):
+        return None
+    if scope == ADMIN and not keys.admin_enabled:
+        return 403, "editing_disabled", ("gallery editing is off on this server: start it "
+                                         "with --api-keys FILE holding a key with admin scope")
+    if held is None:
+        return 401, "unauthorized", (f"this needs an API key with {scope} scope, sent as "
+                                     "'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+    if scope == ADMIN and held != ADMIN:
+        return 403, "forbidden", "this API key has read scope; changing the gallery needs admin"
+    return None
+
+
+def client_address(request) -> str:
+    """The address a request came from, as the throttle counts it (the proxy's, behind one)."""
+    return request.client.host if request.client else "unknown"
+
+
+class KeyGuard:
+    """The keys as FastAPI sees them: dependencies that read a request's key and admit it.
+
+    `key_from_headers` is declared through the two security schemes (bearer, X-API-Key), so
+    the schema and /docs offer to send a key; `needs(scope)` refuses a request whose key may
+    not do what the endpoint does (401, 403), and `screen` refuses an address that sent too
+    many unknown keys (429). FastAPI is imported here only when a server is built.
+    """
+
+    def __init__(self, keys: KeyRing, throttle: FailedKeyThrottle):
+        self.keys = keys
+        self.throttle = throttle
+        self.key_from_headers = key_from_headers_dependency()
+
+    def screen(self, client: str, key: str | None) -> None:
+        """Refuse (429) an address that sent too many unknown keys; count this one if unknown."""
+        from fastapi import HTTPException
+
+        if key is None:
+            return
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            raise HTTPException(429, {"error": "too_many_failed_keys", "message": (
+                f"this address sent {self.throttle.limit} unknown API keys within "
+                f"{self.throttle.window_s:g} s; try again in {wait} s")}, {"Retry-After": str(wait)})
+        if self.keys.scope_of(key) is None:
+            self.throttle.failed(client)
+
+    def needs(self, scope: str):
+        """A FastAPI dependency that admits a request holding a key of `scope` (or better)."""
+        from typing import Annotated
+
+        from fastapi import Depends, HTTPException, Request
+
+        keys = self.keys
+
+        def check(request: Request, key: Annotated[str | None, Depends(self.key_from_headers)]):
+            self.screen(client_address(request), key)
+            problem = access_problem(keys, scope, key)
+            if problem is not None:
+                status, code, message = problem
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                raise HTTPException(status, {"error": code, "message": message}, headers)
+
+        return Depends(check)
+
+
+def key_from_headers_dependency():
+    """`key_from_headers`: the request's API key from `Authorization: Bearer` or `X-API-Key`,
+    declared as the two security schemes, so that /docs offers to send one."""
+    from typing import Annotated
+
+    from fastapi import Depends
+    from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+    bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
+    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: KEY")
+
+    def key_from_headers(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+            x_api_key: Annotated[str | None, Depends(header)]) -> str | None:
+        return presented_key(f"Bearer {credentials.credentials}" if credentials else None,
+                             x_api_key)
+
+    return key_from_headers
