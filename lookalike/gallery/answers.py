@@ -1,16 +1,25 @@
 """What `identify` and `verify` answer: candidate landmarks with calibrated probabilities,
 the decision, and the evidence (where the landmark matched), in one JSON shape that the CLI,
-the Python API and HTTP all print."""
+the Python API and HTTP all print.
+
+The matched region (`bounding_poly`) is computed here once, from the verified inlier points,
+so `identify --json`, `verify --json`, `explain --json` and the HTTP answer carry the same
+polygon; and "verified" means geometric evidence (`geometric`), never similarity alone.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
+import numpy as np
+
 from lookalike.matching.geometry import Match
 
 UNKNOWN = "unknown"
 MAX_POINTS = 300  # inlier points returned as evidence
+Point = tuple[float, float]
 
 
 @dataclass
@@ -65,6 +74,9 @@ class Answer:
         }
         if self.verified is not None:
             data["verified"] = self.verified
+        data["size"] = list(self.size) if self.size else None
+        polygon = bounding_poly(self)
+        data["bounding_poly"] = [list(point) for point in polygon] if polygon else None
         if self.gps is not None:
             data["gps"] = {"lat": self.gps[0], "lon": self.gps[1]}
         if names is not None and self.landmark in names:
@@ -103,6 +115,47 @@ class Answer:
             "box": [round(float(v), 1) for v in (x0, y0, x1, y1)],
             "points": [[round(float(x), 1), round(float(y), 1)] for x, y in points[::step]],
         }
+
+
+def geometric(candidate: Candidate) -> bool:
+    """Whether a candidate has geometric evidence: inliers that passed the verification."""
+    match = candidate.match
+    return match is not None and match.verified and match.inliers > 0
+
+
+def positive(answer: Answer) -> bool:
+    """Whether the answer names a landmark: identify's best, or a verify that passed."""
+    if answer.verified is not None:
+        return answer.verified
+    return answer.landmark != UNKNOWN
+
+
+def rounded(points: np.ndarray, limit: int) -> list[Point]:
+    """At most `limit` points (evenly taken), to 0.1 pixel."""
+    step = max(1, int(np.ceil(len(points) / limit)))
+    return [(round(float(x), 1), round(float(y), 1)) for x, y in points[::step]]
+
+
+def region_polygon(points: np.ndarray) -> list[Point] | None:
+    """The convex hull of the verified points (a box around them when fewer than three)."""
+    if len(points) == 0:
+        return None
+    if len(points) < 3:
+        (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+        return rounded(corners, 4)
+    hull = cv2.convexHull(np.asarray(points, np.float32)).reshape(-1, 2)
+    return rounded(hull, len(hull))
+
+
+def bounding_poly(answer: Answer) -> list[Point] | None:
+    """The matched region in the photo's pixels, where the answer names a landmark: the hull
+    of the verified inliers with its best reference; None for unknown or a rejected verify."""
+    best = answer.candidates[0] if answer.candidates else None
+    if not positive(answer) or best is None or best.landmark != answer.landmark or \
+            best.match is None:
+        return None
+    return region_polygon(best.match.points_a)
 
 
 def decide(photo: str, candidates: list[Candidate], threshold: float, top: int) -> Answer:

@@ -6,33 +6,16 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import json
 import os
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 
-from PIL import Image
-
 from lookalike.gallery.answers import Answer
-from lookalike.gallery.gps import read_gps
-from lookalike.gallery.identify import Identifier, QueryFeatures, with_original_scale
+from lookalike.gallery.identify import Identifier
 from lookalike.imaging.loading import ImageLoadError, read_bytes
-from lookalike.retrieval.pipeline import Item
 
 CHUNK = 16
-
-
-def probe(data: bytes) -> tuple[tuple[int, int] | None, tuple[float, float] | None]:
-    """Oriented pixel size and GPS position from a file's header, without decoding pixels."""
-    try:
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if image.getexif().get(0x0112, 1) >= 5:
-            width, height = height, width
-    except (OSError, ValueError, SyntaxError):
-        return None, None
-    return (width, height), read_gps(data)
 
 
 def identify_many(identifier: Identifier, paths: Sequence[str], extract,
@@ -71,12 +54,8 @@ def _answer_one(identifier: Identifier, landmark: str | None, globals_, locals_,
     if path in errors:
         return path, None, errors[path]
     try:
-        size, gps = probe(read_bytes(path))
-        size = size or (1, 1)
-        local = with_original_scale(identifier.local_method.decode(locals_[path]), size)
-        item = Item(identifier.global_method.decode(globals_[path]), local)
-        query = QueryFeatures(item, size, gps,
-                              text=texts.feature_of(path) if texts is not None else None)
+        query = identifier.query_features(read_bytes(path), globals_[path], locals_[path],
+                                          texts.feature_of(path) if texts is not None else None)
         if landmark is None:
             return path, identifier.identify_features(path, query), None
         return path, identifier.verify_features(path, query, landmark), None

@@ -49,3 +49,16 @@ def gps_penalty(distance_km: float, radius_km: float, weight: float) -> float:
     if distance_km <= radius_km:
         return 0.0
     return weight * math.log2(distance_km / radius_km)
+
+
+def probe(data: bytes) -> tuple[tuple[int, int] | None, tuple[float, float] | None]:
+    """Oriented pixel size and GPS position from a file's header, without decoding pixels:
+    the size the answer's points are in, and where the photo was taken."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) >= 5:
+            width, height = height, width
+    except (OSError, ValueError, SyntaxError):
+        return None, None
+    return (width, height), read_gps(data)

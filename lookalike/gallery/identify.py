@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from lookalike.gallery.answers import MAX_POINTS, Answer, Candidate, decide
+from lookalike.gallery.answers import MAX_POINTS, Answer, Candidate, decide, geometric
 from lookalike.gallery.folders import NEGATIVES, GalleryError
-from lookalike.gallery.gps import gps_penalty, haversine_km, read_gps
+from lookalike.gallery.gps import gps_penalty, haversine_km, probe
 from lookalike.gallery.index import GalleryIndex
 from lookalike.imaging.drawing import draw_lines, side_by_side
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
@@ -137,33 +137,55 @@ class Identifier:
         return gallery
 
     # -- features ----------------------------------------------------------------------------
+    def query_features(self, data: bytes, encoded_global, encoded_local, text: dict | None = None,
+                       image: Image.Image | None = None) -> QueryFeatures:
+        """A photo's query, from its file's bytes and its features as the extractor encodes
+        them (and the cache and the index store them).
+
+        Why encoded: every door (a batch through the cache or a cluster, one upload over
+        HTTP, the Python API) hands its features over in this one form, and the size and
+        position come from the file's header here, so the same bytes give the same answer
+        whichever door they came in by.
+        """
+        size, gps = probe(data)
+        size = size or (1, 1)
+        local = with_original_scale(self.local_method.decode(encoded_local), size)
+        return QueryFeatures(Item(self.global_method.decode(encoded_global), local), size, gps,
+                             image, text)
+
     def features_from_bytes(self, data: bytes, name: str, keep_image: bool = False,
                             settings: Settings | None = None) -> QueryFeatures:
-        """Decode once and extract both roles' features; raises ImageLoadError for bad input."""
+        """Decode and extract both roles' features as the extractor does (each method's load
+        options, one forward pass, the encoded form), then `query_features`; raises
+        ImageLoadError for bad input."""
         from lookalike.features.contract import shares_local
 
         settings = settings or self.settings
+        decoded: dict = {}
 
-        def decoded(method):  # exactly as the method's features are extracted everywhere else
+        def pixels(method):  # exactly as the method's features are extracted everywhere else
             options = dataclasses.replace(method.load_options(), max_pixels=settings.max_pixels)
-            return decode_image(data, name, options)
+            if options not in decoded:
+                decoded[options] = decode_image(data, name, options)
+            return decoded[options]
 
-        image = decoded(self.local_method)
-        original = image.info.get("original_size", image.size)
+        image = pixels(self.local_method)
+        local_method, global_method = self.local_method, self.global_method
         with self._model_lock:  # one forward pass at a time: threads would fight for the cores
-            local = self.local_method.extract(image)
-            if shares_local(self.global_method, self.local_method):
-                global_feature = self.global_method.aggregate(local)
+            encoded_local = local_method.encode(local_method.extract(image))
+            if shares_local(global_method, local_method):
+                encoded_global = global_method.encode(
+                    global_method.aggregate(local_method.decode(encoded_local)))
             else:
-                global_feature = self.global_method.extract(decoded(self.global_method))
-        local = with_original_scale(local, original)
+                encoded_global = global_method.encode(global_method.extract(pixels(global_method)))
         text = None
         if settings.use_text:
             from lookalike.features.registry import get_method
 
-            text = get_method("text").extract(image)
-        return QueryFeatures(Item(global_feature, local), tuple(original), read_gps(data),
-                             image if keep_image else None, text)
+            reader = get_method("text")
+            text = reader.decode(reader.encode(reader.extract(pixels(reader))))
+        return self.query_features(data, encoded_global, encoded_local, text,
+                                   image if keep_image else None)
 
     def _text_fn(self, text: dict | None):
         """How well the photo's text names each landmark, each reading counting only for the
@@ -248,7 +270,7 @@ class Identifier:
         threshold = settings.threshold if settings.threshold is not None \
             else self.calibration.threshold
         answer = Answer(photo, landmark, best.probability, candidates,
-                        verified=best.probability >= threshold)
+                        verified=best.probability >= threshold and geometric(best))
         return self._finish(answer, query)
 
     def _finish(self, answer: Answer, query: QueryFeatures) -> Answer:

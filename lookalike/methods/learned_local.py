@@ -91,8 +91,11 @@ class LearnedLocal(Method):
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
         import torch
 
-        from lookalike.nets.threads import resolve_device
+        from lookalike.nets.threads import configure_threads, resolve_device
 
+        # Every pass on all cores: faiss (ASMK) leaves OpenMP at one thread, and the network's
+        # keypoints differ with the thread count, so a photo would not give one answer.
+        configure_threads()
         original = image.info.get("original_size", image.size)
         small = bounded(image.convert("RGB"), self.max_side)
         pixels = np.asarray(small, np.float32) / np.float32(255.0)

@@ -26,6 +26,7 @@ from lookalike.server.routes.pages import add_page_routes
 from lookalike.server.routes.photos import add_photo_routes
 from lookalike.server.routes.references import add_reference_routes
 from lookalike.server.routes.status import add_status_routes
+from lookalike.server.schema import install_schema, operation_id
 from lookalike.server.settings import ServerSettings
 
 __all__ = ["ServerSettings", "create_app"]
@@ -78,7 +79,9 @@ def create_app(settings: ServerSettings) -> "FastAPI":  # noqa: F821
         title="lookalike", version=_version(),
         summary="Which landmark does this photo show? Offline landmark recognition.",
         description=API_DESCRIPTION, docs_url=None, redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
+    install_schema(app)
     app.state.gallery = gallery
     app.state.gate = gate
     app.state.settings = settings

@@ -105,13 +105,28 @@ class KeyRing:
         return found
 
 
+UNREADABLE = "unreadable key"  # holds whitespace, which no configured key does: never known
+
+
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The key a request sent: `Authorization: Bearer KEY`, else `X-API-Key: KEY`."""
-    if authorization:
-        kind, _, value = authorization.partition(" ")
-        if kind.lower() == "bearer" and value.strip():
-            return value.strip()
-    return x_api_key.strip() if x_api_key and x_api_key.strip() else None
+    """The key a request sent in `Authorization: Bearer KEY` or `X-API-Key: KEY`; None when it
+    sent neither header.
+
+    A header that is sent counts, even when it cannot be read (another scheme, an empty
+    value) or names another key than the other header: the answer is then `UNREADABLE`, which
+    no key matches, so the request is refused (401) instead of passing as anonymous or on the
+    strength of the other header.
+    """
+    presented = set()
+    if authorization is not None:
+        kind, _, value = authorization.strip().partition(" ")
+        readable = kind.lower() == "bearer" and value.strip()
+        presented.add(value.strip() if readable else UNREADABLE)
+    if x_api_key is not None:
+        presented.add(x_api_key.strip() or UNREADABLE)
+    if not presented:
+        return None
+    return presented.pop() if len(presented) == 1 else UNREADABLE
 
 
 class FailedKeyThrottle:
@@ -237,16 +252,18 @@ def key_from_headers_dependency():
     declared as the two security schemes, so that /docs offers to send one."""
     from typing import Annotated
 
-    from fastapi import Depends
+    from fastapi import Depends, Request
     from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
     bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
     header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: KEY")
 
     def key_from_headers(
+            request: Request,
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
             x_api_key: Annotated[str | None, Depends(header)]) -> str | None:
-        return presented_key(f"Bearer {credentials.credentials}" if credentials else None,
-                             x_api_key)
+        # The schemes declare the headers; the raw headers tell an unreadable one from none.
+        return presented_key(request.headers.get("authorization"),
+                             request.headers.get("x-api-key"))
 
     return key_from_headers

@@ -30,3 +30,8 @@ class Context:
     def needs(self, scope: str):
         """The dependency admitting a request with a key of `scope` (see `KeyGuard.needs`)."""
         return self.guard.needs(scope)
+
+    def open_reading(self) -> dict[str, Any]:
+        """The schema's word that reading needs no key on this server (an empty security
+        requirement beside the two schemes), for the read endpoints' `openapi_extra`."""
+        return {"security": [{}]} if self.keys.read_open else {}

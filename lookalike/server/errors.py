@@ -23,7 +23,7 @@ STATUS_MEANINGS = {
     409: "the gallery's state does not allow this (the landmark exists, has no photos, or the "
          "server has no data directory)",
     413: "the upload is over the byte limit, or the photo over the pixel limit",
-    422: "a form field is missing or of the wrong type",
+    422: "a field is missing, of the wrong type or out of range, or the body cannot be read",
     429: "this address sent too many unknown API keys; see Retry-After",
     500: "the server failed (the traceback is in its log)",
     503: "busy: too many photos in the server; see Retry-After",
@@ -99,6 +99,21 @@ def status_code_name(status: int) -> str:
         return "http_error"
 
 
+UNREADABLE_BODY = ("the request body cannot be read: send JSON encoded in UTF-8, or a "
+                   "multipart form for photos")
+
+
+def allowed_methods(request) -> str:
+    """Every method some route takes on this path (Starlette names only the first route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app) -> None:
     """Every error the framework or the library raises, in the one shape."""
     from fastapi import Request
@@ -113,6 +128,11 @@ def install_error_handlers(app) -> None:
         if isinstance(error.detail, dict):
             return JSONResponse(error.detail, status_code=error.status_code,
                                 headers=error.headers)
+        if error.status_code == 400:  # the framework could not parse the body (not UTF-8 ...)
+            return error_response(422, "invalid_request", UNREADABLE_BODY)
+        if error.status_code == 405:
+            return error_response(405, "method_not_allowed", "this path does not take "
+                                  f"{request.method}", {"Allow": allowed_methods(request)})
         return error_response(error.status_code, status_code_name(error.status_code),
                               str(error.detail), error.headers)
 

@@ -10,21 +10,40 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import cv2
-import numpy as np
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
-from lookalike.gallery.answers import UNKNOWN, Answer, Candidate
+from lookalike.gallery.answers import UNKNOWN, Answer, Candidate, bounding_poly, positive, rounded
 from lookalike.gallery.folders import Landmark
 from lookalike.gallery.index import GalleryIndex
 
 MATCH_POINTS = 200  # verified point pairs returned per candidate (enough to draw)
 LANDMARK_ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,79}$"
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+# A name is text to show: no control characters (C0, DEL, C1), which no page can display.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 Point = tuple[float, float]
 Names = dict[Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN)],
-             Annotated[str, StringConstraints(max_length=200)]]
+             Annotated[str, StringConstraints(max_length=200, pattern=NAME_PATTERN)]]
+# Coordinates are JSON numbers: a boolean or a string is refused, not converted.
+Degrees = Annotated[float, Strict()]
+
+
+def form_flag(value: object) -> object:
+    """A form's boolean is the word the schema names, `true` or `false` (in any case: generated
+    clients send Python's `True`), not 1, on or yes."""
+    if isinstance(value, str) and value.lower() not in ("true", "false"):
+        raise ValueError("a switch is 'true' or 'false'")
+    return value
+
+
+FormFlag = Annotated[bool, BeforeValidator(form_flag)]
+
+
+class RequestBody(BaseModel):
+    """What a client sends: every field is declared, so an unknown one is refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorBody(BaseModel):
@@ -34,9 +53,9 @@ class ErrorBody(BaseModel):
     message: str = Field(description="what went wrong and what to do, in English")
 
 
-class Location(BaseModel):
-    lat: float = Field(ge=-90, le=90, description="latitude in degrees")
-    lon: float = Field(ge=-180, le=180, description="longitude in degrees")
+class Location(RequestBody):
+    lat: Degrees = Field(ge=-90, le=90, description="latitude in degrees")
+    lon: Degrees = Field(ge=-180, le=180, description="longitude in degrees")
 
 
 class DisplayName(BaseModel):
@@ -136,14 +155,14 @@ class LandmarkList(BaseModel):
     negatives: int = Field(description="photos of no landmark in the index")
 
 
-class NewLandmark(BaseModel):
+class NewLandmark(RequestBody):
     id: str = Field(pattern=LANDMARK_ID_PATTERN,
                     description="lower-case letters, digits, _ and -; never changes")
     names: Names = Field(default_factory=dict, description='e.g. {"en": ..., "ja": ...}')
     location: Location | None = None
 
 
-class LandmarkChanges(BaseModel):
+class LandmarkChanges(RequestBody):
     """Fields to change; a field left out stays, `"location": null` removes the location."""
 
     names: Names | None = Field(None, description="replaces every stored name")
@@ -210,23 +229,6 @@ def thumbnail_url(reference: int) -> str:
     return f"/references/{reference}/thumbnail"
 
 
-def rounded(points: np.ndarray, limit: int) -> list[Point]:
-    step = max(1, int(np.ceil(len(points) / limit)))
-    return [(round(float(x), 1), round(float(y), 1)) for x, y in points[::step]]
-
-
-def region_polygon(points: np.ndarray) -> list[Point] | None:
-    """The convex hull of the verified points (a box around them when fewer than three)."""
-    if len(points) == 0:
-        return None
-    if len(points) < 3:
-        (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
-        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
-        return rounded(corners, 4)
-    hull = cv2.convexHull(np.asarray(points, np.float32)).reshape(-1, 2)
-    return rounded(hull, len(hull))
-
-
 def reference_size(index: GalleryIndex, reference: int) -> tuple[int, int] | None:
     """A reference's original width and height, from its stored local feature."""
     try:
@@ -264,13 +266,6 @@ def candidate_model(candidate: Candidate, index: GalleryIndex) -> CandidateAnswe
         match=match_model(candidate, index))
 
 
-def positive(answer: Answer) -> bool:
-    """Whether the answer names a landmark: identify's best, or a verify that passed."""
-    if answer.verified is not None:
-        return answer.verified
-    return answer.landmark != UNKNOWN
-
-
 def evidence_model(answer: Answer) -> Evidence | None:
     """The first API's evidence, now only where a landmark is named (as `bounding_poly`)."""
     evidence = answer.evidence() if positive(answer) else None
@@ -285,12 +280,8 @@ def evidence_model(answer: Answer) -> Evidence | None:
 
 def answer_model(answer: Answer, index: GalleryIndex) -> IdentifyAnswer:
     """The API's answer for one photo; the region only where a landmark is named."""
-    best = answer.candidates[0] if answer.candidates else None
     landmark = index.landmarks.get(answer.landmark) if answer.landmark != UNKNOWN else None
-    polygon = None
-    if positive(answer) and best is not None and best.landmark == answer.landmark and \
-            best.match is not None:
-        polygon = region_polygon(best.match.points_a)
+    polygon = bounding_poly(answer)
     return IdentifyAnswer(
         photo=answer.photo, landmark=answer.landmark, probability=round(answer.probability, 4),
         display_name=display_name(landmark) if landmark else None,

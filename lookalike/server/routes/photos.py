@@ -15,6 +15,7 @@ from lookalike.server.auth import READ
 from lookalike.server.context import Context
 from lookalike.server.errors import api_error, error_responses
 from lookalike.server.guards import arrival
+from lookalike.server.schema import PHOTO
 from lookalike.server.uploads import (
     match_picture_url,
     photo_name,
@@ -33,7 +34,7 @@ def add_photo_routes(app, context: Context) -> None:
 
     from fastapi import File, Form, Request, UploadFile
 
-    from lookalike.server.models import BatchAnswer, IdentifyAnswer, answer_model
+    from lookalike.server.models import BatchAnswer, FormFlag, IdentifyAnswer, answer_model
 
     gallery, gate, settings = context.gallery, context.gate, context.settings
 
@@ -43,26 +44,30 @@ def add_photo_routes(app, context: Context) -> None:
             answer = identifier.identify_features(name, query, asked)
             return answer_model(answer, identifier.index)
 
-    @app.post("/identify", summary="Which landmark is this photo?",
-              dependencies=[context.needs(READ)],
+    read = {"dependencies": [context.needs(READ)], "openapi_extra": context.open_reading()}
+
+    @app.post("/identify", summary="Which landmark is this photo?", **read,
               responses=error_responses(400, 401, 413, 422, 429, 500, 503))
     async def identify(request: Request,
-                       file: Annotated[UploadFile, File(description="the photo")],
-                       use_gps: Annotated[bool, Form()] = False,
-                       use_text: Annotated[bool, Form(description="read signboards")] = False,
+                       file: Annotated[UploadFile, File(description="the photo",
+                                                        json_schema_extra=PHOTO)],
+                       use_gps: Annotated[FormFlag, Form()] = False,
+                       use_text: Annotated[FormFlag, Form(description="read signboards")] = False,
                        ) -> IdentifyAnswer:
         data = await read_upload(file, settings.max_bytes)
         asked = request_settings(settings, use_gps, use_text)
         return await gate.run(arrival(request), lambda: identify_one(data, photo_name(file),
                                                                      asked))
 
-    @app.post("/identify/batch", summary="Which landmark is each of these photos?",
-              dependencies=[context.needs(READ)],
+    @app.post("/identify/batch", summary="Which landmark is each of these photos?", **read,
               responses=error_responses(401, 413, 422, 429, 500, 503))
     async def identify_batch(request: Request,
-                             files: Annotated[list[UploadFile], File(description="the photos")],
-                             use_gps: Annotated[bool, Form()] = False,
-                             use_text: Annotated[bool, Form()] = False) -> BatchAnswer:
+                             files: Annotated[list[UploadFile], File(
+                                 description="the photos", min_length=1,
+                                 json_schema_extra={"maxItems": settings.max_files})],
+                             use_gps: Annotated[FormFlag, Form()] = False,
+                             use_text: Annotated[FormFlag, Form(description="read signboards")
+                                                 ] = False) -> BatchAnswer:
         if len(files) > settings.max_files:
             raise api_error(422, "too_many_files", f"{len(files)} files in one request; this "
                             f"server takes at most {settings.max_files}")
@@ -75,15 +80,17 @@ def add_photo_routes(app, context: Context) -> None:
 
         return await gate.run(arrival(request), lambda: batch_answer(uploads, answer_one))
 
-    @app.post("/verify", summary="Does this photo show this landmark?",
-              dependencies=[context.needs(READ)],
+    @app.post("/verify", summary="Does this photo show this landmark?", **read,
               responses=error_responses(400, 401, 404, 409, 413, 422, 429, 500, 503))
     async def verify(request: Request,
-                     file: Annotated[UploadFile, File(description="the photo")],
-                     landmark: Annotated[str, Form(description="landmark id (see /landmarks)")],
-                     picture: Annotated[bool, Form(description="include a match picture")] = False,
-                     use_gps: Annotated[bool, Form()] = False,
-                     use_text: Annotated[bool, Form(description="read signboards")] = False,
+                     file: Annotated[UploadFile, File(description="the photo",
+                                                      json_schema_extra=PHOTO)],
+                     landmark: Annotated[str, Form(description="landmark id (see /landmarks)",
+                                                   min_length=1)],
+                     picture: Annotated[FormFlag, Form(description="include a match picture")
+                                        ] = False,
+                     use_gps: Annotated[FormFlag, Form()] = False,
+                     use_text: Annotated[FormFlag, Form(description="read signboards")] = False,
                      ) -> IdentifyAnswer:
         gallery.require_landmark(landmark)
         if not gallery.index.references_of(landmark):

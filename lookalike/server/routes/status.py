@@ -21,8 +21,8 @@ def add_status_routes(app, context: Context) -> None:
     from lookalike.server.models import Health, KeyCheck
 
     @app.get("/auth", summary="What the presented API key may do",
-             responses=error_responses(401, 429))
-    def auth(request: Request,
+             responses=error_responses(401, 429), openapi_extra={"security": [{}]})
+    def get_auth(request: Request,
              key: Annotated[str | None, Depends(context.guard.key_from_headers)]) -> KeyCheck:
         context.guard.screen(client_address(request), key)
         scope = context.keys.scope_of(key)
