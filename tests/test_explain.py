@@ -16,7 +16,7 @@ OTHER_CHURCH = "distractors/image-matching-webui__kn-church_01.jpg"
 def test_explain_writes_a_picture_of_both_photos(tmp_path, landmarks_dir, capsys):
     output = tmp_path / "out" / "match.png"
     code = main(["explain", str(landmarks_dir / SCEAUX), str(landmarks_dir / SCEAUX_2),
-                 "-o", str(output), "--no-fused", "-q"])
+                 "-o", str(output), "-q"])
     assert code == 0
     assert capsys.readouterr().out.startswith("verified:")
     picture = Image.open(output)
@@ -33,7 +33,7 @@ def test_explain_writes_a_picture_of_both_photos(tmp_path, landmarks_dir, capsys
 
 def test_explain_says_not_verified_for_another_building(tmp_path, landmarks_dir, capsys):
     code = main(["explain", str(landmarks_dir / SCEAUX), str(landmarks_dir / OTHER_CHURCH),
-                 "-o", str(tmp_path / "m.png"), "--no-fused", "-q"])
+                 "-o", str(tmp_path / "m.png"), "-q"])
     assert code == 0
     assert capsys.readouterr().out.startswith("not verified")
 
@@ -43,7 +43,7 @@ def test_explain_draws_hand_regions(tmp_path, landmarks_dir):
     sidecar.write_text(json.dumps({SCEAUX.split("/")[-1]: [{"box": [100, 100, 600, 500]}]}))
     output = tmp_path / "m.png"
     assert main(["explain", str(landmarks_dir / SCEAUX), str(landmarks_dir / SCEAUX_2),
-                 "-o", str(output), "--regions", str(sidecar), "--no-fused", "-q"]) == 0
+                 "-o", str(output), "--regions", str(sidecar), "-q"]) == 0
     pixels = Image.open(output).convert("RGB")
     hand = sum(1 for x in range(0, pixels.width // 2) for y in range(0, 640, 2)
                if pixels.getpixel((x, y)) == (0, 160, 255))
@@ -54,21 +54,22 @@ def test_explain_reports_an_unreadable_photo(tmp_path, landmarks_dir, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image at all")
     code = main(["explain", str(broken), str(landmarks_dir / SCEAUX), "-o",
-                 str(tmp_path / "m.png"), "--no-fused", "-q"])
+                 str(tmp_path / "m.png"), "-q"])
     assert code == 2
     assert "broken.jpg" in capsys.readouterr().err
     assert not (tmp_path / "m.png").exists()
 
 
 def test_explain_and_verify_report_the_same_numbers_for_the_same_pair(tmp_path, landmarks_dir):
-    """Issue 15: explain said 44 inliers where verify said 34 for one pair. Both now decode,
-    extract and match through the same code (the preset's local method, one side fixed)."""
+    """Issue 15: explain said 44 inliers where verify said 34 for one pair; issue 27: their
+    verdicts and probabilities differed too. Explain now asks verify's question (a landmark
+    whose only reference is B), so every number agrees."""
     import os
 
     from lookalike.engines.local import local_extractor
     from lookalike.gallery.identify import Identifier
     from lookalike.gallery.index import build_index
-    from lookalike.retrieval.explain import explain
+    from lookalike.gallery.pair import verify_pair
 
     query = landmarks_dir / "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7104.jpg"
     reference = landmarks_dir / "chateau_de_sceaux/imagedataset_sceauxcastle__images_100_7101.jpg"
@@ -77,5 +78,6 @@ def test_explain_and_verify_report_the_same_numbers_for_the_same_pair(tmp_path, 
     os.symlink(reference, gallery / reference.name)
     build_index(tmp_path / "gallery", tmp_path / "one.lkidx", local_extractor())
     answer = Identifier(tmp_path / "one.lkidx").verify(query, "chateau_de_sceaux")
-    explained = explain(str(query), str(reference))
-    assert answer.candidates[0].inliers == explained.result.inliers > 50
+    explained = verify_pair(str(query), str(reference), local_extractor())
+    assert answer.candidates[0].inliers == explained.candidates[0].inliers > 50
+    assert (answer.verified, answer.probability) == (explained.verified, explained.probability)
