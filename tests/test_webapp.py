@@ -81,8 +81,9 @@ def test_batch_upload_table_card_and_match_view(live_server, browser, tmp_path):
     files = [photo(QUERIES["chateau_de_sceaux"]), photo(QUERIES["strecha_castle"]),
              photo(DISTRACTOR), bad]
     page.set_input_files("#file", [str(path) for path in files])
-    page.wait_for_function("document.querySelector('#status').textContent == '4 photos answered.'",
-                           timeout=120_000)
+    # One of the four is not a photo: the page says so instead of "4 photos answered."
+    page.wait_for_function("document.querySelector('#status').textContent == "
+                           "'3 of 4 photos answered; 1 failed (see the table).'", timeout=120_000)
     cells = [[cell.inner_text() for cell in row.query_selector_all("td")[1:]]
              for row in page.query_selector_all("#table tbody tr")]
     assert [c[0] for c in cells] == [path.name for path in files]
@@ -217,3 +218,58 @@ def test_gallery_page_edits_behind_the_admin_key(live_server, browser, tmp_path)
     assert not page.query_selector(".tools") and page.is_hidden("#new-landmark")
     assert outside == []
     page.close()
+
+
+def test_api_docs_load_nothing_from_outside(live_server, browser):
+    """ReDoc's sidebar asks for https://cdn.redoc.ly/redoc/logo-mini.svg; the page's policy
+    stops it, and both docs pages still render."""
+    for path, rendered in (("/redoc", "text=API docs by Redocly"), ("/docs", ".swagger-ui .info")):
+        page = browser.new_page()
+        outside = no_outside_requests(page, live_server)
+        page.goto(live_server + path)
+        page.wait_for_selector(rendered, timeout=60_000)
+        page.wait_for_timeout(500)
+        assert outside == [], path
+        page.close()
+
+
+def label_boxes(page) -> list[dict]:
+    return page.evaluate("[...document.querySelectorAll('#map .place text')].map(t => {"
+                         "const r = t.getBoundingClientRect();"
+                         "return {left: r.left, right: r.right, top: r.top, bottom: r.bottom};})")
+
+
+def test_map_labels_stay_apart_and_readable_on_a_phone(live_server, browser):
+    """Landmarks 7-18 km apart (and one far away) get labels that do not overlap, at
+    desktop and at phone width, and the labels keep a readable size on the phone."""
+    import httpx
+
+    headers = {"X-API-Key": ADMIN_KEY}
+    near = [("map_a", "Notre-Dame de Paris", 48.8530, 2.3499),
+            ("map_b", "Basilique de Saint-Denis", 48.9356, 2.3596),  # 9 km north
+            ("map_s", "Château de Sceaux", 48.7784, 2.2995),  # 18 km south of Saint-Denis
+            ("map_c", "Château de Vincennes", 48.8427, 2.4359),  # east of both
+            ("map_far", "Castle far away", 50.6401, 14.0466)]
+    for lid, name, lat, lon in near:
+        assert httpx.post(f"{live_server}/landmarks", headers=headers, json={
+            "id": lid, "names": {"en": name}, "location": {"lat": lat, "lon": lon}}
+        ).status_code == 201
+    located = sum(1 for landmark in httpx.get(f"{live_server}/landmarks").json()["landmarks"]
+                  if landmark["location"])
+    try:
+        for width in (1000, 375):
+            page = browser.new_page(viewport={"width": width, "height": 800})
+            page.goto(live_server + "/gallery")
+            page.wait_for_function("document.querySelectorAll('#map .place text').length == "
+                                   f"{located}")
+            boxes = label_boxes(page)
+            for i, a in enumerate(boxes):
+                assert a["bottom"] - a["top"] >= 11, (width, a)  # 12 px text, not ~6 px
+                for b in boxes[i + 1:]:
+                    apart = a["right"] <= b["left"] or b["right"] <= a["left"] or \
+                        a["bottom"] <= b["top"] or b["bottom"] <= a["top"]
+                    assert apart, (width, a, b)
+            page.close()
+    finally:
+        for lid, *_ in near:
+            httpx.delete(f"{live_server}/landmarks/{lid}", headers=headers)

@@ -124,7 +124,8 @@ async function askAll(files) {
     showError(error);
     return;
   }
-  setStatus("done", { total: rows.length });
+  const failed = rows.filter((row) => row.error).length; // a failed photo is not an answer
+  setStatus(failed ? "done_failed" : "done", { total: rows.length, answered: rows.length - failed, failed });
   renderTable();
   const first = rows.findIndex((row) => row.answer);
   if (first >= 0) showCard(first);

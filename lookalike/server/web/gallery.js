@@ -19,7 +19,16 @@ function renderKeyStatus() {
 }
 
 // -- the map: an equirectangular projection of the landmarks' bounding box -----------------------
+// The drawing's units are the screen's pixels (the viewBox follows the element's width), so
+// 12 px labels stay 12 px on a phone instead of shrinking with the picture.
 const MAP = { width: 640, height: 300, margin: 28 };
+
+function fitMapToScreen(map) {
+  const width = Math.round(map.getBoundingClientRect().width) || 640;
+  MAP.width = Math.max(240, width);
+  MAP.height = Math.round(Math.max(220, Math.min(300, MAP.width * 0.47)));
+  map.setAttribute("viewBox", `0 0 ${MAP.width} ${MAP.height}`);
+}
 
 function mapProjection(points) {
   const lats = points.map((p) => p.lat);
@@ -57,6 +66,7 @@ function svg(tag, attributes, text) {
 function renderMap() {
   const map = $("map");
   map.innerHTML = "";
+  fitMapToScreen(map);
   map.append(svg("rect", { x: 0, y: 0, width: MAP.width, height: MAP.height, class: "sea" }));
   const located = gallery.landmarks.filter((l) => l.location);
   if (!located.length) {
@@ -77,16 +87,45 @@ function renderMap() {
     map.append(svg("text", { x: x + 3, y: MAP.height - 4, class: "grid-label" }, `${+lon.toFixed(2)}°`));
   }
   drawScaleBar(map, projection.kmPerPixel);
-  located.forEach((landmark) => {
+  const places = located.map((landmark) => {
     const x = projection.x(landmark.location.lon);
     const y = projection.y(landmark.location.lat);
     const group = svg("g", { class: "place", "data-landmark": landmark.id });
     group.append(svg("circle", { cx: x, cy: y, r: 6 }));
-    const anchor = x > MAP.width * 0.7 ? "end" : "start";
-    group.append(svg("text", { x: anchor === "end" ? x - 10 : x + 10, y: y + 4, "text-anchor": anchor },
-      displayName(landmark.display_name, landmark.id)));
     map.append(group);
+    return { landmark, group, x, y };
   });
+  const taken = places.map(({ x, y }) => ({ left: x - 7, right: x + 7, top: y - 7, bottom: y + 7 }));
+  places.forEach((place) => placeLabel(place, taken));
+}
+
+// Label positions tried in turn: beside the dot, then above or below it, further out each
+// time; the first that overlaps no dot or label drawn so far (and stays on the map) wins, with
+// a thin line to its dot when it had to move away. Landmarks a few km apart keep readable names.
+const LABEL_SPOTS = [[10, 0], [-10, 0], [10, -16], [10, 16], [-10, -16], [-10, 16],
+  [10, -32], [10, 32], [-10, -32], [-10, 32], [10, -48], [10, 48], [-10, -48], [-10, 48]];
+
+function placeLabel({ landmark, group, x, y }, taken) {
+  const text = svg("text", { x, y, "text-anchor": "start" }, displayName(landmark.display_name, landmark.id));
+  group.append(text);
+  const { width, height } = text.getBBox();
+  const boxAt = ([dx, dy]) => {
+    const left = dx > 0 ? x + dx : x + dx - width;
+    return { left, right: left + width, top: y + dy - height / 2, bottom: y + dy + height / 2, dx, dy };
+  };
+  const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const inside = (box) => box.left >= 0 && box.right <= MAP.width && box.top >= 0 && box.bottom <= MAP.height;
+  const boxes = LABEL_SPOTS.map(boxAt);
+  const chosen = boxes.find((box) => inside(box) && !taken.some((other) => overlaps(box, other)))
+    || boxes.find(inside) || boxes[0];
+  text.setAttribute("x", chosen.dx > 0 ? chosen.left : chosen.right);
+  text.setAttribute("text-anchor", chosen.dx > 0 ? "start" : "end");
+  text.setAttribute("y", y + chosen.dy + height * 0.3);
+  if (chosen.dy !== 0) {
+    group.insertBefore(svg("line", { x1: x, y1: y, x2: chosen.dx > 0 ? chosen.left - 2 : chosen.right + 2,
+      y2: y + chosen.dy, class: "leader" }), group.firstChild);
+  }
+  taken.push(chosen);
 }
 
 function drawScaleBar(map, kmPerPixel) {
@@ -234,6 +273,8 @@ function setup() {
       body: JSON.stringify(body) }), "saved").then(() => { if (!status.error) e.target.reset(); });
   });
   setupLanguages(() => { render(); renderStatus(); });
+  let resized = null; // a phone turned sideways: the map is drawn again at its new width
+  window.addEventListener("resize", () => { clearTimeout(resized); resized = setTimeout(renderMap, 150); });
   loadLimits().then(reload).catch((error) => {
     if (error.code === "unauthorized") sessionStorage.removeItem("lookalike-api-key");
     showError(error);
