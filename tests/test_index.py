@@ -214,3 +214,105 @@ def test_gallery_folders_skip_nas_and_excluded_folders(tmp_path):
     assert len(entries[1].photos) == 3  # not the NAS thumbnail inside the landmark
     assert [e.landmark.id for e in read_gallery(gallery, exclude=["drafts"])] == \
         ["strecha_castle"]
+
+
+# -- the stored inverted file (NAME.lkidx.ivf) ---------------------------------------------------
+def in_memory_scores(index: GalleryIndex, queries) -> list[np.ndarray]:
+    """Scores of today's in-memory inverted file, built from every stored global feature."""
+    from lookalike.matching.asmk import InvertedFile
+
+    method = index.global_method
+    inverted = InvertedFile(list(index.global_features), method.alpha, method.threshold)
+    return [inverted.scores(q) for q in queries]
+
+
+def assert_stored_equals_in_memory(path: Path, extra_queries=()) -> None:
+    from lookalike.gallery.postings_file import read_sidecar, sidecar_path
+
+    with GalleryIndex(path) as index:
+        sidecar = read_sidecar(sidecar_path(path))
+        assert sidecar is not None and sidecar.matches(*index.generation(),
+                                                       index.meta["global_method"])
+        assert list(sidecar.ids) == list(index.references) == sorted(index.references)
+        queries = [*index.global_features, *extra_queries]
+        for stored, memory in zip([index.search_index.scores(q) for q in queries],
+                                  in_memory_scores(index, queries), strict=True):
+            assert np.array_equal(stored, memory)  # bit for bit, not approximately
+        assert {index.references.landmark_at(i) for i in range(len(index.ids))} == \
+            {r.landmark for r in index.references.values()}
+
+
+def query_feature(index: GalleryIndex, relative: str):
+    from lookalike.engines.local import local_extractor
+
+    globals_, _, _ = local_extractor()([str(photo(relative))], index.global_method,
+                                       index.local_method)
+    return index.global_method.decode(next(iter(globals_.values())))
+
+
+def test_the_stored_inverted_file_scores_exactly_as_the_one_built_in_memory(built, tmp_path):
+    from lookalike.gallery.postings_file import sidecar_path
+
+    _, output = built
+    assert sidecar_path(output).is_file()  # written by the build, renamed with the index
+    with GalleryIndex(output) as index:
+        query = query_feature(index, "strecha_castle/sfm_quality_evaluation__images_0012.jpg")
+    assert_stored_equals_in_memory(output, [query])
+    # A copy without its sidecar (or with a stale one) gets it rebuilt from SQLite at open.
+    target = copy_of(output, tmp_path)
+    assert not sidecar_path(target).exists()
+    assert_stored_equals_in_memory(target, [query])
+    sidecar_path(target).write_bytes(sidecar_path(output).read_bytes()[:1000])  # damaged
+    assert_stored_equals_in_memory(target, [query])
+
+
+def test_add_and_remove_update_the_stored_inverted_file(built, tmp_path):
+    from lookalike.gallery.postings_file import read_sidecar, sidecar_path
+
+    _, output = built
+    target = copy_of(output, tmp_path)
+    extra = make_gallery(tmp_path / "more", ["st_pauls_cathedral"])
+    with GalleryIndex(target) as index:
+        generation = index.generation()[1]
+        index.add(read_gallery(extra), local_extractor())
+        assert read_sidecar(sidecar_path(target)).header["generation"] == generation + 1
+        assert index.search_index.size == len(index.references) == 9
+        first = min(index.references)
+        index.remove(["chateau_de_sceaux"], reference_ids=[first] if index.references[
+            first].landmark != "chateau_de_sceaux" else [])
+        assert read_sidecar(sidecar_path(target)).header["generation"] == generation + 2
+    assert_stored_equals_in_memory(target)
+    with GalleryIndex(target) as index:
+        assert "chateau_de_sceaux" not in {index.references[r].landmark for r in index.references}
+        assert len(index.references_of("st_pauls_cathedral")) == 3
+
+
+@pytest.mark.parametrize("where", ["before_rename", "mid_merge"])
+def test_kill_9_while_the_inverted_file_is_written_loses_nothing(built, tmp_path, where):
+    """SIGKILL after the SQLite commit, while the sidecar is written: the next open sees a
+    stale sidecar (or none), rebuilds it from SQLite, and every added photo is there."""
+    from lookalike.gallery.postings_file import sidecar_path
+
+    _, output = built
+    target = copy_of(output, tmp_path)
+    GalleryIndex(target).close()  # its sidecar, at the current generation
+    extra = make_gallery(tmp_path / "more", ["st_pauls_cathedral"])
+    hook = {"before_rename": "pf.os = types.SimpleNamespace(**{**vars(os), 'replace': die})",
+            "mid_merge": "pf.merge_postings = lambda *a, **k: die()"}[where]
+    script = (
+        "import os, signal, types\n"
+        "import lookalike.gallery.postings_file as pf\n"
+        "def die(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"{hook}\n"
+        "from lookalike.cli import main\n"
+        f"main(['index', 'add', {str(target)!r}, {str(extra)!r}, '-q', '-j', '1'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            timeout=300)
+    assert result.returncode == -9, result.stderr.decode()
+    assert list(tmp_path.glob(f".{sidecar_path(target).name}.tmp-*"))  # left by the kill
+    with GalleryIndex(target) as index:
+        assert len(index.references) == index.search_index.size == 9
+    assert_stored_equals_in_memory(target)
+    assert not list(tmp_path.glob(f".{sidecar_path(target).name}.tmp-*"))

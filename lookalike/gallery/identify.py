@@ -72,6 +72,22 @@ def feature_scale(feature: dict[str, np.ndarray]) -> float:
     return float(feature["scale"][0]) if "scale" in feature else 1.0
 
 
+class IndexItems(Sequence):
+    """An index's references as pipeline items, read when the pipeline asks for one (the
+    few it verifies), so a query never loads the whole gallery."""
+
+    def __init__(self, index: GalleryIndex):
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index.ids)
+
+    def __getitem__(self, position):  # type: ignore[override]
+        rid = int(self.index.ids[position])
+        return Item(self.index.global_features[position], {},
+                    self.index.references[rid].content_hash)
+
+
 # -- the identifier --------------------------------------------------------------------------------
 @dataclass
 class QueryFeatures:
@@ -125,14 +141,14 @@ class Identifier:
     def gallery(self) -> ReferenceSet:
         """The index's references as the pipeline's gallery (local features read on demand)."""
         gallery = self._gallery
-        if gallery is None or len(gallery) != len(self.index.ids):
+        if gallery is None or gallery.index is not self.index.search_index:
             ids = self.index.ids
-            items = [Item(feature, {}, self.index.references[int(rid)].content_hash)
-                     for rid, feature in zip(ids, self.index.global_features)]
-            gallery = ReferenceSet(items, self.global_method,
-                              lambda position: self.index.local_features(int(ids[position])),
-                              index=self.index.search_index)
-            self._landmark_of = [self.index.references[int(rid)].landmark for rid in ids]
+            gallery = ReferenceSet(IndexItems(self.index), self.global_method,
+                                   lambda position: self.index.local_features(int(ids[position])),
+                                   index=self.index.search_index)
+            names, codes = self.index.landmark_codes()
+            self._landmark_of = np.asarray(names, dtype=object)[np.asarray(codes)].tolist() \
+                if len(codes) else []
             self._gallery = gallery
         return gallery
 

@@ -24,8 +24,9 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -34,6 +35,14 @@ import numpy as np
 
 from lookalike.features.contract import Method, SearchIndex
 from lookalike.gallery.folders import NEGATIVES, GalleryEntry, GalleryError, Landmark, read_gallery
+from lookalike.gallery.postings_file import (
+    Sidecar,
+    read_sidecar,
+    remove_stale_temporaries,
+    segments,
+    sidecar_path,
+    write_sidecar,
+)
 from lookalike.gallery.roles import (
     Extractor,
     check_roles,
@@ -120,7 +129,11 @@ class GalleryIndex:
 
     # -- reading ---------------------------------------------------------------------------
     def reload(self) -> None:
+        """Read the landmarks and the references' ids, and open the global search: the stored
+        inverted file (memory-mapped, rebuilt first when it does not match the SQLite
+        state) for methods that have one, else an index over every global feature."""
         with self._lock:
+            self.meta = dict(self.connection.execute("SELECT name, value FROM meta"))
             self.landmarks: dict[str, Landmark] = {}
             for lid, names, lat, lon, regions in self.connection.execute(
                 "SELECT id, names, lat, lon, regions FROM landmarks ORDER BY id"
@@ -128,24 +141,108 @@ class GalleryIndex:
                 location = (lat, lon) if lat is not None and lon is not None else None
                 self.landmarks[lid] = Landmark(lid, json.loads(names), location,
                                                json.loads(regions) if regions else None)
-            self.references: dict[int, Reference] = {}
-            globals_ = []
-            for rid, landmark, path, digest, blob in self.connection.execute(
-                    "SELECT id, landmark, path, content_hash, global FROM refs ORDER BY id"):
-                self.references[rid] = Reference(rid, landmark, path, digest)
-                globals_.append(self.global_method.decode(blob))
-            self.ids = np.array(list(self.references), np.int64)  # gallery position -> ref id
-            self.global_features = globals_
-            self.search_index: SearchIndex = self.global_method.search_index(globals_)
             self._local_cache.clear()
+            self.sidecar = self._stored_postings() if self.global_method.inverted_file_shape()[0] \
+                else None
+            if self.sidecar is not None:
+                ids = self.sidecar.ids
+                landmark_names = list(self.sidecar.header["landmarks"])
+                codes = self.sidecar.landmark_codes
+                self.search_index: SearchIndex = \
+                    self.global_method.stored_search_index(self.sidecar.postings)
+            else:
+                rows = self.connection.execute(
+                    "SELECT id, landmark FROM refs ORDER BY id").fetchall()
+                landmark_names = sorted({landmark for _, landmark in rows})
+                code_of = {name: code for code, name in enumerate(landmark_names)}
+                ids = np.array([rid for rid, _ in rows], np.int64)
+                codes = np.array([code_of[landmark] for _, landmark in rows], np.int32)
+            self.ids = ids  # gallery position -> reference id, ascending
+            self.references = ReferenceTable(self, ids, codes, landmark_names)
+            self.global_features = GlobalFeatures(self, ids)
+            if self.sidecar is None:
+                self.search_index = self.global_method.search_index(list(self.global_features))
+
+    def generation(self) -> tuple[str, int]:
+        """(instance, generation) of the SQLite state, which a matching sidecar records."""
+        meta = dict(self.connection.execute(
+            "SELECT name, value FROM meta WHERE name IN ('instance', 'generation')"))
+        return meta.get("instance", ""), int(meta.get("generation", 0))
+
+    def _stored_postings(self) -> Sidecar | None:
+        """The sidecar of this SQLite state, rebuilt from the rows when it is missing or
+        stale; None when it cannot be written (a read-only folder: searched in memory)."""
+        path = sidecar_path(self.path)
+        instance, generation = self.generation()
+        method = self.meta["global_method"]
+        stored = read_sidecar(path)
+        if stored is not None and stored.matches(instance, generation, method):
+            return stored
+        try:
+            self._write_sidecar(instance, generation)
+        except OSError as error:
+            log.warning("%s: cannot write the inverted file (%s); searching in memory",
+                        path, error)
+            return None
+        return read_sidecar(path)
+
+    def _landmark_names(self) -> list[str]:
+        return [lid for (lid,) in self.connection.execute(
+            "SELECT DISTINCT landmark FROM refs ORDER BY landmark")]
+
+    def _write_sidecar(self, instance: str, generation: int,
+                       previous: Sidecar | None = None, removed: Sequence[int] = ()) -> None:
+        """Write the sidecar of the current SQLite state: from `previous` (the sidecar of the
+        state before one change: its postings minus the `removed` ids, plus the rows added
+        since, whose ids are all larger) or else from every row."""
+        path = sidecar_path(self.path)
+        remove_stale_temporaries(path)
+        vocabulary, dim = self.global_method.inverted_file_shape()
+        names = self._landmark_names()
+        code_of = {name: code for code, name in enumerate(names)}
+        header = {"instance": instance, "generation": generation,
+                  "global_method": self.meta["global_method"], "landmarks": names}
+        decode = self.global_method.decode
+        parts, ids, codes, counts = [], [], [], []
+        after = -1
+        if previous is not None:
+            old_ids = np.asarray(previous.ids)
+            gone = np.isin(old_ids, np.asarray(list(removed), np.int64))
+            remap = np.where(gone, -1, np.cumsum(~gone) - 1).astype(np.int64)
+            old_names = np.array(previous.header["landmarks"] + [""], dtype=object)
+            kept_codes = old_names[np.asarray(previous.landmark_codes)[~gone]]
+            parts.append((previous.postings, remap))
+            ids.append(old_ids[~gone])
+            codes.append(np.array([code_of[name] for name in kept_codes], np.int32))
+            counts.append(np.asarray(previous.postings.counts)[~gone])
+            after = int(old_ids.max()) if len(old_ids) else -1
+        first = sum(len(chunk) for chunk in ids)
+        rows = ((rid, code_of[landmark], decode(blob)) for rid, landmark, blob in
+                self.connection.execute("SELECT id, landmark, global FROM refs WHERE id > ? "
+                                        "ORDER BY id", (after,)))
+        batches = segments(rows, vocabulary, dim, path.parent, first)
+        try:
+            for batch_ids, batch_codes, batch_counts, postings in batches:
+                ids.append(batch_ids)
+                codes.append(batch_codes)
+                counts.append(np.asarray(batch_counts))
+                parts.append((postings, None))
+            write_sidecar(path, header, np.concatenate(ids), np.concatenate(codes),
+                          np.concatenate(counts), parts, vocabulary, dim)
+        finally:
+            batches.close()
 
     def search(self, query_feature, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k most similar references: (ids, similarities), best first."""
         positions, scores = self.search_index.search(query_feature, k)
-        return self.ids[positions], scores
+        return np.asarray(self.ids)[positions], scores
+
+    def landmark_codes(self) -> tuple[list[str], np.ndarray]:
+        """Each gallery position's landmark, as (names, codes into names)."""
+        return self.references.landmark_names, self.references.codes
 
     def references_of(self, landmark: str) -> list[int]:
-        return [r.id for r in self.references.values() if r.landmark == landmark]
+        return self.references.ids_of(landmark)
 
     def local_features(self, ref_id: int) -> dict[str, np.ndarray]:
         """Local features of one reference, read on demand.
@@ -166,9 +263,8 @@ class GalleryIndex:
         return self.local_method.decode(row[0])
 
     def info(self) -> dict[str, Any]:
-        counts: dict[str, int] = {}
-        for reference in self.references.values():
-            counts[reference.landmark] = counts.get(reference.landmark, 0) + 1
+        counts = dict(self.connection.execute(
+            "SELECT landmark, COUNT(*) FROM refs GROUP BY landmark"))
         size = self.path.stat().st_size
         return {
             "path": str(self.path),
@@ -204,7 +300,7 @@ class GalleryIndex:
         `extract` computes the features: the caller's engine (`lookalike.engines`)."""
         started = time.perf_counter()
         report = ChangeReport()
-        known = {(r.landmark, r.content_hash) for r in self.references.values()}
+        known = set(self.connection.execute("SELECT landmark, content_hash FROM refs"))
         todo: list[tuple[str, str, str]] = []  # (landmark, path, hash)
         for entry in entries:
             for path in entry.photos:
@@ -225,9 +321,7 @@ class GalleryIndex:
         rows = [(lid, path, digest, globals_[path], locals_[path]) for lid, path, digest in todo
                 if path in globals_ and path in locals_]
         with self._lock:
-            write_changes(self.connection, entries, rows, remove_ids=())
-            self.meta = dict(self.connection.execute("SELECT name, value FROM meta"))
-            self.reload()
+            self._commit(entries, rows, ())
         report.added = len(rows)
         report.seconds = time.perf_counter() - started
         return report
@@ -243,24 +337,121 @@ class GalleryIndex:
         missing = [str(rid) for rid in reference_ids if rid not in self.references]
         if missing:
             raise GalleryError(f"no such reference id(s) in {self.path}: {', '.join(missing)}")
-        ids = {r.id for r in self.references.values() if r.landmark in set(landmarks)}
+        ids = {rid for landmark in landmarks for rid in self.references_of(landmark)}
         ids |= set(reference_ids)
         for photo in photos:
-            matched = {r.id for r in self.references.values()
-                       if r.path in (str(photo), os.path.abspath(photo))}
+            matched = {rid for (rid,) in self.connection.execute(
+                "SELECT id FROM refs WHERE path IN (?, ?)", (str(photo), os.path.abspath(photo)))}
             if not matched and os.path.isfile(photo):
                 digest = photo_digest(Path(photo).read_bytes())
-                matched = {r.id for r in self.references.values() if r.content_hash == digest}
+                matched = {rid for (rid,) in self.connection.execute(
+                    "SELECT id FROM refs WHERE content_hash = ?", (digest,))}
             if not matched:
                 report.errors[str(photo)] = "not a reference photo of this index"
             ids |= matched
         with self._lock:
-            write_changes(self.connection, (), (), remove_ids=sorted(ids),
-                          drop_landmarks=landmarks)
-            self.meta = dict(self.connection.execute("SELECT name, value FROM meta"))
-            self.reload()
+            self._commit((), (), sorted(ids), landmarks)
         report.removed = len(ids)
         return report
+
+    def _commit(self, entries, rows, remove_ids, drop_landmarks=()) -> None:
+        """One transaction, then the sidecar brought to the new generation (from the old
+        sidecar when it was current, so only the change is decoded), then reload."""
+        previous = self.sidecar
+        if previous is not None and not previous.matches(*self.generation(),
+                                                         self.meta["global_method"]):
+            previous = None
+        removed = list(remove_ids) + [rid for landmark in drop_landmarks
+                                      for rid in self.references_of(landmark)]
+        write_changes(self.connection, entries, rows, remove_ids, drop_landmarks)
+        if self.global_method.inverted_file_shape()[0]:
+            instance, generation = self.generation()
+            if previous is None or previous.header["generation"] != generation - 1:
+                previous = None
+            try:
+                self._write_sidecar(instance, generation, previous, removed)
+            except OSError as error:  # reload searches in memory
+                log.warning("%s: cannot write the inverted file (%s)", self.path, error)
+        self.reload()
+
+
+class ReferenceTable(Mapping):
+    """The references of an open index by id, read from SQLite when asked for: opening an
+    index of a million references holds two arrays (ids and landmark codes), not a million
+    objects. Iterates ids ascending (gallery order)."""
+
+    def __init__(self, index: GalleryIndex, ids: np.ndarray, codes: np.ndarray,
+                 landmark_names: list[str]):
+        self.index, self.ids, self.codes = index, ids, codes
+        self.landmark_names = landmark_names
+
+    def __getitem__(self, rid: int) -> Reference:
+        with self.index._lock:
+            row = self.index.connection.execute(
+                "SELECT id, landmark, path, content_hash FROM refs WHERE id = ?",
+                (int(rid),)).fetchone()
+        if row is None or int(rid) not in self:
+            raise KeyError(rid)
+        return Reference(*row)
+
+    def __contains__(self, rid: object) -> bool:
+        try:
+            rid = int(rid)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return False
+        at = int(np.searchsorted(self.ids, rid))
+        return at < len(self.ids) and int(self.ids[at]) == rid
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.asarray(self.ids).tolist())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def values(self) -> list[Reference]:  # type: ignore[override]
+        """Every reference, in one query (a small gallery's listing)."""
+        with self.index._lock:
+            rows = self.index.connection.execute(
+                "SELECT id, landmark, path, content_hash FROM refs ORDER BY id").fetchall()
+        return [Reference(*row) for row in rows if row[0] in self]
+
+    def landmark_at(self, position: int) -> str:
+        return self.landmark_names[int(self.codes[position])]
+
+    def ids_of(self, landmark: str) -> list[int]:
+        if landmark not in self.landmark_names:
+            return []
+        code = self.landmark_names.index(landmark)
+        return np.asarray(self.ids)[np.asarray(self.codes) == code].tolist()
+
+
+class GlobalFeatures(Sequence):
+    """The references' global features by gallery position, decoded from SQLite on demand."""
+
+    def __init__(self, index: GalleryIndex, ids: np.ndarray):
+        self.index, self.ids = index, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, position):  # type: ignore[override]
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        with self.index._lock:
+            row = self.index.connection.execute(
+                "SELECT global FROM refs WHERE id = ?", (int(self.ids[position]),)).fetchone()
+        if row is None:
+            raise IndexError(position)
+        return self.index.global_method.decode(row[0])
+
+    def __iter__(self):
+        """All of them in one query (an index searched in memory reads them at open)."""
+        with self.index._lock:
+            rows = self.index.connection.execute(
+                "SELECT id, global FROM refs ORDER BY id").fetchall()
+        wanted = set(np.asarray(self.ids).tolist())
+        decode = self.index.global_method.decode
+        return iter([decode(blob) for rid, blob in rows if rid in wanted])
 
 
 def write_changes(connection: sqlite3.Connection, entries: Iterable[GalleryEntry],
@@ -288,6 +479,9 @@ def write_changes(connection: sqlite3.Connection, entries: Iterable[GalleryEntry
         for lid in drop_landmarks:
             connection.execute("DELETE FROM refs WHERE landmark = ?", (lid,))
             connection.execute("DELETE FROM landmarks WHERE id = ?", (lid,))
+        # The generation ties the sidecar (NAME.lkidx.ivf) to this state (postings_file).
+        connection.execute("INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(name) DO "
+                           "UPDATE SET value = CAST(value AS INTEGER) + 1")
         connection.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)",
                            (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),))
 
@@ -309,6 +503,8 @@ def create_index(output: str | os.PathLike, global_method: Method, local_method:
             "local_method": json.dumps(method_record(local_method)),
             "created": now,
             "updated": now,
+            "instance": uuid.uuid4().hex,
+            "generation": "0",
         }
         with connection:
             connection.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", settings.items())
@@ -331,14 +527,19 @@ def build_index(gallery: str | os.PathLike | Sequence[GalleryEntry], output: str
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    for suffix in ("", "-journal"):
+    suffixes = ("", "-journal", ".ivf")
+    for suffix in suffixes:
         Path(str(temporary) + suffix).unlink(missing_ok=True)
     try:
         create_index(temporary, global_method, local_method, preset)
         with GalleryIndex(temporary) as index:
             report = index.add(entries, extract)
+        # The sidecar first: a kill between the renames leaves the old index with a sidecar
+        # of another instance, which its next open replaces.
+        if sidecar_path(temporary).exists():
+            os.replace(sidecar_path(temporary), sidecar_path(output))
         os.replace(temporary, output)
     finally:
-        for suffix in ("", "-journal"):
+        for suffix in suffixes:
             Path(str(temporary) + suffix).unlink(missing_ok=True)
     return report

@@ -155,6 +155,110 @@ def similarity(a: dict[str, np.ndarray], b: dict[str, np.ndarray], alpha: float 
     return float(total / np.sqrt(len(a["words"]) * len(b["words"])))
 
 
+@dataclass
+class Postings:
+    """An inverted file's arrays, in memory or memory-mapped from an index's sidecar file.
+
+    Word w's postings are rows offsets[w]:offsets[w + 1] of `positions` (the gallery position
+    of the photo, ascending) and `bits` (its residual bits at w, as uint64 words); `counts`
+    holds each gallery photo's number of words (its ASMK norm)."""
+
+    offsets: np.ndarray  # int64, vocabulary + 1
+    positions: np.ndarray  # int32, one per posting
+    bits: np.ndarray  # uint64, postings x (dim / 64)
+    counts: np.ndarray  # int32, one per gallery photo
+    dim: int
+
+    @property
+    def vocabulary(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def size(self) -> int:
+        return len(self.counts)
+
+
+def postings_of(features: Sequence[dict[str, np.ndarray]], vocabulary: int | None = None,
+                first_position: int = 0, dim: int | None = None) -> Postings:
+    """The postings of `features` (gallery positions first_position, first_position + 1, ...),
+    sorted by word and, within a word, by position."""
+    counts = np.array([len(f["words"]) for f in features], np.int32)
+    if dim is None:
+        width = next((f["bits"].shape[1] for f in features if len(f["words"])), 16)
+        dim = width * 8
+    words_of = [f["words"] for f in features if len(f["words"])]
+    if vocabulary is None:
+        vocabulary = int(max((w.max() for w in words_of), default=-1)) + 1
+    if not words_of:
+        return Postings(np.zeros(vocabulary + 1, np.int64), np.zeros(0, np.int32),
+                        np.zeros((0, max(1, dim // 64)), np.uint64), counts, dim)
+    words = np.concatenate(words_of)
+    positions = np.repeat(np.arange(first_position, first_position + len(features),
+                                    dtype=np.int32), counts)
+    bits = np.concatenate([f["bits"] for f in features if len(f["words"])])
+    order = np.argsort(words, kind="stable")
+    offsets = np.zeros(vocabulary + 1, np.int64)
+    np.cumsum(np.bincount(words, minlength=vocabulary)[:vocabulary], out=offsets[1:])
+    return Postings(offsets, positions[order], _as_words64(bits[order]), counts, dim)
+
+
+def merge_postings(parts: Sequence[tuple[Postings, np.ndarray | None]], out: Postings,
+                   block: int = 1 << 22) -> None:
+    """Write the postings of `parts` into `out`, whose offsets, counts and arrays are already
+    sized (`merged_offsets`): word by word, each part's postings in turn, their positions
+    mapped through the part's `remap` (None: unchanged; -1: dropped). Parts must give
+    ascending positions in order, so `out` stays sorted within each word. Works through the
+    words in blocks of about `block` postings, so memory stays bounded for any size."""
+    vocabulary = out.vocabulary
+    total = sum(np.asarray(part.offsets, np.int64) for part, _ in parts)
+    cuts = np.searchsorted(total, np.arange(block, int(total[-1]), block), side="right")
+    bounds = np.unique(np.concatenate([[0], np.clip(cuts, 1, vocabulary), [vocabulary]]))
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        pieces_words, pieces_positions, pieces_bits, pieces_order = [], [], [], []
+        for rank, (part, remap) in enumerate(parts):
+            lo, hi = int(part.offsets[start]), int(part.offsets[end])
+            if hi == lo:
+                continue
+            positions = np.asarray(part.positions[lo:hi])
+            bits = np.asarray(part.bits[lo:hi])
+            words = np.repeat(np.arange(start, end, dtype=np.int64),
+                              np.diff(np.asarray(part.offsets[start:end + 1])))
+            if remap is not None:
+                positions = remap[positions]
+                kept = positions >= 0
+                positions, bits, words = positions[kept], bits[kept], words[kept]
+            pieces_words.append(words)
+            pieces_positions.append(positions.astype(np.int32))
+            pieces_bits.append(bits)
+            pieces_order.append(np.full(len(words), rank, np.int64))
+        lo, hi = int(out.offsets[start]), int(out.offsets[end])
+        if pieces_words:
+            words = np.concatenate(pieces_words)
+            order = np.lexsort((np.concatenate(pieces_order), words))  # by word, then part
+            out.positions[lo:hi] = np.concatenate(pieces_positions)[order]
+            out.bits[lo:hi] = np.concatenate(pieces_bits)[order]
+
+
+def merged_offsets(parts: Sequence[tuple[Postings, np.ndarray | None]], vocabulary: int
+                   ) -> np.ndarray:
+    """The offsets of `merge_postings(parts)`: postings per word after dropping, summed."""
+    per_word = np.zeros(vocabulary, np.int64)
+    for part, remap in parts:
+        if remap is None:
+            per_word += np.diff(np.asarray(part.offsets))
+            continue
+        chunk = 1 << 24
+        for lo in range(0, len(part.positions), chunk):
+            hi = min(len(part.positions), lo + chunk)
+            kept = remap[np.asarray(part.positions[lo:hi])] >= 0
+            # word of each posting: the offsets' bucket
+            words = np.searchsorted(np.asarray(part.offsets), np.arange(lo, hi), side="right") - 1
+            per_word += np.bincount(words[kept], minlength=vocabulary)
+    offsets = np.zeros(vocabulary + 1, np.int64)
+    np.cumsum(per_word, out=offsets[1:])
+    return offsets
+
+
 class InvertedFile:
     """Per visual word, the gallery photos that have it and their residual bits.
 
@@ -162,45 +266,41 @@ class InvertedFile:
     gallery photo (0 for photos sharing no word): the same values as `similarity`, found
     without touching unrelated photos, so cost grows with shared words, not gallery size.
     Postings are sorted by word, so each query word reads one contiguous slice; residual bits
-    are compared 64 at a time, and the selectivity is looked up by Hamming distance.
+    are compared 64 at a time, and the selectivity is looked up by Hamming distance. Built
+    from features in memory, or over `Postings` memory-mapped from an index's sidecar file
+    (the same arrays, so the same scores to the last bit).
     """
 
-    def __init__(self, features: Sequence[dict[str, np.ndarray]], alpha: float = ALPHA,
-                 threshold: float = THRESHOLD):
+    def __init__(self, features: Sequence[dict[str, np.ndarray]] = (), alpha: float = ALPHA,
+                 threshold: float = THRESHOLD, postings: Postings | None = None):
         self.alpha = alpha
         self.threshold = threshold
-        self.size = len(features)
-        counts = np.array([len(f["words"]) for f in features], np.int64)
-        self.norms = 1.0 / np.sqrt(np.maximum(counts, 1))
-        width = next((f["bits"].shape[1] for f in features if len(f["words"])), 16)
-        self.dim = width * 8
-        if self.size and counts.sum():
-            words = np.concatenate([f["words"] for f in features])
-            photos = np.repeat(np.arange(self.size), counts)
-            bits = np.concatenate([f["bits"] for f in features])
-            order = np.argsort(words, kind="stable")
-            self.words, self.photos = words[order], photos[order]
-            self.bits = _as_words64(bits[order])
-        else:
-            self.words = np.zeros(0, np.int32)
-            self.photos = np.zeros(0, np.int64)
-            self.bits = np.zeros((0, max(1, width // 8)), np.uint64)
+        self.postings = postings if postings is not None else postings_of(features)
+        self.size = self.postings.size
+        self.dim = self.postings.dim
+        self.norms = 1.0 / np.sqrt(np.maximum(np.asarray(self.postings.counts, np.int64), 1))
+        self._offsets = np.asarray(self.postings.offsets)
         # The selectivity of a residual pair depends only on its Hamming distance, so it is
         # read from a table of dim + 1 values instead of computed per posting (1.4x faster).
         self.selectivity_of_hamming = selectivity(1.0 - 2.0 * np.arange(self.dim + 1) / self.dim,
                                                   alpha, threshold)
 
     def scores(self, query: dict[str, np.ndarray]) -> np.ndarray:
-        if len(query["words"]) == 0 or len(self.words) == 0:
+        words = np.asarray(query["words"], np.int64)
+        if len(words) == 0 or self.size == 0:
             return np.zeros(self.size)
-        starts = np.searchsorted(self.words, query["words"], side="left")
-        ends = np.searchsorted(self.words, query["words"], side="right")
+        known = words < self.postings.vocabulary
+        starts = np.zeros(len(words), np.int64)
+        ends = np.zeros(len(words), np.int64)
+        starts[known] = self._offsets[words[known]]
+        ends[known] = self._offsets[words[known] + 1]
         query_bits = _as_words64(query["bits"])
+        bits, positions = self.postings.bits, self.postings.positions
         hammings, photos = [], []
         for row, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
             if end > start:
-                hammings.append(_popcount64(self.bits[start:end] ^ query_bits[row]).sum(axis=1))
-                photos.append(self.photos[start:end])
+                hammings.append(_popcount64(bits[start:end] ^ query_bits[row]).sum(axis=1))
+                photos.append(positions[start:end])
         if not hammings:
             return np.zeros(self.size)
         weights = self.selectivity_of_hamming[np.concatenate(hammings)]

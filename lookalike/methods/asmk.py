@@ -27,8 +27,9 @@ from lookalike.matching import asmk
 class AsmkIndex(SearchIndex):
     """An `asmk.InvertedFile` behind the global-descriptor contract."""
 
-    def __init__(self, features: Sequence[dict], alpha: float, threshold: float):
-        self.inverted = asmk.InvertedFile(features, alpha, threshold)
+    def __init__(self, features: Sequence[dict], alpha: float, threshold: float,
+                 postings: asmk.Postings | None = None):
+        self.inverted = asmk.InvertedFile(features, alpha, threshold, postings)
         self.size = self.inverted.size
 
     def scores(self, query: dict) -> np.ndarray:
@@ -94,6 +95,12 @@ class Asmk(Method):
 
     def search_index(self, features: Sequence[dict]) -> AsmkIndex:
         return AsmkIndex(features, self.alpha, self.threshold)
+
+    def inverted_file_shape(self) -> tuple[int, int]:
+        return self.words().size, self.words().dim
+
+    def stored_search_index(self, postings: asmk.Postings) -> AsmkIndex:
+        return AsmkIndex((), self.alpha, self.threshold, postings)
 
     def score_matrix(self, queries, gallery) -> np.ndarray:
         index = self.search_index(gallery)

@@ -64,7 +64,8 @@ class ReferenceSet:
     def __init__(self, items: Sequence[Item], global_method: Method,
                  local_loader: Callable[[int], dict] | None = None,
                  index: SearchIndex | None = None):
-        self.items = list(items)
+        # a Sequence is kept as it is (an index's items are read when asked for)
+        self.items = items if isinstance(items, Sequence) else list(items)
         self.index: SearchIndex = index if index is not None else \
             global_method.search_index([i.global_feature for i in self.items])
         self.local_loader = local_loader
