@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from landmark_gallery import DISTRACTOR, QUERIES, make_gallery, photo
 
@@ -46,3 +47,94 @@ def test_ray_build_and_identify_match_the_local_engine(local_ray, tmp_path, caps
     assert answers == {queries[0]: "strecha_castle", queries[1]: "unknown"}
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert {r["photo"]: r["landmark"] for r in rows} == answers
+
+
+# -- the shortlist and the shards: exactly the single-machine answers ------------------------------
+def answers_of(identifier, queries) -> list[dict]:
+    out = []
+    for query in queries:
+        answer = identifier.identify(query).to_json()
+        out.append({key: answer[key] for key in ("landmark", "probability", "candidates")})
+    return out
+
+
+@pytest.fixture(scope="module")
+def three_landmarks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale")
+    gallery = make_gallery(root / "gallery")
+    index = root / "three.lkidx"
+    assert main(["index", "build", str(gallery), "-o", str(index), "-q", "-j", "1"]) == 0
+    queries = [str(photo(q)) for q in QUERIES.values()] + [str(photo(DISTRACTOR))]
+    return index, queries
+
+
+def test_the_shortlist_decides_exactly_as_ranking_every_reference(three_landmarks):
+    """A gallery shortlisted (as past 2,000 references) answers what ranking all does, with
+    a prefix too short to decide at first (k grows until it is exact), and with shards."""
+    from lookalike.gallery.identify import Identifier, Settings
+    from lookalike.gallery.index import GalleryIndex
+    from lookalike.gallery.shortlist import (
+        ShardSearcher,
+        Shortlist,
+        exact_prefix,
+        merge_tops,
+        write_shards,
+    )
+
+    index_path, queries = three_landmarks
+    settings = Settings(verify_landmarks=2, verify_per_landmark=2)
+    with GalleryIndex(index_path) as index:
+        whole = answers_of(Identifier(index, settings), queries)
+        shortlisted = Identifier(index, settings)
+        shortlisted.shortlist_from = 0
+        assert answers_of(shortlisted, queries) == whole
+        paths = write_shards(index_path, 3)
+        searchers = [ShardSearcher(path, index.global_method) for path in paths]
+        asked = []
+
+        def search(query, k):
+            asked.append(k)
+            tops = [s.top(query, k) for s in searchers]
+            positions, scores = merge_tops(tops)
+            return positions, scores, all(b == -np.inf for _, _, b in tops)
+
+        names, codes = index.landmark_codes()
+        shortlist = Shortlist(codes, names, search)
+        shortlist.first_k = 1
+        sharded = Identifier(index, settings, shortlist=shortlist)
+        assert answers_of(sharded, queries) == whole
+        assert len(asked) > len(queries) and 1 in asked  # a top 1 was not enough: k grew
+        # The check itself: one landmark's best reference is not a decision.
+        scores = index.search_index.scores(index.global_features[0])
+        best = int(np.argmax(scores))
+        assert not exact_prefix(scores[[best]], codes[[best]], np.bincount(codes), 2, 2, None,
+                                complete=False)
+        assert exact_prefix(scores, codes, np.bincount(codes), 2, 2, None, complete=True)
+
+
+@pytest.mark.slow
+def test_sharded_identify_on_ray_equals_one_machine(local_ray, three_landmarks, tmp_path,
+                                                    capsys):
+    from lookalike.gallery.shortlist import shard_path, shards_of
+
+    index_path, queries = three_landmarks
+    sharded = tmp_path / "sharded.lkidx"
+    gallery = index_path.parent / "gallery"
+    assert main(["index", "build", str(gallery), "-o", str(sharded), "--engine", "ray",
+                 "--shards", "2", "-q"]) == 0
+    assert shards_of(sharded) == 2 and shard_path(sharded, 1, 2).is_file()
+    capsys.readouterr()
+    assert main(["identify", "--index", str(index_path), *queries, "--json", "-q",
+                 "-j", "1"]) == 0
+    local = {json.loads(line)["photo"]: json.loads(line)
+             for line in capsys.readouterr().out.splitlines()}
+    assert main(["identify", "--index", str(sharded), *queries, "--engine", "ray", "--json",
+                 "-q"]) == 0
+    on_ray = {json.loads(line)["photo"]: json.loads(line)
+              for line in capsys.readouterr().out.splitlines()}
+    assert on_ray.keys() == local.keys() == set(queries)
+    for query in queries:
+        for key in ("landmark", "probability"):
+            assert on_ray[query][key] == local[query][key], (query, key)
+        assert [c["landmark"] for c in on_ray[query]["candidates"]] == \
+            [c["landmark"] for c in local[query]["candidates"]]

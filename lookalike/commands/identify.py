@@ -67,6 +67,9 @@ def add_answer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", metavar="FILE.json",
                         help="calibration from `evaluate --identify --fit-calibration`")
     add_engine_option(parser, "local processes (default) or a Ray cluster (RAY_ADDRESS)")
+    parser.add_argument("--shards", type=int, metavar="N",
+                        help="with --engine ray: search the index's N shards, one Ray actor "
+                             "each (default: the shards `index build --shards` wrote, if any)")
     add_common_options(parser)
 
 
@@ -155,8 +158,13 @@ def check_preset(asked: str | None, built_with: str | None, index: str) -> None:
 def answers(args: argparse.Namespace, identifier, photos: list[str]) -> Iterable[tuple]:
     """(photo, answer or None, error) per photo, from the engine the options name."""
     if args.engine == "ray":
-        from lookalike.engines.ray import ray_identify
+        from lookalike.engines.ray import ray_identify, ray_identify_sharded
+        from lookalike.gallery.shortlist import shards_of
 
+        shards = args.shards or shards_of(args.index)
+        if shards:
+            return ray_identify_sharded(args.index, photos, identifier.settings, shards,
+                                        args.landmark, calibration=args.calibration)
         return ray_identify(args.index, photos, identifier.settings, args.landmark,
                             calibration=args.calibration)
     from lookalike.engines.local import local_extractor

@@ -56,6 +56,13 @@ def _add_build(actions) -> None:
                             "in GALLERY); a query most like them leans towards unknown")
     build.add_argument("--fit-codebook", action="store_true",
                        help="fit the ASMK codebook on this gallery's photos (large galleries)")
+    build.add_argument("--shards", type=int, metavar="N",
+                       help="also split the inverted file into N shards, which `identify "
+                            "--engine ray` and `serve --engine ray` search with one Ray actor "
+                            "each")
+    build.add_argument("--codebook-words", type=int, metavar="N",
+                       help="visual words of the codebook --fit-codebook fits (default: as "
+                            "many as the codebook in use; 16384-65536 for 100,000+ photos)")
     add_common_options(build, gray=False)
     build.set_defaults(handler=run_build)
 
@@ -141,9 +148,15 @@ def run_build(args: argparse.Namespace) -> int:
     entries = read_gallery(args.gallery, negatives=args.negatives, exclude=args.exclude)
     if args.fit_codebook:
         global_method = fit_gallery_codebook(entries, global_method, local_method, extract,
-                                             args.output, args.quiet)
+                                             args.output, args.quiet, args.codebook_words)
+    elif args.codebook_words:
+        raise UsageError("--codebook-words goes with --fit-codebook")
     report = build_index(entries, args.output, extract, args.preset, global_method,
                          local_method)
+    if args.shards:
+        from lookalike.gallery.shortlist import write_shards
+
+        write_shards(args.output, args.shards)
     if not args.quiet:
         rate = report.added / report.seconds if report.seconds else 0.0
         print(f"built {args.output} in {report.seconds:.1f} s ({rate:.2f} photos/s)",

@@ -159,3 +159,85 @@ def ray_identify(index: str, paths: Sequence[str], settings, landmark: str | Non
             yield row["path"], None, row["error"]
         else:
             yield row["path"], Answer.from_json(json.loads(row["answer"])), None
+
+
+# -- shards: the search split over Ray actors --------------------------------------------------------
+class ShardActor:
+    """A Ray actor serving one shard's postings (memory-mapped; `gallery.shortlist`)."""
+
+    def __init__(self, path: str, global_method: Method):
+        from lookalike.gallery.shortlist import ShardSearcher
+
+        self.searcher = ShardSearcher(path, global_method)
+
+    def top(self, query, k: int):
+        return self.searcher.top(query, k)
+
+
+def shard_actors(index: str, shards: int) -> list:
+    """One actor per shard of `index` (its shard files written first when stale)."""
+    from lookalike.gallery.index import GalleryIndex
+    from lookalike.gallery.shortlist import write_shards
+
+    ray = ensure_ray()
+    with GalleryIndex(index) as opened:  # brings the sidecar to the SQLite state
+        method = opened.global_method
+    paths = write_shards(index, shards)
+    actor = ray.remote(num_cpus=0)(ShardActor)
+    return [actor.remote(str(path), method) for path in paths]
+
+
+def sharded_shortlist(index, actors: Sequence):
+    """A `Shortlist` whose search asks every shard actor for its top k and merges them."""
+    from lookalike.gallery.shortlist import Shortlist, merge_tops
+
+    ray = ensure_ray()
+
+    def search(query, k: int):
+        tops = ray.get([actor.top.remote(query, k) for actor in actors])
+        positions, scores = merge_tops(tops)
+        return positions, scores, all(bound == -np.inf for _, _, bound in tops)
+
+    names, codes = index.landmark_codes()
+    return Shortlist(codes, names, search)
+
+
+class ShardedIdentifyWorker(IdentifyWorker):
+    """An identify actor whose shortlist comes from the shard actors."""
+
+    def __init__(self, index: str, settings, landmark: str | None, calibration: str | None,
+                 actors: Sequence):
+        from lookalike.gallery.identify import Identifier
+        from lookalike.gallery.index import GalleryIndex
+
+        opened = GalleryIndex(index)
+        self.identifier = Identifier(opened, settings, calibration,
+                                     shortlist=sharded_shortlist(opened, actors))
+        self.landmark = landmark
+
+
+def ray_identify_sharded(index: str, paths: Sequence[str], settings, shards: int,
+                         landmark: str | None = None, calibration: str | None = None,
+                         workers: int | None = None
+                         ) -> Iterator[tuple[str, Any, str | None]]:
+    """`ray_identify` with the search split over `shards` shard actors."""
+    import json
+
+    from lookalike.gallery.answers import Answer
+
+    if not paths:
+        return
+    ray = ensure_ray()
+    index = os.path.abspath(index)
+    actors = shard_actors(index, shards)
+    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    dataset = ray.data.from_items([{"path": str(p)} for p in paths])
+    results = dataset.map_batches(
+        ShardedIdentifyWorker, fn_constructor_args=(index, settings, landmark, calibration,
+                                                    actors),
+        batch_size=BATCH, concurrency=min(workers, len(paths)), batch_format="numpy")
+    for row in results.iter_rows():
+        if row["error"]:
+            yield row["path"], None, row["error"]
+        else:
+            yield row["path"], Answer.from_json(json.loads(row["answer"])), None

@@ -31,6 +31,7 @@ from lookalike.gallery.answers import MAX_POINTS, Answer, Candidate, decide, geo
 from lookalike.gallery.folders import NEGATIVES, GalleryError
 from lookalike.gallery.gps import gps_penalty, haversine_km, probe
 from lookalike.gallery.index import GalleryIndex
+from lookalike.gallery.shortlist import LARGE, FixedScores, Shortlist
 from lookalike.imaging.drawing import draw_lines, side_by_side
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
 from lookalike.ocr.evidence import landmark_names, text_evidence_among, text_log_odds
@@ -88,6 +89,19 @@ class IndexItems(Sequence):
                     self.index.references[rid].content_hash)
 
 
+class Subset(Sequence):
+    """Some of a sequence's items, by their positions in it."""
+
+    def __init__(self, items: Sequence, positions: np.ndarray):
+        self.items, self.positions = items, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, j):  # type: ignore[override]
+        return self.items[int(self.positions[j])]
+
+
 # -- the identifier --------------------------------------------------------------------------------
 @dataclass
 class QueryFeatures:
@@ -102,7 +116,11 @@ class Identifier:
     """Identify or verify photos against one open index; safe to share between threads."""
 
     def __init__(self, index: GalleryIndex | str | os.PathLike, settings: Settings | None = None,
-                 calibration: Calibration | str | os.PathLike | None = None):
+                 calibration: Calibration | str | os.PathLike | None = None,
+                 shortlist: Shortlist | None = None):
+        """`shortlist`: where the best references of a query come from when not from the
+        index's own search (shards on Ray, `lookalike.engines.ray`); galleries larger than
+        `shortlist.LARGE` are shortlisted from their own search index."""
         from lookalike.retrieval.presets import get_preset
 
         self.index = index if isinstance(index, GalleryIndex) else GalleryIndex(index)
@@ -114,6 +132,8 @@ class Identifier:
         self.pipeline = Pipeline(self.global_method, self.local_method, None)
         self._model_lock = threading.Lock()
         self._gallery: ReferenceSet | None = None
+        self.shortlist = shortlist
+        self.shortlist_from = LARGE  # gallery size from which the own search is shortlisted
 
     def _calibration(self, calibration) -> Calibration:
         if isinstance(calibration, Calibration):
@@ -228,11 +248,14 @@ class Identifier:
                    only: str | None = None) -> list[Candidate]:
         """Verified candidate landmarks with calibrated probabilities, best first."""
         gallery = self.gallery()
-        found = landmark_candidates(
-            self.pipeline, query.item, gallery, self._landmark_of,
-            settings.verify_landmarks or self.preset.verify_landmarks,
-            settings.verify_per_landmark or self.preset.verify_per_landmark, only=only,
-            negative=NEGATIVES)
+        verify_landmarks = settings.verify_landmarks or self.preset.verify_landmarks
+        per_landmark = settings.verify_per_landmark or self.preset.verify_per_landmark
+        if only is None and (self.shortlist is not None or len(gallery) > self.shortlist_from):
+            found = self._shortlisted(query, gallery, verify_landmarks, per_landmark)
+        else:
+            found = landmark_candidates(self.pipeline, query.item, gallery, self._landmark_of,
+                                        verify_landmarks, per_landmark, only=only,
+                                        negative=NEGATIVES)
         distance_of = self._distance_fn(query.gps)
         text_of = self._text_fn(query.text)
         candidates = []
@@ -252,6 +275,29 @@ class Identifier:
             candidates.append(candidate)
         candidates.sort(key=lambda c: -c.probability)
         return candidates
+
+    def _shortlisted(self, query: QueryFeatures, gallery: ReferenceSet, verify_landmarks: int,
+                     per_landmark: int) -> list[LandmarkCandidate]:
+        """`landmark_candidates` over the top of the ranking only (`Shortlist.top`: a prefix
+        that decides every candidate exactly as the whole ranking would)."""
+        shortlist = self.shortlist
+        if shortlist is None:
+            names, codes = self.index.landmark_codes()
+            shortlist = Shortlist.of_index(gallery.index, codes, names)
+        positions, scores = shortlist.top(query.item.global_feature, verify_landmarks,
+                                          per_landmark, NEGATIVES)
+        ids = self.index.ids
+        subset = ReferenceSet(
+            Subset(gallery.items, positions), self.global_method,
+            lambda j: self.index.local_features(int(ids[positions[j]])),
+            index=FixedScores(scores))
+        found = landmark_candidates(self.pipeline, query.item, subset,
+                                    [self._landmark_of[p] for p in positions.tolist()],
+                                    verify_landmarks, per_landmark, negative=NEGATIVES)
+        for candidate in found:  # back to positions in the whole gallery
+            if candidate.reference is not None:
+                candidate.reference = int(positions[candidate.reference])
+        return found
 
     def _candidate(self, found: LandmarkCandidate, query: QueryFeatures, gallery: ReferenceSet
                    ) -> Candidate:

@@ -75,14 +75,17 @@ def is_preset(name: str | None, global_method: Method, local_method: Method) -> 
 
 def fit_gallery_codebook(entries: Sequence[GalleryEntry], global_method: Method,
                          local_method: Method, extract: Extractor, output: str | os.PathLike,
-                         quiet: bool = True) -> Method:
-    """Fit the ASMK codebook on the gallery's own local descriptors, saved beside the index
-    (NAME.lkidx.codebook.npy), and return the global method that uses it."""
+                         quiet: bool = True, codebook_words: int | None = None) -> Method:
+    """Fit the ASMK codebook (`codebook_words` visual words, default the current one's) on
+    the gallery's own local descriptors, saved beside the index (NAME.lkidx.codebook.npy),
+    and return the global method that uses it. k-means sees a random sample of the
+    descriptors (`asmk.fit_codebook`: 64 per word, at least 200,000)."""
     from lookalike.matching import asmk
 
     words = global_method.visual_words()
     if words is None or not global_method.has_setting("codebook"):
         raise GalleryError(f"--fit-codebook: {global_method.name} has no codebook")
+    words = codebook_words or words
     paths = [path for entry in entries for path in entry.photos]
     _, locals_, _ = extract(paths, global_method, local_method)
     descriptors = [local_method.decode(data)["descriptors"] for data in locals_.values()]

@@ -55,11 +55,12 @@ class Codebook:
     def dim(self) -> int:
         return self.centroids.shape[1]
 
-    def assign(self, descriptors: np.ndarray) -> np.ndarray:
-        """The nearest word of each descriptor (exact, by FAISS)."""
+    def assign(self, descriptors: np.ndarray, nearest: int = 1) -> np.ndarray:
+        """The nearest word of each descriptor (exact, by FAISS); with `nearest` > 1, an
+        n x nearest array of each descriptor's nearest words, nearest first."""
         index = _word_index(self)
-        _, words = index.search(np.ascontiguousarray(descriptors, np.float32), 1)
-        return words[:, 0]
+        _, words = index.search(np.ascontiguousarray(descriptors, np.float32), nearest)
+        return words[:, 0] if nearest == 1 else words
 
 
 _INDEXES: dict[str, object] = {}
@@ -103,8 +104,12 @@ def save_codebook(centroids: np.ndarray, path: str | os.PathLike) -> Codebook:
 
 
 def fit_codebook(descriptors: Sequence[np.ndarray], words: int = 1024, seed: int = 0,
-                 max_points: int = 200_000) -> np.ndarray:
-    """k-means centroids of many photos' local descriptors (a random subset past max_points)."""
+                 max_points: int | None = None) -> np.ndarray:
+    """k-means centroids of many photos' local descriptors: a random subset past
+    `max_points` (default: 200,000 or 64 per word, whichever is more; k-means gains little
+    from more, and its cost is points x words)."""
+    if max_points is None:
+        max_points = max(200_000, 64 * words)
     stacked = np.concatenate([np.asarray(d, np.float32) for d in descriptors if len(d)])
     if len(stacked) < words:
         raise ValueError(f"{len(stacked)} descriptors cannot make {words} visual words; "
@@ -119,17 +124,47 @@ def fit_codebook(descriptors: Sequence[np.ndarray], words: int = 1024, seed: int
     return kmeans.centroids
 
 
-def aggregate(descriptors: np.ndarray, codebook: Codebook) -> dict[str, np.ndarray]:
-    """ASMK* feature of one photo: sorted word ids and their binarised residual sums."""
+def aggregate(descriptors: np.ndarray, codebook: Codebook,
+              multiple_assignment: int = 1) -> dict[str, np.ndarray]:
+    """ASMK* feature of one photo: sorted word ids and their binarised residual sums.
+
+    With `multiple_assignment` = m > 1 the feature also holds `query_words` and
+    `query_bits`: the same aggregation with each descriptor voting for its m nearest words
+    (Tolias et al.'s multiple assignment, on the query side only: a gallery's postings keep
+    one word per descriptor). Two views far apart often put a descriptor of the same corner
+    on either side of a word boundary; a query with both words still meets it. `similarity`
+    and `InvertedFile.scores` use them when the feature is the query, normalised by the
+    single-assignment word count, so scores stay on the same scale."""
     descriptors = np.asarray(descriptors, np.float32)
     if len(descriptors) == 0:
-        return {"words": np.zeros(0, np.int32),
-                "bits": np.zeros((0, (codebook.dim + 7) // 8), np.uint8)}
-    assigned = codebook.assign(descriptors)
+        empty = {"words": np.zeros(0, np.int32),
+                 "bits": np.zeros((0, (codebook.dim + 7) // 8), np.uint8)}
+        if multiple_assignment > 1:
+            empty.update(query_words=empty["words"], query_bits=empty["bits"])
+        return empty
+    nearest = codebook.assign(descriptors, max(1, multiple_assignment))
+    if multiple_assignment <= 1:
+        return _aggregate(descriptors, nearest, codebook)
+    feature = _aggregate(descriptors, nearest[:, 0], codebook)
+    multiple = _aggregate(np.repeat(descriptors, nearest.shape[1], axis=0), nearest.ravel(),
+                          codebook)
+    feature.update(query_words=multiple["words"], query_bits=multiple["bits"])
+    return feature
+
+
+def _aggregate(descriptors: np.ndarray, assigned: np.ndarray, codebook: Codebook
+               ) -> dict[str, np.ndarray]:
     words, position = np.unique(assigned, return_inverse=True)
     residuals = np.zeros((len(words), codebook.dim), np.float32)
     np.add.at(residuals, position, descriptors - codebook.centroids[assigned])
     return {"words": words.astype(np.int32), "bits": np.packbits(residuals > 0, axis=1)}
+
+
+def query_side(feature: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The (words, bits) a feature searches with: its multiple assignment when it has one."""
+    if "query_words" in feature:
+        return feature["query_words"], feature["query_bits"]
+    return feature["words"], feature["bits"]
 
 
 def selectivity(agreement: np.ndarray, alpha: float = ALPHA,
@@ -147,10 +182,11 @@ def similarity(a: dict[str, np.ndarray], b: dict[str, np.ndarray], alpha: float 
     """sim(A, B) of the module docstring, computed directly; 1.0 for a photo with itself."""
     if len(a["words"]) == 0 or len(b["words"]) == 0:
         return 0.0
-    _, index_a, index_b = np.intersect1d(a["words"], b["words"], assume_unique=True,
+    words_a, bits_a = query_side(a)  # `a` is the query
+    _, index_a, index_b = np.intersect1d(words_a, b["words"], assume_unique=True,
                                          return_indices=True)
     dim = a["bits"].shape[1] * 8
-    total = selectivity(_agreement(a["bits"][index_a], b["bits"][index_b], dim), alpha,
+    total = selectivity(_agreement(bits_a[index_a], b["bits"][index_b], dim), alpha,
                         threshold).sum()
     return float(total / np.sqrt(len(a["words"]) * len(b["words"])))
 
@@ -286,7 +322,8 @@ class InvertedFile:
                                                   alpha, threshold)
 
     def scores(self, query: dict[str, np.ndarray]) -> np.ndarray:
-        words = np.asarray(query["words"], np.int64)
+        query_words, query_bits = query_side(query)
+        words = np.asarray(query_words, np.int64)
         if len(words) == 0 or self.size == 0:
             return np.zeros(self.size)
         known = words < self.postings.vocabulary
@@ -294,7 +331,7 @@ class InvertedFile:
         ends = np.zeros(len(words), np.int64)
         starts[known] = self._offsets[words[known]]
         ends[known] = self._offsets[words[known] + 1]
-        query_bits = _as_words64(query["bits"])
+        query_bits = _as_words64(query_bits)
         bits, positions = self.postings.bits, self.postings.positions
         hammings, photos = [], []
         for row, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):

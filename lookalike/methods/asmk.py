@@ -47,6 +47,8 @@ class Asmk(Method):
     composed: ClassVar[bool] = True  # aggregated from the local method's cached features
     local: str = "aliked"  # the local method whose descriptors are aggregated
     codebook: str | None = None  # an .npy of centroids; None = the one shipped for `local`
+    # each query descriptor votes for this many nearest words (1: off; see asmk.aggregate)
+    multiple_assignment: int = 1
     alpha: float = asmk.ALPHA
     threshold: float = asmk.THRESHOLD
     max_side: int | None = None  # settings passed to the local method (None: its default)
@@ -72,14 +74,17 @@ class Asmk(Method):
         return self.local_method().load_options()
 
     def cache_settings(self):
-        return {"local": [self.local, self.local_method().cache_settings()],
-                "codebook": self.words().digest}
+        settings = {"local": [self.local, self.local_method().cache_settings()],
+                    "codebook": self.words().digest}
+        if self.multiple_assignment > 1:  # older cache keys stay valid without it
+            settings["multiple_assignment"] = self.multiple_assignment
+        return settings
 
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
         return self.aggregate(self.local_method().extract(image))
 
     def aggregate(self, local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return asmk.aggregate(local["descriptors"], self.words())
+        return asmk.aggregate(local["descriptors"], self.words(), self.multiple_assignment)
 
     def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
                          quiet: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS):
