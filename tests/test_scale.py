@@ -138,3 +138,37 @@ def test_sharded_identify_on_ray_equals_one_machine(local_ray, three_landmarks, 
             assert on_ray[query][key] == local[query][key], (query, key)
         assert [c["landmark"] for c in on_ray[query]["candidates"]] == \
             [c["landmark"] for c in local[query]["candidates"]]
+    # serve --engine ray: every identifier the server makes gets the shard actors' shortlist,
+    # new actors after an edit of the gallery.
+    from lookalike.engines.ray import ray_shortlists
+    from lookalike.gallery.identify import Identifier
+    from lookalike.gallery.index import GalleryIndex
+
+    with GalleryIndex(sharded) as index:
+        whole = answers_of(Identifier(index), queries)
+        Identifier.shortlists = ray_shortlists(2)
+        try:
+            served = Identifier(index)
+            assert served.shortlist is not None
+            assert answers_of(served, queries) == whole
+            index.remove(["st_pauls_cathedral"])
+            after = Identifier(index)
+            Identifier.shortlists = None
+            assert answers_of(after, queries) == answers_of(Identifier(index), queries)
+        finally:
+            Identifier.shortlists = None
+
+
+@pytest.mark.slow
+def test_group_on_ray_equals_the_local_grouping(local_ray):
+    from landmark_gallery import GALLERY
+
+    from lookalike.grouping.groups import group_photos
+
+    photos = [str(photo(p)) for landmark in ("chateau_de_sceaux", "strecha_castle")
+              for p in GALLERY[landmark]] + [str(photo(DISTRACTOR))]
+    local = group_photos(photos, jobs=1)
+    on_ray = group_photos(photos, engine="ray")
+    assert [sorted(g.photos) for g in on_ray.groups] == [sorted(g.photos) for g in local.groups]
+    assert sorted(on_ray.ungrouped) == sorted(local.ungrouped)
+    assert len(local.groups) == 2  # the two landmarks, the distractor left out

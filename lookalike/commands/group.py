@@ -15,6 +15,7 @@ import sys
 from lookalike.commands.common import (
     UsageError,
     add_common_options,
+    add_engine_option,
     cache_from_args,
     existing_inputs,
     report_errors,
@@ -50,6 +51,8 @@ def add_command(subparsers) -> None:
                              "as a keyword (and `lookalike near-duplicate` for a repeat of a "
                              "shot); the photos are never modified, existing sidecars keep "
                              "their other fields, ungrouped photos get none")
+    add_engine_option(parser, "extract and rank locally (default) or on a Ray cluster "
+                              "(RAY_ADDRESS or a local Ray)")
     add_common_options(parser, gray=False)  # the shipped calibrations are fitted in colour
     parser.set_defaults(handler=run)
 
@@ -83,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UsageError(f"{args.output}: exists and is not a folder")
     grouping = group_photos(paths, preset=preset, cache=cache_from_args(args), jobs=args.jobs,
-                            quiet=args.quiet, threshold=threshold, max_pixels=args.max_pixels)
+                            quiet=args.quiet, threshold=threshold, max_pixels=args.max_pixels,
+                            engine=args.engine)
     os.makedirs(args.output, exist_ok=True)
     write_groups_csv(grouping, os.path.join(args.output, "groups.csv"))
     if grouping.errors:

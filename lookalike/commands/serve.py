@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lookalike.commands.common import EXIT_OK, UsageError
+from lookalike.commands.common import EXIT_OK, UsageError, add_engine_option
 
 
 def add_command(subparsers) -> None:
@@ -61,6 +61,11 @@ def add_command(subparsers) -> None:
     parser.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                         help="allow cross-origin requests from this origin, e.g. "
                              "https://example.org (repeatable; default: none)")
+    add_engine_option(parser, "search the index in this process (default) or on its "
+                              "shards, one Ray actor each (RAY_ADDRESS or a local Ray)")
+    parser.add_argument("--shards", type=int, metavar="N",
+                        help="with --engine ray: how many shards (default: those `index build "
+                             "--shards` wrote, else 2)")
     parser.set_defaults(handler=run)
 
 
@@ -87,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
     from lookalike.server.auth import KeyRing
 
     uvicorn = optional_import("uvicorn", "serve")  # before the index is loaded
+    if args.engine == "ray":
+        from lookalike.engines.ray import ray_shortlists
+        from lookalike.gallery.identify import Identifier
+        from lookalike.gallery.shortlist import shards_of
+
+        Identifier.shortlists = ray_shortlists(args.shards or shards_of(args.index) or 2)
     try:
         settings = settings_from_args(args)
         app = create_app(settings)

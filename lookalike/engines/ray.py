@@ -38,6 +38,15 @@ def ensure_ray(num_cpus: int | None = None):
     return ray
 
 
+def ray_map(function, shared, shares: Sequence) -> list:
+    """[function(shared, share) for share in shares], each a Ray task; `shared` is put in the
+    object store once. `function` must be importable by name (a module-level function)."""
+    ray = ensure_ray()
+    reference = ray.put(shared)
+    task = ray.remote(function)
+    return ray.get([task.remote(reference, share) for share in shares])
+
+
 class FeatureWorker:
     """A Ray actor: both roles' encoded features for a batch of paths (one decode each)."""
 
@@ -177,14 +186,39 @@ class ShardActor:
 def shard_actors(index: str, shards: int) -> list:
     """One actor per shard of `index` (its shard files written first when stale)."""
     from lookalike.gallery.index import GalleryIndex
+
+    with GalleryIndex(index) as opened:  # brings the sidecar to the SQLite state
+        return actors_of(opened, shards)
+
+
+def actors_of(index, shards: int) -> list:
+    """One actor per shard of an open index (its shard files written first when stale)."""
     from lookalike.gallery.shortlist import write_shards
 
     ray = ensure_ray()
-    with GalleryIndex(index) as opened:  # brings the sidecar to the SQLite state
-        method = opened.global_method
-    paths = write_shards(index, shards)
+    paths = write_shards(index.path, shards)
     actor = ray.remote(num_cpus=0)(ShardActor)
-    return [actor.remote(str(path), method) for path in paths]
+    return [actor.remote(str(path), index.global_method) for path in paths]
+
+
+def ray_shortlists(shards: int):
+    """For `serve --engine ray`: a factory of sharded shortlists (`Identifier.shortlists`)
+    that starts the shard actors of an index's current state, and replaces them (shard
+    files rewritten, old actors ended) when the gallery was edited."""
+    current: dict[str, tuple] = {}
+
+    def shortlist_of(index):
+        ray = ensure_ray()
+        state = index.generation()
+        known = current.get(str(index.path))
+        if known is None or known[0] != state:
+            if known is not None:
+                for actor in known[1]:
+                    ray.kill(actor)
+            current[str(index.path)] = (state, actors_of(index, shards))
+        return sharded_shortlist(index, current[str(index.path)][1])
+
+    return shortlist_of
 
 
 def sharded_shortlist(index, actors: Sequence):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +115,11 @@ class QueryFeatures:
 class Identifier:
     """Identify or verify photos against one open index; safe to share between threads."""
 
+    # Where identifiers made without a `shortlist` get one (index -> Shortlist, or None for
+    # the index's own search): `serve --engine ray` sets the shard actors' here, so every
+    # identifier the server makes, after each gallery edit too, searches the shards.
+    shortlists: Callable[[GalleryIndex], Shortlist | None] | None = None
+
     def __init__(self, index: GalleryIndex | str | os.PathLike, settings: Settings | None = None,
                  calibration: Calibration | str | os.PathLike | None = None,
                  shortlist: Shortlist | None = None):
@@ -132,6 +137,8 @@ class Identifier:
         self.pipeline = Pipeline(self.global_method, self.local_method, None)
         self._model_lock = threading.Lock()
         self._gallery: ReferenceSet | None = None
+        if shortlist is None and Identifier.shortlists is not None:
+            shortlist = Identifier.shortlists(self.index)
         self.shortlist = shortlist
         self.shortlist_from = LARGE  # gallery size from which the own search is shortlisted
 

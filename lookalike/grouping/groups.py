@@ -105,19 +105,22 @@ class Grouping:
 
 # -- the pair graph ------------------------------------------------------------------------------
 def shortlist_probabilities(items: Sequence[Item], pipeline: Pipeline, quiet: bool = True,
-                            calibration_of: Callable[[int], Calibration] | None = None
-                            ) -> tuple[dict[tuple[int, int], float], dict[tuple[int, int], Match],
+                            calibration_of: Callable[[int], Calibration] | None = None,
+                            queries: Sequence[int] | None = None) -> tuple[dict[tuple[int, int], float], dict[tuple[int, int], Match],
                                        dict[tuple[int, int], float]]:
     """Each photo ranked against the collection: (probability, match, similarity) of every
     pair (query, shortlisted photo), keyed by (query position, gallery position). Memory grows
     with photos x shortlist, not with the square of the collection. `calibration_of(i)` gives
-    query i's calibration (default: the pipeline's; a benchmark holds each landmark out)."""
+    query i's calibration (default: the pipeline's; a benchmark holds each landmark out).
+    `queries`: only these photos' rankings (a Ray task's share), default all."""
     gallery = ReferenceSet(items, pipeline.global_method)
+    chosen_queries = range(len(items)) if queries is None else queries
     probabilities: dict[tuple[int, int], float] = {}
     matches: dict[tuple[int, int], Match] = {}
     similarities: dict[tuple[int, int], float] = {}
-    for i, item in enumerate(progress_bar(desc="grouping", quiet=quiet, unit="photo",
-                                          iterable=items)):
+    for i in progress_bar(desc="grouping", quiet=quiet, unit="photo",
+                          iterable=chosen_queries):
+        item = items[i]
         ranking = pipeline.evidence(item, gallery)
         calibration = pipeline.calibration if calibration_of is None else calibration_of(i)
         shortlisted = [j for j in ranking.matches if j != i]
@@ -266,12 +269,19 @@ def grouping_from_links(photos: Sequence[str], links: Sequence[PairLink],
 
 def group_photos(paths: Sequence[str], preset: str = "default", cache=None, jobs: int = 1,
                  quiet: bool = True, threshold: float = THRESHOLD,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Grouping:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, engine: str = "local"
+                 ) -> Grouping:
     """Group photos by landmark with the preset's pipeline and its shipped pair calibration.
 
     `cache` is a FeatureCache (features and pair verifications are kept there); None or a
     NoCache keeps nothing after the run. Files that cannot be read are in `.errors` and left
-    out (photos over `max_pixels` too, 0: no limit); the rest are grouped."""
+    out (photos over `max_pixels` too, 0: no limit); the rest are grouped.
+    `engine="ray"` extracts and ranks on a Ray cluster."""
+    if engine == "ray":
+        features, pipeline = ray_photo_items(paths, preset, max_pixels)
+        probabilities, matches, similarities = ray_probabilities(features.features, pipeline)
+        links = confirmed_links(probabilities, matches, similarities, threshold)
+        return grouping_from_links(features.paths, links, features.errors, preset, threshold)
     with contextlib.ExitStack() as scratch:
         if cache is None or isinstance(cache, NoCache):
             cache = scratch_cache(scratch)
@@ -280,6 +290,51 @@ def group_photos(paths: Sequence[str], preset: str = "default", cache=None, jobs
             features.features, pipeline, quiet)
     links = confirmed_links(probabilities, matches, similarities, threshold)
     return grouping_from_links(features.paths, links, features.errors, preset, threshold)
+
+
+def _rank_share(shared: tuple, queries: Sequence[int]) -> tuple:
+    """One Ray task's share of `shortlist_probabilities` (the items and pipeline shared)."""
+    items, pipeline = shared
+    return shortlist_probabilities(items, pipeline, True, queries=queries)
+
+
+def ray_probabilities(items: Sequence[Item], pipeline: Pipeline, shares: int | None = None
+                      ) -> tuple[dict, dict, dict]:
+    """`shortlist_probabilities` with the photos' rankings split over Ray tasks (the items
+    are put in the object store once). Verifications are not kept in the feature cache."""
+    import copy
+
+    from lookalike.engines.ray import ensure_ray, ray_map
+
+    ray = ensure_ray()
+    shares = shares or max(1, int(ray.cluster_resources().get("CPU", 1))) * 4
+    pipeline = copy.copy(pipeline)
+    pipeline.store = None
+    pipeline._memo = type(pipeline._memo)()
+    order = np.arange(len(items))
+    results = ray_map(_rank_share, (list(items), pipeline),
+                      [chunk.tolist() for chunk in np.array_split(order, shares) if len(chunk)])
+    merged: tuple[dict, dict, dict] = ({}, {}, {})
+    for part in results:
+        for whole, piece in zip(merged, part, strict=True):
+            whole.update(piece)
+    return merged
+
+
+def ray_photo_items(paths: Sequence[str], preset: str = "default",
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[FeatureSet, Pipeline]:
+    """`photo_items` with the features extracted on Ray (`lookalike.engines.ray`)."""
+    from lookalike.engines.ray import ray_extractor
+    from lookalike.features.registry import get_method
+
+    fused = get_method("fused", preset=preset)
+    global_part, local_part = fused.parts()
+    globals_, locals_, errors = ray_extractor(max_pixels=max_pixels)(list(paths), global_part,
+                                                                     local_part)
+    kept = [path for path in paths if path in globals_ and path in locals_]
+    items = [Item(global_part.decode(globals_[path]), local_part.decode(locals_[path]))
+             for path in kept]
+    return FeatureSet(fused, kept, items, errors, [None] * len(kept)), fused.pipeline()
 
 
 def scratch_cache(scratch: contextlib.ExitStack) -> FeatureCache:
