@@ -83,3 +83,6 @@ def test_the_optional_hooks_are_declared_on_the_contract():
     asmk = get_method("asmk")
     assert asmk.composed and asmk.local_method().name == "aliked" and asmk.visual_words() == 1024
     assert get_method("aliked").gallery_ranker().name == "asmk"
+    assert plain.inverted_file_shape() == (0, 0) and asmk.inverted_file_shape() == (1024, 128)
+    with pytest.raises(NotImplementedError):
+        plain.stored_search_index(None)

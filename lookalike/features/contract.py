@@ -68,18 +68,6 @@ class Method:
         """A global descriptor's search structure over gallery `features`."""
         raise NotImplementedError(f"{self.name} is not a global descriptor")
 
-    def inverted_file_shape(self) -> tuple[int, int]:
-        """(visual words, residual bits per word) of the inverted file a global descriptor
-        searches through, when an index may store its postings beside itself (ASMK: the
-        codebook's size and dimension); (0, 0), the default, for methods an index searches
-        from features held in memory."""
-        return 0, 0
-
-    def stored_search_index(self, postings: Any) -> SearchIndex:
-        """The search index over stored postings (`lookalike.matching.asmk.Postings`, read
-        memory-mapped), for a method with an `inverted_file_shape`."""
-        raise NotImplementedError(f"{self.name} has no stored inverted file")
-
     def match(self, a: Feature, b: Feature):
         """A local matcher's verified matches of two features (a `lookalike.matching.geometry.Match`)."""
         raise NotImplementedError(f"{self.name} is not a local matcher")
@@ -153,6 +141,18 @@ class Method:
         """The size of this global descriptor's codebook, which `index build --fit-codebook`
         refits on a gallery's own photos; None for a method without one."""
         return None
+
+    def inverted_file_shape(self) -> tuple[int, int]:
+        """(visual words, residual bits per word) of the inverted file a global descriptor
+        searches through, when an index may store its postings beside itself (ASMK: the
+        codebook's size and dimension); (0, 0), the default, for methods an index searches
+        from features held in memory."""
+        return 0, 0
+
+    def stored_search_index(self, postings: Any) -> SearchIndex:
+        """The search index over stored postings (`lookalike.matching.asmk.Postings`, read
+        memory-mapped), for a method with an `inverted_file_shape`."""
+        raise NotImplementedError(f"{self.name} has no stored inverted file")
 
     # A method whose features are built from other methods' (so their cache entries serve):
     composed: ClassVar[bool] = False  # True: `extract_features` calls `combine_features`
