@@ -157,6 +157,8 @@ def check_preset(asked: str | None, built_with: str | None, index: str) -> None:
 
 def answers(args: argparse.Namespace, identifier, photos: list[str]) -> Iterable[tuple]:
     """(photo, answer or None, error) per photo, from the engine the options name."""
+    if args.shards is not None and (args.engine != "ray" or args.shards < 1):
+        raise UsageError("--shards N (a positive count) goes with --engine ray")
     if args.engine == "ray":
         from lookalike.engines.ray import ray_identify, ray_identify_sharded
         from lookalike.gallery.shortlist import shards_of

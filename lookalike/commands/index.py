@@ -143,6 +143,10 @@ def run_build(args: argparse.Namespace) -> int:
     global_method, local_method = pipeline_methods(args.preset, args.global_method,
                                                    args.local_method, args.weights,
                                                    args.codebook)
+    if args.shards is not None and (args.shards < 1 or
+                                    not global_method.inverted_file_shape()[0]):
+        raise UsageError(f"--shards: a positive count, for a global method with an inverted "
+                         f"file (asmk), not {global_method.name}")
     extract = extractor(args.engine, cache_from_args(args), args.jobs, args.quiet,
                         args.max_pixels)
     entries = read_gallery(args.gallery, negatives=args.negatives, exclude=args.exclude)

@@ -90,8 +90,10 @@ class Shortlist:
 
     @classmethod
     def of_index(cls, index: SearchIndex, codes, names) -> Shortlist:
+        last = LastScores(index)
+
         def search(query, k: int):
-            positions, scores, bound = top_of(np.asarray(index.scores(query), np.float64), k)
+            positions, scores, bound = top_of(last.scores(query), k)
             return positions, scores, bound == -np.inf
         return cls(codes, names, search)
 
@@ -106,6 +108,31 @@ class Shortlist:
                             per_landmark, negative_code, complete or k >= self.size):
                 return positions, scores
             k *= 4
+
+
+class LastScores:
+    """A search index's scores of the last query, kept: when a prefix did not decide and k
+    grows, the query is not searched again (by the query's identity, or its content's
+    fingerprint when it arrives pickled, on a Ray actor)."""
+
+    def __init__(self, index: SearchIndex):
+        self.index = index
+        self.key: object = None
+        self.last: np.ndarray | None = None
+
+    def scores(self, query) -> np.ndarray:
+        key = fingerprint(query)
+        if self.last is None or key != self.key:
+            self.last = np.asarray(self.index.scores(query), np.float64)
+            self.key = key
+        return self.last
+
+
+def fingerprint(feature) -> object:
+    if isinstance(feature, dict):
+        return tuple((name, np.asarray(value).tobytes()) for name, value in
+                     sorted(feature.items()))
+    return np.asarray(feature).tobytes()
 
 
 class FixedScores(SearchIndex):
@@ -178,7 +205,7 @@ class ShardSearcher:
         if shard is None:
             raise FileNotFoundError(f"{path}: no such shard")
         self.first = int(shard.header["first"])
-        self.index = global_method.stored_search_index(shard.postings)
+        self.index = LastScores(global_method.stored_search_index(shard.postings))
 
     def top(self, query, k: int) -> tuple[np.ndarray, np.ndarray, float]:
-        return top_of(np.asarray(self.index.scores(query), np.float64), k, self.first)
+        return top_of(self.index.scores(query), k, self.first)
