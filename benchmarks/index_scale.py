@@ -212,8 +212,23 @@ def measure(path: Path, queries_file: Path, shards: int) -> dict:
         "load_identify": round(load(), 2),
         "rss_mb": round(rss_mb()), "rss_open_mb": round(rss_open - rss_before),
         "postings": int(index.sidecar.postings.offsets[-1]) if index.sidecar else None,
+        "touched_p50": touched(index, queries),
         "words": int(index.global_method.inverted_file_shape()[0]),
     }
+
+
+def touched(index, queries) -> int | None:
+    """Postings a query's words meet (median over the queries): what its search reads."""
+    if index.sidecar is None:
+        return None
+    offsets = np.asarray(index.sidecar.postings.offsets)
+    counts = []
+    for _, query in queries:
+        words = np.asarray(query.item.global_feature.get("query_words",
+                                                         query.item.global_feature["words"]))
+        words = words[words < len(offsets) - 1]
+        counts.append(int((offsets[words + 1] - offsets[words]).sum()))
+    return int(np.median(counts))
 
 
 def main() -> None:

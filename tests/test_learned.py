@@ -169,3 +169,40 @@ def test_asmk_cache_key_follows_the_codebook_and_the_weights(tmp_path, monkeypat
 def test_codebook_fit_refuses_too_few_descriptors():
     with pytest.raises(ValueError, match="cannot make"):
         asmk.fit_codebook([np.zeros((10, 8), np.float32)], words=64)
+
+
+def test_multiple_assignment_votes_on_the_query_side_and_scores_like_the_inverted_file(photos):
+    """Each query descriptor votes for its 3 nearest words: the query meets more words of the
+    gallery's single-assignment postings, the scale stays a photo's own (a self-score near 1),
+    and the inverted file gives the direct scores."""
+    single = get_method("asmk", max_keypoints=512)
+    multiple = get_method("asmk", max_keypoints=512, multiple_assignment=3)
+    assert multiple.cache_key() != single.cache_key()
+    local = single.local_method()
+    descriptors = {name: local.extract(photos[name]) for name in ("sceaux", "sceaux_2", "church")}
+    gallery = [single.aggregate(f) for f in descriptors.values()]
+    queries = [multiple.aggregate(f) for f in descriptors.values()]
+    for query, plain in zip(queries, gallery, strict=True):
+        assert np.array_equal(query["words"], plain["words"])  # the gallery side is unchanged
+        assert set(plain["words"]) < set(query["query_words"])
+        assert len(query["query_words"]) > 1.5 * len(plain["words"])
+    index = multiple.search_index(gallery)
+    for query in queries:
+        assert np.allclose(index.scores(query), [multiple.score(query, g) for g in gallery])
+    sceaux = queries[0]
+    assert multiple.score(sceaux, gallery[0]) == pytest.approx(1.0)
+    for item in gallery[1:]:  # the added words only add agreement
+        assert multiple.score(sceaux, item) >= single.score(gallery[0], item)
+    assert multiple.score(sceaux, gallery[1]) > multiple.score(sceaux, gallery[2])
+
+
+def test_a_larger_codebook_fits_on_sampled_descriptors(photos, tmp_path):
+    local = get_method("aliked", max_keypoints=512)
+    descriptors = [local.extract(photos[name])["descriptors"] for name in ("sceaux", "church")]
+    centroids = asmk.fit_codebook(descriptors, words=128, max_points=600)  # a sample of 600
+    codebook = asmk.save_codebook(centroids, tmp_path / "words.npy")
+    assert codebook.size == 128 and codebook.centroids.dtype == np.float32
+    method = get_method("asmk", max_keypoints=512, codebook=codebook.path)
+    assert method.visual_words() == 128 and method.inverted_file_shape() == (128, 128)
+    feature = method.extract(photos["sceaux"])
+    assert feature["words"].max() < 128 and method.score(feature, feature) == pytest.approx(1.0)

@@ -129,12 +129,14 @@ def aggregate(descriptors: np.ndarray, codebook: Codebook,
     """ASMK* feature of one photo: sorted word ids and their binarised residual sums.
 
     With `multiple_assignment` = m > 1 the feature also holds `query_words` and
-    `query_bits`: the same aggregation with each descriptor voting for its m nearest words
-    (Tolias et al.'s multiple assignment, on the query side only: a gallery's postings keep
-    one word per descriptor). Two views far apart often put a descriptor of the same corner
-    on either side of a word boundary; a query with both words still meets it. `similarity`
-    and `InvertedFile.scores` use them when the feature is the query, normalised by the
-    single-assignment word count, so scores stay on the same scale."""
+    `query_bits`, what it searches with as a query: its own words and bits, plus the words
+    that a descriptor has among its m nearest but the photo has no descriptor of, with the
+    residuals of the descriptors that vote for them (multiple assignment on the query side
+    only, as Tolias et al. advise: a gallery's postings keep one word per descriptor). Two
+    views far apart often put a descriptor of the same corner on either side of a word
+    boundary; a query with both words still meets it. Its own words keep their residuals, so
+    a query scores at least what it scores without (the added words only add agreement), 1
+    with itself, and is normalised by its own word count, so the scale stays the same."""
     descriptors = np.asarray(descriptors, np.float32)
     if len(descriptors) == 0:
         empty = {"words": np.zeros(0, np.int32),
@@ -146,9 +148,14 @@ def aggregate(descriptors: np.ndarray, codebook: Codebook,
     if multiple_assignment <= 1:
         return _aggregate(descriptors, nearest, codebook)
     feature = _aggregate(descriptors, nearest[:, 0], codebook)
-    multiple = _aggregate(np.repeat(descriptors, nearest.shape[1], axis=0), nearest.ravel(),
-                          codebook)
-    feature.update(query_words=multiple["words"], query_bits=multiple["bits"])
+    others = nearest[:, 1:].ravel()
+    new = ~np.isin(others, feature["words"])
+    extra = _aggregate(np.repeat(descriptors, nearest.shape[1] - 1, axis=0)[new], others[new],
+                       codebook)
+    words = np.concatenate([feature["words"], extra["words"]])
+    order = np.argsort(words, kind="stable")
+    feature.update(query_words=words[order],
+                   query_bits=np.concatenate([feature["bits"], extra["bits"]])[order])
     return feature
 
 
