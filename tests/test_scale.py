@@ -124,7 +124,9 @@ def test_sharded_identify_on_ray_equals_one_machine(local_ray, three_landmarks, 
                  "--shards", "2", "-q"]) == 0
     assert shards_of(sharded) == 2 and shard_path(sharded, 1, 2).is_file()
     capsys.readouterr()
-    assert main(["identify", "--index", str(index_path), *queries, "--json", "-q",
+    # The same index on one machine (features extracted by another engine may differ in the
+    # last bits, so the comparison is on the one file).
+    assert main(["identify", "--index", str(sharded), *queries, "--json", "-q",
                  "-j", "1"]) == 0
     local = {json.loads(line)["photo"]: json.loads(line)
              for line in capsys.readouterr().out.splitlines()}
@@ -134,10 +136,8 @@ def test_sharded_identify_on_ray_equals_one_machine(local_ray, three_landmarks, 
               for line in capsys.readouterr().out.splitlines()}
     assert on_ray.keys() == local.keys() == set(queries)
     for query in queries:
-        for key in ("landmark", "probability"):
+        for key in ("landmark", "probability", "candidates"):
             assert on_ray[query][key] == local[query][key], (query, key)
-        assert [c["landmark"] for c in on_ray[query]["candidates"]] == \
-            [c["landmark"] for c in local[query]["candidates"]]
     # serve --engine ray: every identifier the server makes gets the shard actors' shortlist,
     # new actors after an edit of the gallery.
     from lookalike.engines.ray import ray_shortlists
