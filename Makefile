@@ -7,6 +7,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 DATA    ?= ../shared/data/landmarks
+HARD    ?= ../shared/data/oxford_hard
 EXTRAS  ?= serve,ocr,ray,dev
 APT_PKGS := tesseract-ocr tesseract-ocr-jpn tesseract-ocr-jpn-vert tesseract-ocr-eng \
             fonts-noto-cjk chromium libimage-exiftool-perl
@@ -50,6 +51,8 @@ demo: setup
 
 evaluate: setup
 	$(VENV)/bin/lookalike evaluate $(DATA) --methods all --gray both -o out/eval
+	$(VENV)/bin/lookalike evaluate $(HARD) --methods phash,akaze,augnet,asmk,aliked,fused -o out/eval-hard
+	$(VENV)/bin/lookalike evaluate $(HARD) --methods fused --preset accurate -o out/eval-hard-accurate
 
 test: setup
 	$(PY) -m pytest -q

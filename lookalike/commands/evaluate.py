@@ -38,6 +38,9 @@ def add_command(subparsers) -> None:
                         help="folder of extra photos that show none of the landmarks")
     parser.add_argument("--output", "-o", metavar="OUTDIR",
                         help="output folder (required, except with --identify)")
+    parser.add_argument("--queries", metavar="Q1,Q2",
+                        help="a query-set dataset (manifest with a role column, e.g. "
+                             "oxford_hard): evaluate only these queries")
     add_common_options(parser, gray=False, folders=False)
     identify = parser.add_argument_group("open-set evaluation of identify")
     identify.add_argument("--identify", action="store_true",
@@ -70,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_method_evaluation(args: argparse.Namespace) -> int:
     from lookalike.evaluation.evaluate import evaluate
+    from lookalike.evaluation.query_sets import manifest_of
+
+    if manifest_of(args.dataset) is not None:
+        return run_query_set_evaluation(args)
 
     result = evaluate(
         args.dataset, methods=args.methods, gray=args.gray, outdir=args.output,
@@ -84,6 +91,22 @@ def run_method_evaluation(args: argparse.Namespace) -> int:
         print(f"wrote results.md, results.csv, results.json, plots and index.html to "
               f"{args.output}", file=sys.stderr)
     return report_errors(result.errors)
+
+
+def run_query_set_evaluation(args: argparse.Namespace) -> int:
+    """A dataset of queries, each with its positives and hard negatives (`role` column)."""
+    from lookalike.evaluation.query_sets import evaluate_query_sets, markdown
+
+    queries = [q.strip() for q in args.queries.split(",") if q.strip()] if args.queries \
+        else None
+    result = evaluate_query_sets(args.dataset, args.methods, args.output, cache_option(args),
+                                 args.jobs, args.quiet, queries,
+                                 method_settings_from_args(args))
+    print(markdown(result))
+    if not args.quiet:
+        print(f"wrote results.md, results.json and per_query.csv to {args.output}",
+              file=sys.stderr)
+    return report_errors(result["errors"])
 
 
 def run_identify_evaluation(args: argparse.Namespace) -> int:
