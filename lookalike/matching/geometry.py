@@ -31,7 +31,9 @@ class Match:
     `inliers_h`/`inliers_f`: matches that fit the homography / the fundamental matrix;
     `points_a`/`points_b` are the inliers of the reported `model` ("homography" A -> B or
     "fundamental") in each feature's pixel frame; `index_a`/`index_b` index them into each
-    feature's keypoints; `cells_a`/`cells_b` count the grid cells they cover.
+    feature's keypoints; `cells_a`/`cells_b` count the grid cells they cover; `area_a`/
+    `area_b` are the share of each image that their convex hull covers (a handful of inliers
+    on one repeated window covers little; a real match of the same object covers it).
     """
 
     score: float
@@ -48,10 +50,17 @@ class Match:
     model: np.ndarray | None = None
     model_kind: str = ""
     verified: bool = False
+    area_a: float = 0.0
+    area_b: float = 0.0
 
     @property
     def spread(self) -> int:
         return min(self.cells_a, self.cells_b)
+
+    @property
+    def inlier_ratio(self) -> float:
+        """Inliers of the reported model over the tentative matches."""
+        return self.inliers / self.matches if self.matches else 0.0
 
     def evidence(self) -> dict[str, float]:
         """The pair's numbers for a calibration (log counts: their effect saturates)."""
@@ -66,7 +75,8 @@ class Match:
         if model is not None:
             model = np.linalg.inv(model) if self.model_kind == "homography" else model.T
         return dataclasses.replace(
-            self, cells_a=self.cells_b, cells_b=self.cells_a, index_a=self.index_b,
+            self, cells_a=self.cells_b, cells_b=self.cells_a, area_a=self.area_b,
+            area_b=self.area_a, index_a=self.index_b,
             index_b=self.index_a, points_a=self.points_b, points_b=self.points_a, model=model)
 
     def in_original_pixels(self, scale_a: float, scale_b: float) -> Match:
@@ -79,7 +89,7 @@ class Match:
     def counts(self) -> dict[str, float]:
         return {name: float(getattr(self, name))
                 for name in ("score", "inliers", "matches", "inliers_h", "inliers_f",
-                             "cells_a", "cells_b", "verified")}
+                             "cells_a", "cells_b", "verified", "area_a", "area_b")}
 
     @classmethod
     def from_counts(cls, counts: dict[str, float]) -> Match:
@@ -90,7 +100,8 @@ class Match:
                    int(counts["inliers_h"]), int(counts["inliers_f"]),
                    int(counts.get("cells_a", 0)), int(counts.get("cells_b", 0)),
                    empty_index, empty_index, empty_points, empty_points,
-                   verified=bool(counts["verified"]))
+                   verified=bool(counts["verified"]), area_a=float(counts.get("area_a", 0.0)),
+                   area_b=float(counts.get("area_b", 0.0)))
 
 
 def no_match(matches: int = 0) -> Match:
@@ -127,6 +138,14 @@ def occupied_cells(points: np.ndarray, size: np.ndarray, grid: int = GRID) -> in
     cells = np.floor(points / np.maximum(np.asarray(size, np.float64), 1.0) * grid)
     cells = np.clip(cells, 0, grid - 1).astype(np.int64)
     return len(np.unique(cells[:, 0] * grid + cells[:, 1]))
+
+
+def hull_area(points: np.ndarray, size: np.ndarray) -> float:
+    """The share of a `size` (width, height) image that the points' convex hull covers."""
+    if len(points) < 3:
+        return 0.0
+    area = cv2.contourArea(cv2.convexHull(np.asarray(points, np.float32).reshape(-1, 1, 2)))
+    return float(min(1.0, area / max(1.0, float(np.prod(np.asarray(size, np.float64)[:2])))))
 
 
 def fit_model(kind: str, points_a: np.ndarray, points_b: np.ndarray, threshold: float,
@@ -190,5 +209,6 @@ def verify_matches(pairs: np.ndarray, points_a: np.ndarray, points_b: np.ndarray
         score=float(inliers_h + inliers_f), inliers=int(mask.sum()), matches=len(pairs),
         inliers_h=inliers_h, inliers_f=inliers_f,
         cells_a=occupied_cells(pa[mask], size_a), cells_b=occupied_cells(pb[mask], size_b),
+        area_a=hull_area(pa[mask], size_a), area_b=hull_area(pb[mask], size_b),
         index_a=pairs[mask, 0], index_b=pairs[mask, 1], points_a=pa[mask], points_b=pb[mask],
         model=model, model_kind=kind, verified=bool(verified))

@@ -94,10 +94,15 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def fit(evidence: np.ndarray, labels: np.ndarray, features: Sequence[str],
         methods: dict[str, Any] | None = None, threshold: float = 0.5, c: float = 1.0,
-        info: dict[str, Any] | None = None) -> Calibration:
-    """Logistic regression of `labels` (bool per row) on standardised `evidence` rows."""
-    from sklearn.linear_model import LogisticRegression
+        info: dict[str, Any] | None = None, monotone: bool = False,
+        weights: np.ndarray | None = None) -> Calibration:
+    """Logistic regression of `labels` (bool per row) on standardised `evidence` rows.
 
+    `monotone`: every coefficient >= 0, so more of any evidence never lowers the
+    probability (each feature must be one where more means "more likely the same"). A free
+    fit on few landmarks learns signs that only hold there (the shipped pair calibration of
+    issue 14 gave the inliers' spread a negative weight) and does not carry over.
+    `weights`: per-row sample weights (e.g. to weigh two datasets equally)."""
     x = np.asarray(evidence, np.float64).reshape(-1, len(features))
     y = np.asarray(labels, bool).reshape(-1)
     if y.all() or not y.any():
@@ -105,8 +110,37 @@ def fit(evidence: np.ndarray, labels: np.ndarray, features: Sequence[str],
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    model = LogisticRegression(C=c, max_iter=2000)
-    model.fit((x - mean) / scale, y.astype(int))
-    return Calibration(list(features), model.coef_[0].tolist(), float(model.intercept_[0]),
-                       mean.tolist(), scale.tolist(), threshold, dict(methods or {}),
-                       dict(info or {}))
+    z = (x - mean) / scale
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    if monotone:
+        coef, intercept = _fit_monotone(z, y, w, c)
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=c, max_iter=2000)
+        model.fit(z, y.astype(int), sample_weight=w)
+        coef, intercept = model.coef_[0].tolist(), float(model.intercept_[0])
+    return Calibration(list(features), coef, intercept, mean.tolist(), scale.tolist(),
+                       threshold, dict(methods or {}), dict(info or {}))
+
+
+def _fit_monotone(z: np.ndarray, y: np.ndarray, w: np.ndarray, c: float
+                  ) -> tuple[list[float], float]:
+    """L2-regularised logistic regression (as scikit-learn's, C = c) with coefficients >= 0,
+    by L-BFGS-B."""
+    from scipy.optimize import minimize
+
+    sign = np.where(y, 1.0, -1.0)
+
+    def loss(theta):
+        coef, intercept = theta[:-1], theta[-1]
+        margin = sign * (z @ coef + intercept)
+        value = np.sum(w * np.logaddexp(0.0, -margin)) + 0.5 / c * coef @ coef
+        slope = -w * sign * sigmoid(-margin)
+        grad = np.r_[z.T @ slope + coef / c, slope.sum()]
+        return value, grad
+
+    bounds = [(0.0, None)] * z.shape[1] + [(None, None)]
+    found = minimize(loss, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B",
+                     bounds=bounds, options={"maxiter": 5000})
+    return found.x[:-1].tolist(), float(found.x[-1])

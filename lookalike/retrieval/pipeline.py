@@ -148,7 +148,7 @@ class Pipeline:
         keys = [gallery.items[j].key for j in candidates]
         if self.store is None or query.key is None or None in keys:
             return {j: self._match_item(query, gallery, j) for j in candidates}
-        prefix = f"match:{self.local_method.score_key()}"
+        prefix = f"match2:{self.local_method.score_key()}"  # 2: with hull areas
         names = {j: f"{prefix}:{min(query.key, k)}:{max(query.key, k)}"
                  for j, k in zip(candidates, keys)}
         found = self.store.get_many(set(names.values()))
