@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -12,8 +13,9 @@ from lookalike.cli import main
 from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
+from lookalike.matching.geometry import Match
 from lookalike.retrieval.calibration import Calibration, CalibrationError
-from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Pipeline, ReferenceSet
+from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Pipeline, ReferenceSet, pair_evidence
 
 LANDMARKS = {"chateau_de_sceaux": 3, "sacre_coeur": 3}
 DISTRACTORS = 2
@@ -56,12 +58,17 @@ def test_calibrate_writes_a_model_with_its_evidence(model_path):
     model = Calibration.load(model_path, PAIR_EVIDENCE)
     shipped = get_method("fused").pipeline().calibration
     assert model.probability(np.zeros((3, len(PAIR_EVIDENCE)))).shape == (3,)
-    # More verified inliers raise the shipped probability, and so does verification.
-    base = np.array([[-8.0, -8.0, np.log1p(5), np.log1p(10), 2.0, 0.0]])
-    more = np.array([[-8.0, -8.0, np.log1p(80), np.log1p(120), 2.0, 0.0]])
-    verified = np.array([[-8.0, -8.0, np.log1p(80), np.log1p(120), 2.0, 1.0]])
-    p_base, p_more, p_verified = (shipped.probability(x)[0] for x in (base, more, verified))
-    assert p_base < p_more and p_base < p_verified
+    # The shipped calibration is monotone: more of any evidence never lowers the probability,
+    # and a pair with more matches and a higher similarity gets more.
+    assert shipped.info.get("monotone") and all(c >= 0 for c in shipped.coef)
+    match = Match(0.0, 5, 40, 5, 5, 2, 2, *([np.zeros(0)] * 4), area_a=0.01)
+    more = dataclasses.replace(match, inliers=90, matches=300, inliers_h=80, inliers_f=120,
+                               cells_a=20, cells_b=20, verified=True, area_a=0.4)
+    rows = [pair_evidence(s, s, m, shipped.features)
+            for s, m in ((0.001, None), (0.001, match), (0.001, more), (0.05, more))]
+    p_none, p_base, p_more, p_similar = shipped.probability(np.array(rows))
+    assert p_none <= p_base <= p_more <= p_similar
+    assert p_none < p_more < p_similar
 
 
 def test_fused_ranks_the_same_landmark_first(subset, model_path):

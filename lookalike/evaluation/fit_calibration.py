@@ -5,6 +5,10 @@ Every photo is ranked against all the others exactly as `fused` ranks at run tim
 photo) pair gives one evidence row and a same-landmark flag, and `lookalike.retrieval.calibration.fit`
 turns evidence into a probability.
 
+The fit is monotone (every coefficient >= 0: more of any evidence never lowers the
+probability), on `PAIR_EVIDENCE`, the few features that carried over best to held-out
+landmarks (benchmarks/carryover.py, issue 24).
+
 Fitting and measuring on the same photos flatters the model, so the fit also reports
 cross-validated metrics: landmarks are split into folds, and each fold's queries are scored
 by a model fitted without any pair that touches that fold's landmarks. Those numbers are
@@ -55,7 +59,8 @@ def same_landmark(labels: Sequence[str]) -> np.ndarray:
     return (array[:, None] == array[None, :]) & (array[:, None] != DISTRACTOR)
 
 
-def cross_validate(evidence: np.ndarray, labels: Sequence[str], folds: int = FOLDS
+def cross_validate(evidence: np.ndarray, labels: Sequence[str], folds: int = FOLDS,
+                   features: Sequence[str] = PAIR_EVIDENCE, monotone: bool = True
                    ) -> np.ndarray:
     """Out-of-fold probabilities: each row scored by a model that never saw its landmark."""
     n = len(labels)
@@ -70,7 +75,7 @@ def cross_validate(evidence: np.ndarray, labels: Sequence[str], folds: int = FOL
         mask = train[:, None] & train[None, :] & off_diagonal
         if same[mask].all() or not same[mask].any():
             continue
-        model = fit(evidence[mask], same[mask], PAIR_EVIDENCE)
+        model = fit(evidence[mask], same[mask], features, monotone=monotone)
         test = ~train
         probabilities[test] = model.probability(evidence[test]).reshape(test.sum(), n)
     return probabilities
@@ -90,11 +95,13 @@ def calibrate(labels: Sequence[str], items: Sequence[Item], pipeline: Pipeline,
         "pairs": int(off_diagonal.sum()), "positive_pairs": int(same[off_diagonal].sum()),
     }
     if len(set(labels) - {DISTRACTOR}) >= 2:
-        metrics = retrieval_metrics(cross_validate(evidence, labels), labels)
+        metrics = retrieval_metrics(cross_validate(evidence, labels, FOLDS, pipeline.features),
+                                    labels)
         info["cross_validated"] = {key: metrics[key] for key in METRICS}
     methods = {"global": method_spec(pipeline.global_method),
                "local": method_spec(pipeline.local_method)}
-    model = fit(evidence[off_diagonal], same[off_diagonal], PAIR_EVIDENCE, methods, info=info)
+    model = fit(evidence[off_diagonal], same[off_diagonal], pipeline.features, methods,
+                info={**info, "monotone": True}, monotone=True)
     metrics = retrieval_metrics(model.probability(evidence).reshape(n, n), labels)
     model.info["fitted"] = {key: metrics[key] for key in METRICS}
     return model

@@ -226,12 +226,17 @@ def localisation(fused, sets: Sequence[QuerySet], items: dict) -> dict[str, Any]
                 "query": chosen.name, "photo": os.path.basename(photo),
                 "verified": bool(match.verified), "inliers": int(match.inliers),
                 "iou": region_iou(region, polygons, size) if match.verified else 0.0,
+                "region_iou": region_iou(region, polygons, size),  # verified or not
                 "keypoints_inside": keypoints_inside(keypoints, polygons),
                 "object_share": region_iou(np.array([[0, 0], [size[0], 0], [size[0], size[1]],
                                                      [0, size[1]]], np.float64), polygons, size),
             })
     verified = [r for r in rows if r["verified"]]
+    regions = [r for r in rows if r["inliers"] >= 3]
     return {"positives": len(rows), "verified": len(verified),
+            "with_region": len(regions),
+            "mean_iou_with_region": float(np.mean([r["region_iou"] for r in regions]))
+            if regions else 0.0,
             "verified_share": len(verified) / max(1, len(rows)),
             "mean_iou_verified": float(np.mean([r["iou"] for r in verified])) if verified
             else 0.0,
@@ -305,12 +310,13 @@ def markdown(result: dict[str, Any]) -> str:
     if fused:
         loc, ops = fused["localisation"], fused["open_set"]
         lines += ["", "| pipeline | positives verified | IoU (verified) | IoU >= 0.5 | "
-                  "keypoints in object | named (open set) | wrong landmark | negatives naming "
+                  "keypoints in object | any inliers: IoU | named (open set) | wrong landmark | negatives naming "
                   "own query | negatives naming any |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
                   f"| {fused['label']} | {loc['verified']}/{loc['positives']} "
                   f"({loc['verified_share']:.0%}) | {loc['mean_iou_verified']:.2f} | "
                   f"{loc['iou_at_least_0.5']:.0%} | {loc['mean_keypoints_inside']:.0f} | "
+                  f"{loc['with_region']}: {loc['mean_iou_with_region']:.2f} | "
                   f"{ops['positives_named']:.0%} | {ops['positives_wrong']:.0%} | "
                   f"{ops['negatives_naming_own_query']:.1%} | {ops['negatives_naming_any']:.0%} |"]
     names = result["queries"]

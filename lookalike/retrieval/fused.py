@@ -30,7 +30,8 @@ from lookalike.features.contract import (
 from lookalike.features.registry import get_method, register
 from lookalike.imaging.loading import DEFAULT_MAX_PIXELS, LoadOptions
 from lookalike.ocr.evidence import feature_text
-from lookalike.retrieval.pipeline import PAIR_EVIDENCE, Item, Pipeline, ReferenceSet
+from lookalike.retrieval.calibration import CalibrationError
+from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet, check_pair_features
 
 
 def with_text_evidence(probability: float, text_a: str, text_b: str) -> float:
@@ -163,9 +164,13 @@ class Fused(Method):
             if self.calibration:
                 from lookalike.retrieval.calibration import Calibration
 
-                calibration = Calibration.load(self.calibration, PAIR_EVIDENCE)
+                calibration = Calibration.load(self.calibration)
             else:
-                calibration = self._preset.calibration("pairs", PAIR_EVIDENCE)
+                calibration = self._preset.calibration("pairs")
+            try:
+                check_pair_features(calibration.features)
+            except ValueError as error:
+                raise CalibrationError(f"not a pair calibration: {error}") from None
             calibration.check_methods(**{"global": global_part, "local": local_part})
             self._pipeline = Pipeline(global_part, local_part, calibration,
                                       self.shortlist or self._preset.shortlist,

@@ -33,13 +33,27 @@ from lookalike.features.contract import Method, SearchIndex
 from lookalike.matching.geometry import Match
 from lookalike.retrieval.calibration import Calibration
 
-# Evidence of one (query, gallery photo) pair, in this order. Similarities enter as logs:
-# ASMK's are heavy-tailed (most pairs near 0.001, the same landmark often 0.02 and up), and a
-# logistic model on the raw values lost 0.05 mAP on the dev photos against their logs.
-# Tentative-match counts are left out: unrelated photos have as many as true pairs, and the
-# model used them to rank unverified shortlisted pairs below pairs never verified.
+# Every pair feature a calibration may choose (its `features` name them, in its order).
+# Similarities enter as logs: ASMK's are heavy-tailed (most pairs near 0.001, the same
+# landmark often 0.02 and up), and a logistic model on the raw values lost 0.05 mAP on the
+# dev photos against their logs. Every feature is one where more means "more likely the
+# same landmark", so calibrations are fitted monotone (coefficients >= 0):
+# - `sqrt_area`: the share of the query that the inliers' convex hull covers (square root).
+#   A look-alike's few inliers on one repeated window cover a sliver of the query; a real
+#   match of the same object covers much of it (issue 24);
+# - `sqrt_spread`: the grid cells the inliers cover in the less covered photo;
+# - `inlier_ratio`: inliers of the reported model over the tentative matches;
+# - `log_matches`: the tentative matches (the mutual nearest neighbours that pass the ratio
+#   test, or LightGlue's). On hard look-alikes (oxford_hard), where MAGSAC++ finds
+#   chance-level inliers (4-12) in true and false pairs alike, they still separate. A free
+#   fit used them against unverified shortlisted pairs (ranked below pairs never verified);
+#   a monotone one cannot.
+PAIR_FEATURES = ("log_global", "log_global_expanded", "log_inliers_h", "log_inliers_f",
+                 "sqrt_spread", "verified", "sqrt_area", "inlier_ratio", "log_matches")
+# The evidence `lookalike calibrate` fits on: the few features that carried over best to
+# held-out landmarks of both datasets (benchmarks/carryover.py; docs/benchmarks.md, issue 24).
 PAIR_EVIDENCE = ["log_global", "log_global_expanded", "log_inliers_h", "log_inliers_f",
-                 "sqrt_spread", "verified"]
+                 "log_matches", "sqrt_area"]
 SIMILARITY_FLOOR = 1e-4  # added before the log: photos sharing no visual word score 0
 SAME_PHOTO = 0.9999  # global similarity at which two items are taken as the same photo
 
@@ -95,7 +109,7 @@ class Ranking:
     probabilities: np.ndarray
     similarities: np.ndarray
     expanded: np.ndarray
-    evidence: np.ndarray  # items x len(PAIR_EVIDENCE)
+    evidence: np.ndarray  # items x the pipeline's features
     matches: dict[int, Match]  # the verified (shortlisted) items
 
     def order(self) -> np.ndarray:
@@ -106,13 +120,27 @@ def log_similarity(similarity: float) -> float:
     return math.log(max(float(similarity), 0.0) + SIMILARITY_FLOOR)
 
 
-def pair_evidence(similarity: float, expanded: float, match: Match | None) -> list[float]:
-    """The calibration's inputs for one pair; an item that was not verified has no matches."""
-    logs = [log_similarity(similarity), log_similarity(expanded)]
-    if match is None:
-        return [*logs, 0.0, 0.0, 0.0, 0.0]
-    return [*logs, math.log1p(match.inliers_h), math.log1p(match.inliers_f),
-            math.sqrt(match.spread), float(match.verified)]
+def pair_evidence(similarity: float, expanded: float, match: Match | None,
+                  features: Sequence[str] = PAIR_EVIDENCE) -> list[float]:
+    """The calibration's inputs for one pair, in the order of `features` (names of
+    PAIR_FEATURES); an item that was not verified has no matches (0 for each match feature)."""
+    values = {"log_global": log_similarity(similarity),
+              "log_global_expanded": log_similarity(expanded)}
+    if match is not None:
+        values.update(log_inliers_h=math.log1p(match.inliers_h),
+                      log_inliers_f=math.log1p(match.inliers_f),
+                      sqrt_spread=math.sqrt(match.spread), verified=float(match.verified),
+                      sqrt_area=math.sqrt(max(match.area_a, 0.0)),
+                      inlier_ratio=match.inlier_ratio, log_matches=math.log1p(match.matches))
+    return [values.get(name, 0.0) for name in features]
+
+
+def check_pair_features(features: Sequence[str]) -> list[str]:
+    """The features, if every one is a known pair feature (else ValueError)."""
+    unknown = [name for name in features if name not in PAIR_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown pair evidence {unknown}; known: {', '.join(PAIR_FEATURES)}")
+    return list(features)
 
 
 class Pipeline:
@@ -120,13 +148,17 @@ class Pipeline:
 
     def __init__(self, global_method: Method, local_method: Method,
                  calibration: Calibration | None = None, shortlist: int = 30,
-                 expansion: int = 5, store=None):
+                 expansion: int = 5, store=None, features: Sequence[str] | None = None):
         self.global_method = global_method
         self.local_method = local_method
         self.calibration = calibration
         self.shortlist = shortlist
         self.expansion = expansion
         self.store = store  # a FeatureCache: match counts survive the run
+        # The evidence each pair gives: the calibration's features, else PAIR_EVIDENCE.
+        self.features = check_pair_features(
+            features if features is not None else
+            calibration.features if calibration is not None else PAIR_EVIDENCE)
         self._memo = PairMemo()
 
     # -- verification ----------------------------------------------------------------------
@@ -186,10 +218,11 @@ class Pipeline:
         if confirmed:
             expanded = (expanded + sum(gallery.similarities_of(j) for j in confirmed)) \
                 / (1 + len(confirmed))
-        rows = np.array([pair_evidence(similarities[j], expanded[j], matches.get(j))
+        rows = np.array([pair_evidence(similarities[j], expanded[j], matches.get(j),
+                                       self.features)
                          for j in range(len(gallery))], np.float64)
         return Ranking(np.zeros(len(gallery)), similarities, expanded,
-                       rows.reshape(len(gallery), len(PAIR_EVIDENCE)), matches)
+                       rows.reshape(len(gallery), len(self.features)), matches)
 
     def rank(self, query: Item, gallery: ReferenceSet) -> Ranking:
         """Probability that each gallery item shows the query's landmark."""
@@ -205,7 +238,7 @@ class Pipeline:
         """One pair on its own evidence (no gallery to shortlist or expand with)."""
         similarity = float(self.global_method.score(a.global_feature, b.global_feature))
         match = self.match(a, b)
-        row = np.array([pair_evidence(similarity, similarity, match)])
+        row = np.array([pair_evidence(similarity, similarity, match, self.features)])
         return float(self.calibration.probability(row)[0]), match
 
 
