@@ -170,7 +170,7 @@ def evaluate_query_sets(dataset: str | os.PathLike, methods: str | Sequence[str]
     result: dict[str, Any] = {"dataset": str(dataset), "queries": [s.name for s in sets],
                               "methods": {}, "errors": {}}
     for name in parse_methods(methods):
-        method = get_method(name, **(method_settings or {}))
+        method = get_method(name, method_settings)
         started = time.perf_counter()
         features = extract_features(method, paths, store, jobs, quiet)
         result["errors"].update(features.errors)
