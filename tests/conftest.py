@@ -36,7 +36,9 @@ def manifest(landmarks_dir) -> list[dict[str, str]]:
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
-    """Tests never touch the user's cache; one cache per session keeps reruns fast."""
+    """Tests never touch the user's caches (features, exported models); one per session keeps
+    reruns fast."""
     path = tmp_path_factory.getbasetemp() / "features.sqlite"
     monkeypatch.setenv("LOOKALIKE_CACHE", str(path))
+    monkeypatch.setenv("LOOKALIKE_MODELS", str(tmp_path_factory.getbasetemp() / "models"))
     return path

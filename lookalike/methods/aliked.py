@@ -2,7 +2,9 @@
 
 ALIKED-n16 (Zhao et al. 2023) at 1,024 keypoints on the photo bounded to 800 px; `n16rot`
 (trained with rotations) where photos may be sideways. Pairs match by mutual nearest
-neighbours + ratio test, or by LightGlue (`matcher="lightglue"`), then MAGSAC++.
+neighbours + ratio test, or by LightGlue (`matcher="lightglue"`), then MAGSAC++. The network
+runs on ONNX Runtime (`runtime="onnx"`, the default; lookalike.nets.runtime) or in kornia's
+eager PyTorch (`runtime="torch"`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Aliked(LearnedLocal):
     description: ClassVar[str] = "ALIKED learned keypoints, MNN or LightGlue, MAGSAC++ inliers"
     order: ClassVar[int] = 41
     glue: ClassVar[str] = "lightglue-aliked"
+    runtimes: ClassVar[tuple[str, ...]] = ("onnx", "torch")
     variant: str = "aliked-n16"
 
     def __post_init__(self):
@@ -34,7 +37,14 @@ class Aliked(LearnedLocal):
     def network(self) -> str:  # type: ignore[override]
         return self.variant
 
-    def detect(self, tensor):
+    def detect_onnx(self, pixels):
+        """The whole of ALIKED (network, keypoints, descriptors) in one ONNX Runtime call
+        (lookalike.nets.export.AlikedGraph): kornia's keypoints within 1e-3 px."""
+        from lookalike.nets.runtime import run_aliked
+
+        return run_aliked(self.variant, self.max_keypoints, pixels)
+
+    def detect_torch(self, tensor):
         """kornia's ALIKED, with its dense map normalised only where descriptors read it
         (`aliked_sparse`: the same output, ~a fifth less time on a CPU)."""
         from lookalike.nets import aliked_sparse

@@ -23,7 +23,7 @@ class Disk(LearnedLocal):
     glue: ClassVar[str] = "lightglue-disk"
     in_all: ClassVar[bool] = False  # slow on a CPU; name it to run it
 
-    def detect(self, tensor):
+    def detect_torch(self, tensor):
         from lookalike.nets.learned import detector
 
         found = detector("disk", self.max_keypoints).to(tensor.device)(

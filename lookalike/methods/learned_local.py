@@ -65,11 +65,19 @@ class LearnedLocal(Method):
     ratio: float = 0.9  # mutual nearest neighbours: Lowe's ratio test (1.0 = none)
     device: str = "auto"
     shortlist: int = 30  # a gallery's scores: each query verifies its ASMK top `shortlist`
+    # Where the networks run: "onnx" (ONNX Runtime, graphs exported once; no torch at run
+    # time) or "torch" (kornia's eager model). "" = the first of the class's `runtimes`.
+    runtime: str = ""
+    runtimes: ClassVar[tuple[str, ...]] = ("torch",)  # those this network has, default first
 
     def __post_init__(self):
         if self.matcher not in MATCHERS:
             raise ValueError(f"{self.name}: matcher must be one of {', '.join(MATCHERS)}, "
                              f"not {self.matcher!r}")
+        self.runtime = self.runtime or self.runtimes[0]
+        if self.runtime not in self.runtimes:
+            raise ValueError(f"{self.name}: runtime must be one of {', '.join(self.runtimes)}, "
+                             f"not {self.runtime!r}")
 
     # -- extraction ------------------------------------------------------------------------
     def load_options(self) -> LoadOptions:
@@ -86,23 +94,13 @@ class LearnedLocal(Method):
 
         return {"network": self.network, "weights": weights_digest(self.network),
                 "gray": self.gray, "max_side": self.max_side,
-                "max_keypoints": self.max_keypoints}
+                "max_keypoints": self.max_keypoints, "runtime": self.runtime}
 
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
-        import torch
-
-        from lookalike.nets.threads import configure_threads, resolve_device
-
-        # Every pass on all cores: faiss (ASMK) leaves OpenMP at one thread, and the network's
-        # keypoints differ with the thread count, so a photo would not give one answer.
-        configure_threads()
         original = image.info.get("original_size", image.size)
         small = bounded(image.convert("RGB"), self.max_side)
         pixels = np.asarray(small, np.float32) / np.float32(255.0)
-        device = resolve_device(self.device)
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
-        with torch.inference_mode():
-            keypoints, descriptors, scores = self.detect(tensor.to(device))
+        keypoints, descriptors, scores = self.detect(pixels)
         order = np.argsort(-scores, kind="stable")[:self.max_keypoints]
         return {
             "keypoints": keypoints[order].astype(np.float32),
@@ -112,8 +110,29 @@ class LearnedLocal(Method):
             "scale": np.array([small.width / max(1, original[0])], np.float32),
         }
 
-    def detect(self, tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(keypoints N x 2, unit descriptors N x D, scores N) of one 1 x 3 x H x W image."""
+    def detect(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keypoints N x 2, unit descriptors N x D, scores N) of one H x W x 3 float32 image
+        in [0, 1], on this method's runtime."""
+        if self.runtime == "onnx":
+            return self.detect_onnx(pixels)
+        import torch
+
+        from lookalike.nets.threads import configure_threads, resolve_device
+
+        # Every pass on all cores: faiss (ASMK) leaves OpenMP at one thread, and the network's
+        # keypoints differ with the thread count, so a photo would not give one answer.
+        # (ONNX Runtime's sessions keep the count they were made with.)
+        configure_threads()
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
+        with torch.inference_mode():
+            return self.detect_torch(tensor.to(resolve_device(self.device)))
+
+    def detect_onnx(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`detect` on ONNX Runtime (for networks whose `runtimes` include "onnx")."""
+        raise NotImplementedError(f"{self.name} has no ONNX graph")
+
+    def detect_torch(self, tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`detect` in eager PyTorch, of one 1 x 3 x H x W tensor."""
         raise NotImplementedError
 
     def encode(self, feature: dict[str, np.ndarray]) -> bytes:

@@ -22,7 +22,7 @@ class XFeat(LearnedLocal):
     network: ClassVar[str] = "xfeat"
     glue: ClassVar[str] = "lighterglue-xfeat"
 
-    def detect(self, tensor):
+    def detect_torch(self, tensor):
         from lookalike.nets.learned import detector
 
         found = detector("xfeat", self.max_keypoints).detectAndCompute(

@@ -1,8 +1,16 @@
-"""Where the work runs: the torch device, torch's threads, and FAISS's OpenMP threads.
+"""Where the work runs: the torch device, and how many threads the heavy libraries use,
+decided here only.
 
-FAISS gets as many OpenMP threads as the caller asks for: one unless told otherwise. Why: lookalike already runs photos and pairs in parallel (`--jobs` workers, server threads).
-FAISS's own OpenMP threads on top of that oversubscribe a small machine badly: on the 2-core
-dev machine a Hamming kNN search of two AKAZE photos took 45 ms with one thread and 300 ms
+- The networks (ONNX Runtime's intra-op pool, lookalike.nets.runtime; torch where it still
+  runs) use `inference_threads()`: every core this process may run on, or $LOOKALIKE_THREADS.
+  A learned method's extraction runs its network in one thread (decoding goes to the `--jobs`
+  threads, lookalike.features.extract), so the network alone uses the cores.
+- FAISS gets as many OpenMP threads as the caller asks for: one unless told otherwise.
+
+Why FAISS gets one: lookalike already runs photos and pairs in parallel (`--jobs` workers,
+server threads). FAISS's own OpenMP threads on top of that oversubscribe a small machine
+badly: on the 2-core dev machine a Hamming kNN search of two AKAZE photos took 45 ms with one
+thread and 300 ms
 with FAISS's default, while two worker processes ran. Long single jobs that are worth all the
 cores (k-means of a codebook) ask for them with `faiss_threads(os.cpu_count())`.
 """
@@ -30,12 +38,24 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def inference_threads() -> int:
+    """Intra-op threads of a network: $LOOKALIKE_THREADS if set, else every core."""
+    value = os.environ.get("LOOKALIKE_THREADS", "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ValueError(f"LOOKALIKE_THREADS={value!r}: not a whole number") from None
+    return cores()
+
+
 def configure_threads() -> None:
-    """Use every core for torch's intra-op work (its default can be lower in containers)."""
+    """Torch's intra-op threads as `inference_threads` says (torch's own default can be
+    lower in containers)."""
     import torch
 
-    if torch.get_num_threads() != cores():
-        torch.set_num_threads(cores())
+    if torch.get_num_threads() != inference_threads():
+        torch.set_num_threads(inference_threads())
 
 
 def faiss_module(threads: int = 1):
