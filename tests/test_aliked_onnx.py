@@ -146,7 +146,7 @@ def run_without_torch(body: str, env: dict) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("preset", ["default"])
+@pytest.mark.parametrize("preset", ["default", "accurate"])
 def test_identify_verify_compare_and_serve_run_without_torch_once_exported(preset, tmp_path,
                                                                           landmarks_dir):
     """The shipped presets' learned path imports no torch at run time: the index is built

@@ -181,14 +181,23 @@ class PairMemo:
 
     def get(self, a, b, compute, reverse=lambda result: result):
         """compute(a, b), or a stored result for (a, b), or `reverse` of the one for (b, a)."""
+        hit = self.find(a, b, reverse)
+        if hit is not None:
+            return hit
+        result = compute(a, b)
+        self.put(a, b, result)
+        return result
+
+    def find(self, a, b, reverse=lambda result: result):
+        """The stored result for (a, b), or `reverse` of the one for (b, a), or None."""
         hit = self.pairs.get((id(a), id(b)))
         if hit is not None:
             return hit[0]
         hit = self.pairs.get((id(b), id(a)))
-        if hit is not None:
-            return reverse(hit[0])
+        return reverse(hit[0]) if hit is not None else None
+
+    def put(self, a, b, result) -> None:
+        """Keep result as that of (a, b)."""
         if len(self.pairs) >= self.limit:
             self.pairs.clear()
-        result = compute(a, b)
         self.pairs[(id(a), id(b))] = (result, a, b)
-        return result

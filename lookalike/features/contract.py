@@ -72,6 +72,13 @@ class Method:
         """A local matcher's verified matches of two features (a `lookalike.matching.geometry.Match`)."""
         raise NotImplementedError(f"{self.name} is not a local matcher")
 
+    def match_many(self, query: Feature, candidates: Sequence[Feature]) -> list:
+        """A local matcher's verified matches of `query` with each of `candidates`, in their
+        order. The default matches pair by pair; a method whose matcher runs several pairs in
+        one call (LightGlue on ONNX Runtime) overrides it, and the pipeline's verify step
+        hands it a whole shortlist."""
+        return [self.match(query, candidate) for candidate in candidates]
+
     # -- overridable helpers with sensible defaults -------------------------------------------
     def extract_many(self, images: Sequence[Image.Image]) -> list[Feature]:
         """Extract several images at once; batched methods override this."""

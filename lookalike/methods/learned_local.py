@@ -7,9 +7,10 @@ keep matching there. `LearnedLocal` is the part they share; each network's metho
 subclass in `lookalike/methods/` that names its network and its LightGlue weights.
 
 A pair is matched either by mutual nearest neighbours with a ratio test (`matcher="mnn"`,
-~10 ms) or by LightGlue (`matcher="lightglue"`, ~0.25 s on two cores, better on hard views),
-and the tentative matches then go through MAGSAC++ (`lookalike.matching.geometry`). Because LightGlue
-costs that much, a pipeline verifies a shortlist with it, never every pair.
+~10 ms) or by LightGlue (`matcher="lightglue"`, better on hard views), and the tentative
+matches then go through MAGSAC++ (`lookalike.matching.geometry`). Because LightGlue costs far
+more, a pipeline verifies a shortlist with it, never every pair, and hands the shortlist over
+at once (`match_many`), so that ONNX Runtime runs several pairs to a call.
 
 A feature holds keypoints (x, y in the pixels of the image bounded to `max_side`, 800 by
 default), unit descriptors (float16 on disk), detection scores, the feature image's size and its scale to
@@ -158,6 +159,19 @@ class LearnedLocal(Method):
         return self.glue_matches(a, b)
 
     def glue_matches(self, a: dict, b: dict) -> np.ndarray:
+        return self.glue_many([(a, b)])[0]
+
+    def glue_many(self, pairs: list[tuple[dict, dict]]) -> list[np.ndarray]:
+        """LightGlue's tentative matches (K x 2) of each (A, B) pair: on ONNX Runtime several
+        pairs to a call (every layer run), in eager PyTorch one by one (kornia's adaptive
+        depth and width)."""
+        if self.runtime == "onnx":
+            from lookalike.nets.runtime import run_lightglue
+
+            return run_lightglue(self.glue, pairs)
+        return [self._glue_torch(a, b) for a, b in pairs]
+
+    def _glue_torch(self, a: dict, b: dict) -> np.ndarray:
         import torch
 
         from lookalike.nets.learned import matcher
@@ -188,8 +202,25 @@ class LearnedLocal(Method):
             return self._match(b, a).swapped()
         return self._match(a, b)
 
+    def match_many(self, query: dict, candidates) -> list[Match]:
+        """`match` of the query with each candidate; with LightGlue, the pairs go through
+        the network in batches (`glue_many`), each from the same side as `match` takes it."""
+        if self.matcher != "lightglue":
+            return [self.match(query, candidate) for candidate in candidates]
+        key = fingerprint(query)
+        swap = [fingerprint(candidate) < key for candidate in candidates]
+        pairs = [(candidate, query) if turn else (query, candidate)
+                 for candidate, turn in zip(candidates, swap)]
+        results = []
+        for (a, b), turn, tentative in zip(pairs, swap, self.glue_many(pairs)):
+            match = self._verified(a, b, tentative)
+            results.append(match.swapped() if turn else match)
+        return results
+
     def _match(self, a: dict, b: dict) -> Match:
-        pairs = self.tentative(a, b)
+        return self._verified(a, b, self.tentative(a, b))
+
+    def _verified(self, a: dict, b: dict, pairs: np.ndarray) -> Match:
         if len(pairs) == 0:
             return no_match()
         return verify_matches(pairs, a["keypoints"], b["keypoints"], a["size"], b["size"],

@@ -221,3 +221,130 @@ def export_aliked(model, top_k: int, path) -> None:
                           dynamic_axes={"image": {2: "height", 3: "width"},
                                         "keypoints": {0: "n"}, "descriptors": {0: "n"},
                                         "scores": {0: "n"}})
+
+
+# -- LightGlue -------------------------------------------------------------------------------
+class LightGlueGraph(nn.Module):
+    """LightGlue (kornia's, with its weights) over a batch of B pairs at once, every layer
+    run (no early exit, no point pruning: a batch shares its shapes).
+
+    Inputs: keypoints0 B x M x 2 (normalised as kornia normalises them: centred, divided by
+    half the image's long side), descriptors0 B x M x D, valid0 B x M (bool: the pair's real
+    keypoints; the rest pad the pair to M), and the same for image 1 (N). Padded keypoints
+    take part in no attention and no match, so each pair's result is what it would be alone.
+    Outputs: matches0 B x M (index into image 1, or -1) and scores0 B x M.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.threshold = float(model.conf.filter_threshold)
+        size = int(model.conf.descriptor_dim) // int(model.conf.num_heads)
+        half_turn = torch.zeros(size, size)
+        half_turn[torch.arange(1, size, 2), torch.arange(0, size, 2)] = -1.0
+        half_turn[torch.arange(0, size, 2), torch.arange(1, size, 2)] = 1.0
+        self.register_buffer("half_turn", half_turn)
+        twice = torch.zeros(size // 2, size)
+        twice[torch.arange(size // 2), torch.arange(0, size, 2)] = 1.0
+        twice[torch.arange(size // 2), torch.arange(1, size, 2)] = 1.0
+        self.register_buffer("twice", twice)
+
+    def forward(self, keypoints0, descriptors0, valid0, keypoints1, descriptors1, valid1):
+        m = self.model
+        desc0, desc1 = m.input_proj(descriptors0), m.input_proj(descriptors1)
+        enc0, enc1 = self._encode(keypoints0), self._encode(keypoints1)  # 2 x B x 1 x M x d
+        pair = valid0[:, :, None] & valid1[:, None, :]  # B x M x N
+        self0 = valid0[:, :, None] & valid0[:, None, :]
+        self1 = valid1[:, :, None] & valid1[:, None, :]
+        for layer in m.transformers:
+            desc0 = self._self(layer.self_attn, desc0, enc0, self0)
+            desc1 = self._self(layer.self_attn, desc1, enc1, self1)
+            desc0, desc1 = self._cross(layer.cross_attn, desc0, desc1, pair)
+        return self._assign(m.log_assignment[-1], desc0, desc1, pair)
+
+    def _encode(self, keypoints):
+        """kornia's LearnableFourierPositionalEncoding; its repeat_interleave(2) as a product
+        with a constant 0/1 matrix (exact), which keeps the ranks the exporter needs."""
+        projected = self.model.posenc.Wr(keypoints)  # B x M x d/2
+        return torch.stack([torch.cos(projected) @ self.twice,
+                            torch.sin(projected) @ self.twice])[:, :, None]
+
+    @staticmethod
+    def _masked(sim, mask):
+        # -1e9, not -inf: a padded keypoint's row is all masked and must not become NaN
+        return sim.masked_fill(~mask[:, None], -1e9)
+
+    def _rotate(self, encoding, t):
+        """kornia's rotary embedding; its rotate_half (pairs (a, b) -> (-b, a)) as a product
+        with a constant matrix, which exports with no reshape."""
+        return t * encoding[0] + (t @ self.half_turn) * encoding[1]
+
+    @staticmethod
+    def _merge(t):  # B x H x M x d -> B x M x H*d
+        t = t.transpose(1, 2)
+        return t.reshape(t.shape[0], t.shape[1], -1)
+
+    def _self(self, block, x, encoding, mask):
+        qkv = block.Wqkv(x)
+        qkv = qkv.reshape(qkv.shape[0], qkv.shape[1], block.num_heads, block.head_dim, 3)
+        qkv = qkv.transpose(1, 2)
+        q, k, v = qkv[..., 0], qkv[..., 1], qkv[..., 2]
+        q, k = self._rotate(encoding, q), self._rotate(encoding, k)
+        sim = self._masked(q @ k.transpose(-1, -2) * block.head_dim ** -0.5, mask)
+        context = F.softmax(sim, dim=-1) @ v
+        message = block.out_proj(self._merge(context))
+        return x + block.ffn(torch.cat([x, message], -1))
+
+    def _cross(self, block, x0, x1, mask):
+        def heads(t):
+            return t.reshape(t.shape[0], t.shape[1], block.heads, -1).transpose(1, 2)
+
+        qk0, qk1 = heads(block.to_qk(x0)), heads(block.to_qk(x1))
+        v0, v1 = heads(block.to_v(x0)), heads(block.to_v(x1))
+        qk0, qk1 = qk0 * block.scale ** 0.5, qk1 * block.scale ** 0.5
+        sim = self._masked(qk0 @ qk1.transpose(-1, -2), mask)  # B x H x M x N
+        m0 = F.softmax(sim, dim=-1) @ v1
+        m1 = F.softmax(sim.transpose(-1, -2), dim=-1) @ v0
+        m0, m1 = block.to_out(self._merge(m0)), block.to_out(self._merge(m1))
+        return (x0 + block.ffn(torch.cat([x0, m0], -1)),
+                x1 + block.ffn(torch.cat([x1, m1], -1)))
+
+    def _assign(self, head, desc0, desc1, pair):
+        md0, md1 = head.final_proj(desc0), head.final_proj(desc1)
+        scale = head.dim ** -0.25
+        sim = (md0 * scale) @ (md1 * scale).transpose(-1, -2)  # B x M x N
+        sim = sim.masked_fill(~pair, -1e9)
+        z0, z1 = head.matchability(desc0), head.matchability(desc1)  # B x M x 1, B x N x 1
+        scores = (F.log_softmax(sim, 2) + F.log_softmax(sim, 1)
+                  + F.logsigmoid(z0) + F.logsigmoid(z1).transpose(1, 2))
+        scores = scores.masked_fill(~pair, float("-inf"))
+        # kornia's filter_matches: mutual best, probability above the threshold
+        best0, best1 = scores.max(2), scores.max(1)
+        to1, to0 = best0.indices, best1.indices
+        rows = torch.arange(scores.shape[1], device=scores.device)[None]
+        mutual = rows == to0.gather(1, to1)
+        probability = torch.where(mutual, best0.values.exp(), torch.zeros_like(best0.values))
+        keep = mutual & (probability > self.threshold)
+        return torch.where(keep, to1, torch.full_like(to1, -1)), probability
+
+
+def export_lightglue(model, path) -> None:
+    """Write LightGlue (a kornia LightGlue with its weights) for batches of pairs to `path`."""
+    graph = LightGlueGraph(model).eval()
+    dim = int(model.conf.input_dim)
+    generator = torch.Generator().manual_seed(0)
+    example = []
+    for count in (40, 30):
+        keypoints = torch.rand(2, count, 2, generator=generator) * 2 - 1
+        descriptors = F.normalize(torch.randn(2, count, dim, generator=generator), dim=-1)
+        valid = torch.ones(2, count, dtype=torch.bool)
+        valid[1, count - 5:] = False
+        example += [keypoints, descriptors, valid]
+    names = ["keypoints0", "descriptors0", "valid0", "keypoints1", "descriptors1", "valid1"]
+    axes = {name: {0: "batch", 1: "m" if name.endswith("0") else "n"} for name in names}
+    axes.update({"matches0": {0: "batch", 1: "m"}, "scores0": {0: "batch", 1: "m"}})
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, tuple(example), str(path), opset_version=OPSET, dynamo=False,
+                          input_names=names, output_names=["matches0", "scores0"],
+                          dynamic_axes=axes)

@@ -157,12 +157,75 @@ def run_aliked(variant: str, top_k: int, pixels: np.ndarray
     return keypoints, descriptors, scores
 
 
+# -- LightGlue -------------------------------------------------------------------------------
+GLUE_BATCH = 8  # pairs per LightGlue call: ~8 x 70 MB of attention maps at 1,024 keypoints
+
+
+def _export_lightglue(name: str, path: Path) -> None:
+    from lookalike.nets.export import export_lightglue
+    from lookalike.nets.learned import matcher
+
+    export_lightglue(matcher(name), path)
+
+
+@functools.cache
+def lightglue_session(name: str):
+    """ONNX Runtime's session of LightGlue `name` (a key of learned.MATCHER_CONFIGS), for
+    batches of padded pairs (lookalike.nets.export.LightGlueGraph)."""
+    path = model_path("lightglue", name)
+    ensure_exported(path, functools.partial(_export_lightglue, name), name)
+    return open_session(path)
+
+
+def normalised_keypoints(feature: dict) -> np.ndarray:
+    """Keypoints centred and divided by half the feature image's long side, as LightGlue
+    takes them."""
+    size = np.asarray(feature["size"], np.float32)
+    return (np.asarray(feature["keypoints"], np.float32) - size / 2) / (size.max() / 2)
+
+
+def run_lightglue(name: str, pairs: list[tuple[dict, dict]], batch: int = GLUE_BATCH
+                  ) -> list[np.ndarray]:
+    """LightGlue's matches (K x 2 index pairs into A's and B's keypoints) of each (A, B)
+    feature pair, several pairs to a call: each pair padded to the longest of its batch."""
+    results: list[np.ndarray] = [np.zeros((0, 2), np.int64)] * len(pairs)
+    todo = [i for i, (a, b) in enumerate(pairs)
+            if len(a["keypoints"]) >= 2 and len(b["keypoints"]) >= 2]
+    session = lightglue_session(name) if todo else None
+    for start in range(0, len(todo), batch):
+        chunk = todo[start:start + batch]
+        inputs = {}
+        for side, suffix in ((0, "0"), (1, "1")):
+            features = [pairs[i][side] for i in chunk]
+            length = max(len(f["keypoints"]) for f in features)
+            dim = features[0]["descriptors"].shape[1]
+            keypoints = np.zeros((len(chunk), length, 2), np.float32)
+            descriptors = np.zeros((len(chunk), length, dim), np.float32)
+            valid = np.zeros((len(chunk), length), bool)
+            for row, feature in enumerate(features):
+                count = len(feature["keypoints"])
+                keypoints[row, :count] = normalised_keypoints(feature)
+                descriptors[row, :count] = feature["descriptors"]
+                valid[row, :count] = True
+            inputs.update({f"keypoints{suffix}": keypoints, f"descriptors{suffix}": descriptors,
+                           f"valid{suffix}": valid})
+        matches0, _ = session.run(None, inputs)
+        for row, i in enumerate(chunk):
+            to = matches0[row, :len(pairs[i][0]["keypoints"])]
+            found = np.flatnonzero(to >= 0)
+            results[i] = np.stack([found, to[found]], axis=1).astype(np.int64)
+    return results
+
+
 def export_all() -> list[Path]:
     """Export every graph the shipped presets run (for a machine without torch)."""
     paths = []
     for variant in ("aliked-n16",):
         aliked_session(variant, 1024)
         paths.append(model_path("aliked", variant, k=1024))
+    for name in ("lightglue-aliked",):
+        lightglue_session(name)
+        paths.append(model_path("lightglue", name))
     return paths
 
 

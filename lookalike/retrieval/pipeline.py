@@ -175,17 +175,18 @@ class Pipeline:
     def verify(self, query: Item, gallery: ReferenceSet, candidates: Sequence[int]
                ) -> dict[int, Match]:
         """Match the query with each candidate, through the store when both items carry keys.
-        Results read back from the store hold the counts, not the inlier points."""
+        Results read back from the store hold the counts, not the inlier points. The pairs
+        still to match go to the local method together (`Method.match_many`)."""
         candidates = [int(j) for j in candidates]
         keys = [gallery.items[j].key for j in candidates]
         if self.store is None or query.key is None or None in keys:
-            return {j: self._match_item(query, gallery, j) for j in candidates}
+            return self._match_items(query, gallery, candidates)
         prefix = f"match2:{self.local_method.score_key()}"  # 2: with hull areas
         names = {j: f"{prefix}:{min(query.key, k)}:{max(query.key, k)}"
                  for j, k in zip(candidates, keys)}
         found = self.store.get_many(set(names.values()))
         results: dict[int, Match] = {}
-        fresh = []
+        missing = []
         for j in candidates:
             if names[j] in found:
                 try:
@@ -193,17 +194,33 @@ class Pipeline:
                     continue
                 except (ValueError, KeyError, TypeError):  # unreadable entry: match again
                     pass
-            results[j] = self._match_item(query, gallery, j)
-            fresh.append((names[j], json.dumps(results[j].counts()).encode()))
+            missing.append(j)
+        fresh = self._match_items(query, gallery, missing)
+        results.update(fresh)
         if fresh:
-            self.store.put_many(fresh)
-        return results
+            self.store.put_many([(names[j], json.dumps(match.counts()).encode())
+                                 for j, match in fresh.items()])
+        return {j: results[j] for j in candidates}
 
-    def _match_item(self, query: Item, gallery: ReferenceSet, position: int) -> Match:
-        item = gallery.items[position]
-        if gallery.local_loader is None:
-            return self.match(query, item)
-        return self.match(query, item, query.local_feature, gallery.local(position))
+    def _match_items(self, query: Item, gallery: ReferenceSet, positions: Sequence[int]
+                     ) -> dict[int, Match]:
+        """The query matched with the items at `positions`: pairs met before from the memo,
+        the others in one `match_many` call (and then kept in the memo)."""
+        results: dict[int, Match] = {}
+        todo = []
+        for j in positions:
+            hit = self._memo.find(query, gallery.items[j], Match.swapped)
+            if hit is not None:
+                results[j] = hit
+            elif j not in todo:
+                todo.append(j)
+        if todo:
+            features = [gallery.local(j) for j in todo]
+            for j, match in zip(todo, self.local_method.match_many(query.local_feature,
+                                                                   features)):
+                self._memo.put(query, gallery.items[j], match)
+                results[j] = match
+        return {j: results[j] for j in positions}
 
     # -- ranking ---------------------------------------------------------------------------
     def evidence(self, query: Item, gallery: ReferenceSet) -> Ranking:
@@ -290,13 +307,16 @@ def landmark_candidates(pipeline: Pipeline, query: Item, gallery: ReferenceSet,
     ranking = LandmarkRanking(similarities, landmark_of)
     chosen = [only] if only is not None else \
         [landmark for landmark in ranking.landmarks if landmark != negative][:verify_landmarks]
+    references = {landmark: ranking.references(landmark, per_landmark) for landmark in chosen}
+    # One verify call for every landmark's references: a batching matcher gets them together.
+    matches = pipeline.verify(query, gallery, [j for refs in references.values() for j in refs])
     candidates = []
     for landmark in chosen:
-        refs = ranking.references(landmark, per_landmark)
+        refs = references[landmark]
         similarity = ranking.best.get(landmark, 0.0)
         candidate = LandmarkCandidate(landmark, similarity, similarity - ranking.best_other(landmark),
                                       reference=refs[0] if refs else None)
-        for position, match in pipeline.verify(query, gallery, refs).items():
+        for position, match in ((j, matches[j]) for j in refs):
             candidate.verified_references += int(match.verified)
             if candidate.match is None or match.score > candidate.match.score:
                 candidate.match, candidate.reference = match, position
