@@ -19,6 +19,10 @@ serves every size:
   cropped, copied or normalised as a whole (as in lookalike.nets.aliked_sparse). The
   deformable convolutions become ONNX's DeformConv (opset 19), which ONNX Runtime runs
   natively, instead of kornia's gather-based PyTorch version.
+- **LightGlue** (`LightGlueGraph`): B pairs a call, each padded to the batch's longest
+  keypoint sets, with masks that keep padding out of every attention and every match. Every
+  layer runs: kornia's early exit and point pruning decide per pair, and a batch shares its
+  shapes. Its matches are those of kornia's LightGlue with both turned off.
 """
 
 from __future__ import annotations

@@ -1,0 +1,278 @@
+"""The learned models on ONNX Runtime against eager PyTorch, side by side in one run.
+
+    .venv/bin/python benchmarks/runtime_speed.py --photos 12 --pairs 20 \
+        --baseline ../main --sections extract,glue,identify,index,server
+
+Sections (each reports the load average beside its figures):
+- extract: ALIKED-n16 per photo end to end (read + decode + bound to 800 px + network +
+  keypoints + descriptors), kornia's stock `ALIKED.forward`, our eager pass
+  (`runtime="torch"`: aliked_sparse) and ONNX Runtime (`runtime="onnx"`), interleaved photo
+  by photo; then each one's peak RSS in a child process over the same photos.
+- glue: LightGlue on one query against `--pairs` dev photos: eager kornia (adaptive depth and
+  width, what `accurate` ran before), ONNX Runtime one pair a call, and ONNX Runtime in batches
+  (`runtime.GLUE_BATCH` pairs a call); ms a pair.
+- identify, index, server: the same script (benchmarks/identify_speed.py, `lookalike index
+  build`, the server's start-up) run in this tree and in `--baseline` (a checkout of the code
+  before this change, e.g. ../main), one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lookalike.evaluation.evaluate import load_dataset  # noqa: E402
+
+MANIFEST = REPO.parent / "shared" / "data" / "landmarks" / "manifest.csv"
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.1f} {five:.1f} {fifteen:.1f}"
+
+
+def sample(count: int) -> list[str]:
+    paths, _ = load_dataset(str(MANIFEST))
+    return paths[::max(1, len(paths) // count)][:count]
+
+
+def extractors():
+    import torch
+
+    from lookalike.features.registry import get_method
+    from lookalike.imaging.loading import load_image
+    from lookalike.methods.learned_local import bounded
+    from lookalike.nets.learned import detector
+
+    onnx, eager = get_method("aliked"), get_method("aliked", runtime="torch")
+    model = detector("aliked-n16", 1024)
+
+    def kornia(path):
+        image = bounded(load_image(path).convert("RGB"), 800)
+        pixels = np.asarray(image, np.float32) / np.float32(255.0)
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
+        with torch.inference_mode():
+            return model(tensor)[0].keypoints.numpy()
+
+    return {"kornia eager": kornia,
+            "ours eager (aliked_sparse)": lambda path: eager.extract(load_image(path)),
+            "ours ONNX Runtime": lambda path: onnx.extract(load_image(path))}
+
+
+def extract_section(count: int) -> None:
+    run = extractors()
+    paths = sample(count)
+    for forward in run.values():  # warm up: models built, graphs exported and loaded
+        forward(paths[0])
+    times = {name: [] for name in run}
+    before = load()
+    for path in paths:
+        for name, forward in run.items():
+            started = time.perf_counter()
+            forward(path)
+            times[name].append(time.perf_counter() - started)
+    after = load()
+    base = np.median(times["kornia eager"])
+    print(f"\n### extraction, ALIKED-n16 at 800 px, {len(paths)} dev photos "
+          f"({before} -> {after})\n")
+    print("| runtime | p50 ms | p95 ms | x kornia eager (p50) | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|")
+    for index, (name, values) in enumerate(times.items()):
+        peak = child_peak(index, count)
+        print(f"| {name} | {1000 * np.median(values):.0f} | "
+              f"{1000 * np.percentile(values, 95):.0f} | {np.median(values) / base:.2f} | "
+              f"{peak:.0f} |", flush=True)
+
+
+def child_peak(index: int, count: int) -> float:
+    result = subprocess.run([sys.executable, __file__, "--child", str(index),
+                             "--photos", str(count)], capture_output=True, text=True,
+                            check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def glue_section(count: int) -> None:
+    from lookalike.features.registry import get_method
+    from lookalike.imaging.loading import load_image
+    from lookalike.nets import runtime
+
+    paths, labels = load_dataset(str(MANIFEST))
+    method = get_method("aliked")
+    query_path = paths[0]
+    same = [p for p, label in zip(paths, labels) if label == labels[0] and p != query_path]
+    others = [p for p, label in zip(paths, labels) if label != labels[0]]
+    chosen = (same[:count // 2] + others[::max(1, len(others) // count)])[:count]
+    query = method.extract(load_image(query_path))
+    candidates = [method.extract(load_image(p)) for p in chosen]
+    for feature in [query, *candidates]:
+        feature["descriptors"] = feature["descriptors"].astype(np.float32)
+    pairs = [(query, candidate) for candidate in candidates]
+    eager = get_method("aliked", runtime="torch", matcher="lightglue")
+    eager.glue_matches(*pairs[0])  # warm up
+    runtime.run_lightglue("lightglue-aliked", pairs[:1])
+    before = load()
+    timings = {}
+    started = time.perf_counter()
+    eager_matches = [eager.glue_matches(a, b) for a, b in pairs]
+    timings["eager kornia (adaptive), one pair a call"] = time.perf_counter() - started
+    started = time.perf_counter()
+    single = [runtime.run_lightglue("lightglue-aliked", [pair])[0] for pair in pairs]
+    timings["ONNX Runtime, one pair a call"] = time.perf_counter() - started
+    started = time.perf_counter()
+    batched = runtime.run_lightglue("lightglue-aliked", pairs)
+    timings[f"ONNX Runtime, {runtime.GLUE_BATCH} pairs a call"] = time.perf_counter() - started
+    after = load()
+    shared = [len({tuple(x) for x in e.tolist()} & {tuple(x) for x in o.tolist()})
+              / max(1, len(e)) for e, o in zip(eager_matches, batched)]
+    assert all(np.array_equal(a, b) for a, b in zip(single, batched))
+    keypoints = int(np.mean([len(c["keypoints"]) for c in pairs[0]]))
+    print(f"\n### LightGlue (ALIKED), {len(pairs)} pairs, ~{keypoints} keypoints a side "
+          f"({before} -> {after})\n")
+    print("| LightGlue | ms a pair | x eager |")
+    print("|---|---:|---:|")
+    base = timings["eager kornia (adaptive), one pair a call"]
+    for name, seconds in timings.items():
+        print(f"| {name} | {1000 * seconds / len(pairs):.0f} | {seconds / base:.2f} |")
+    print(f"\nmatches: eager {sum(map(len, eager_matches))}, ONNX Runtime (every layer) "
+          f"{sum(map(len, batched))}; share of eager's matches found again: "
+          f"median {np.median(shared):.2f}", flush=True)
+
+
+def in_tree(tree: Path, command: list[str], timeout: int = 3600, **kwargs):
+    env = dict(os.environ, PYTHONPATH=str(tree), **kwargs)
+    return subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def identify_section(baseline: Path, presets: str, queries: int) -> None:
+    for tree in (baseline, REPO):
+        before = load()
+        result = in_tree(tree, [sys.executable, str(tree / "benchmarks" / "identify_speed.py"),
+                                "--presets", presets, "--sizes", "1000",
+                                "--queries", str(queries)])
+        print(f"\n### identify against 1,000 references: {tree} ({before} -> {load()})\n")
+        print(result.stdout.strip() or result.stderr[-2000:], flush=True)
+
+
+def index_section(baseline: Path, count: int) -> None:
+    paths, labels = load_dataset(str(MANIFEST))
+    chosen = list(zip(paths, labels))[::max(1, len(paths) // count)][:count]
+    with tempfile.TemporaryDirectory() as folder:
+        manifest = Path(folder) / "manifest.csv"
+        manifest.write_text("path,label\n" + "".join(f"{p},{label}\n" for p, label in chosen))
+        print(f"\n### index build, {len(chosen)} dev photos, --jobs 2, empty caches\n")
+        print("| tree | seconds | photos/s | peak RSS MB | load before -> after |")
+        print("|---|---:|---:|---:|---|")
+        for name, tree in (("before (eager)", baseline), ("after (ONNX Runtime)", REPO)):
+            before = load()
+            script = ("import resource, sys, time\n"
+                      "from lookalike.cli import main\n"
+                      "started = time.perf_counter()\n"
+                      f"code = main(['index', 'build', {str(manifest)!r}, '-o', "
+                      f"{folder + '/' + name[:5] + '.lkidx'!r}, '--jobs', '2', '--quiet'])\n"
+                      "print(time.perf_counter() - started, "
+                      "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, code)\n")
+            result = in_tree(tree, [sys.executable, "-c", script],
+                             LOOKALIKE_CACHE=f"{folder}/{name[:5]}.sqlite",
+                             LOOKALIKE_MODELS=f"{folder}/models")
+            if result.returncode != 0:
+                print(f"| {name} | failed: {result.stderr[-300:]!r} |")
+                continue
+            seconds, peak, _ = result.stdout.split()[-3:]
+            print(f"| {name} | {float(seconds):.0f} | {len(chosen) / float(seconds):.2f} | "
+                  f"{float(peak):.0f} | {before} -> {load()} |", flush=True)
+
+
+def server_section(baseline: Path) -> None:
+    """Start-up (import, create_app, first /identify answered) and memory after it."""
+    from tests.landmark_gallery import QUERIES, make_gallery, photo
+
+    with tempfile.TemporaryDirectory() as folder:
+        gallery = make_gallery(Path(folder) / "gallery")
+        query = str(photo(QUERIES["chateau_de_sceaux"]))
+        print("\n### server: start-up to the first /identify answer, memory after it\n")
+        print("| tree | import + create_app s | first answer s | RSS after start MB | "
+              "peak RSS MB | torch imported | load |")
+        print("|---|---:|---:|---:|---:|---|---|")
+        for name, tree in (("before (eager)", baseline), ("after (ONNX Runtime)", REPO)):
+            index = Path(folder) / f"{name[:5]}.lkidx"
+            script = (
+                "import sys, time, resource\n"
+                "started = time.perf_counter()\n"
+                "from pathlib import Path\n"
+                "from fastapi.testclient import TestClient\n"
+                "from lookalike.server.app import create_app\n"
+                "from lookalike.server.settings import ServerSettings\n"
+                f"app = create_app(ServerSettings(Path({str(index)!r})))\n"
+                "with TestClient(app) as client:\n"
+                "    created = time.perf_counter() - started\n"
+                "    rss = int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20\n"
+                f"    answer = client.post('/identify', files={{'file': ('q.jpg', "
+                f"open({query!r}, 'rb'), 'image/jpeg')}})\n"
+                "    assert answer.status_code == 200, answer.text\n"
+                "    first = time.perf_counter() - started\n"
+                "print(created, first, rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss"
+                " / 1024, 'torch' in sys.modules)\n")
+            build = in_tree(tree, [sys.executable, "-c",
+                                   "from lookalike.gallery.index import build_index; "
+                                   f"build_index({str(gallery)!r}, {str(index)!r})"],
+                            LOOKALIKE_MODELS=f"{folder}/models")
+            assert build.returncode == 0, build.stderr[-2000:]
+            before = load()
+            result = in_tree(tree, [sys.executable, "-c", script],
+                             LOOKALIKE_MODELS=f"{folder}/models")
+            if result.returncode != 0:
+                print(f"| {name} | failed: {result.stderr[-300:]!r} |")
+                continue
+            created, first, rss, peak, torch_loaded = result.stdout.split()[-5:]
+            print(f"| {name} | {float(created):.1f} | {float(first):.1f} | {float(rss):.0f} | "
+                  f"{float(peak):.0f} | {torch_loaded} | {before} |", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=12)
+    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--index-photos", type=int, default=144)
+    parser.add_argument("--presets", default="default,accurate")
+    parser.add_argument("--baseline", type=Path, default=REPO.parent / "main",
+                        help="a checkout of the code before the runtime change")
+    parser.add_argument("--sections", default="extract,glue,identify,index,server")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:  # one extractor over the photos, for its peak memory
+        forward = list(extractors().values())[args.child]
+        for path in sample(args.photos):
+            forward(path)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return 0
+    sections = args.sections.split(",")
+    print(json.dumps({"cpus": os.cpu_count(), "start": load()}))
+    if "extract" in sections:
+        extract_section(args.photos)
+    if "glue" in sections:
+        glue_section(args.pairs)
+    if "identify" in sections:
+        identify_section(args.baseline, args.presets, args.queries)
+    if "index" in sections:
+        index_section(args.baseline, args.index_photos)
+    if "server" in sections:
+        server_section(args.baseline)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
