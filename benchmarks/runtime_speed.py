@@ -57,27 +57,41 @@ def sample(count: int) -> list[str]:
     return paths[::max(1, len(paths) // count)][:count]
 
 
-def extractors():
-    import torch
-
+def extractors(only: int | None = None):
+    """The three ALIKED extractions (path -> features); `only`: build just that one (a child
+    measuring its memory imports nothing the others need)."""
     from lookalike.features.registry import get_method
     from lookalike.imaging.loading import load_image
-    from lookalike.methods.learned_local import bounded
-    from lookalike.nets.learned import detector
 
-    onnx, eager = get_method("aliked"), get_method("aliked", runtime="torch")
-    model = detector("aliked-n16", 1024)
+    def kornia():
+        import torch
 
-    def kornia(path):
-        image = bounded(load_image(path).convert("RGB"), 800)
-        pixels = np.asarray(image, np.float32) / np.float32(255.0)
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
-        with torch.inference_mode():
-            return model(tensor)[0].keypoints.numpy()
+        from lookalike.methods.learned_local import bounded
+        from lookalike.nets.learned import detector
 
-    return {"kornia eager": kornia,
-            "ours eager (aliked_sparse)": lambda path: eager.extract(load_image(path)),
-            "ours ONNX Runtime": lambda path: onnx.extract(load_image(path))}
+        model = detector("aliked-n16", 1024)
+
+        def run(path):
+            image = bounded(load_image(path).convert("RGB"), 800)
+            pixels = np.asarray(image, np.float32) / np.float32(255.0)
+            tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
+            with torch.inference_mode():
+                return model(tensor)[0].keypoints.numpy()
+
+        return run
+
+    def method(**settings):
+        def build():
+            chosen = get_method("aliked", **settings)
+            return lambda path: chosen.extract(load_image(path))
+
+        return build
+
+    builders = {"kornia eager": kornia,
+                "ours eager (aliked_sparse)": method(runtime="torch"),
+                "ours ONNX Runtime": method(runtime="onnx")}
+    return {name: build() for index, (name, build) in enumerate(builders.items())
+            if only is None or index == only}
 
 
 def extract_section(count: int) -> None:
@@ -237,7 +251,7 @@ def server_section(baseline: Path) -> None:
                 "print(created, first, rss, int(hwm[0].split()[1]) / 1024, "
                 "'torch' in sys.modules)\n")
             build = in_tree(tree, [sys.executable, "-c",
-                                   "from lookalike.gallery.index import build_index; "
+                                   "from lookalike.api import build_index; "
                                    f"build_index({str(gallery)!r}, {str(index)!r})"],
                             LOOKALIKE_MODELS=f"{folder}/models")
             assert build.returncode == 0, build.stderr[-2000:]
@@ -265,7 +279,7 @@ def main() -> int:
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:  # one extractor over the photos, for its peak memory
-        forward = list(extractors().values())[args.child]
+        forward = next(iter(extractors(args.child).values()))
         for path in sample(args.photos):
             forward(path)
         print(peak_rss_mb())

@@ -152,7 +152,7 @@ def test_identify_verify_compare_and_serve_run_without_torch_once_exported(prese
     """The shipped presets' learned path imports no torch at run time: the index is built
     (and the models exported) here, then a child process in which any import of torch fails
     runs `identify`, `verify`, `compare` and the server's /identify."""
-    from lookalike.gallery.index import build_index
+    from lookalike.api import build_index
     from tests.landmark_gallery import QUERIES, make_gallery, photo
 
     env = dict(os.environ, PYTHONPATH=str(REPO), LOOKALIKE_CACHE=str(tmp_path / "f.sqlite"))
