@@ -11,6 +11,8 @@ Sections (each reports the load average beside its figures):
 - glue: LightGlue on one query against `--pairs` dev photos: eager kornia (adaptive depth and
   width, what `accurate` ran before), ONNX Runtime one pair a call, and ONNX Runtime in batches
   (`runtime.GLUE_BATCH` pairs a call); ms a pair.
+- identify-interleaved: `identify` end to end against 1,000 references in this process, ONNX
+  Runtime and eager PyTorch alternating query by query.
 - identify, index, server: the same script (benchmarks/identify_speed.py, `lookalike index
   build`, the server's start-up) run in this tree and in `--baseline` (a checkout of the code
   before this change, e.g. ../main), one after the other.
@@ -189,6 +191,54 @@ def identify_section(baseline: Path, presets: str, queries: int) -> None:
         print(result.stdout.strip() or result.stderr[-2000:], flush=True)
 
 
+def identify_interleaved_section(presets: str, queries: int) -> None:
+    """identify end to end against 1,000 references, in this process: the same index and
+    queries, ONNX Runtime and eager ALIKED (the local method's network swapped for eager
+    PyTorch's), alternating query by query so that load falls on both alike."""
+    import random
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from identify_speed import gallery_index
+
+    from lookalike.features.registry import get_method
+    from lookalike.gallery.identify import Identifier
+    from lookalike.imaging.loading import read_bytes
+
+    paths, labels = load_dataset(str(MANIFEST))
+    references = [(p, label) for p, label in zip(paths, labels) if label != "distractor"]
+    chosen = random.Random(0).sample(paths, queries)
+    with tempfile.TemporaryDirectory() as folder:
+        for preset in presets.split(","):
+            index = gallery_index(Path(folder) / f"{preset}.lkidx", preset, 1000, references)
+            runs = {"ONNX Runtime": Identifier(index), "eager PyTorch": Identifier(index)}
+            eager = runs["eager PyTorch"].local_method
+            eager.detect_onnx = get_method(eager.name, **{**eager.settings(),
+                                                          "runtime": "torch"}).detect
+            if getattr(eager, "glue", ""):  # LightGlue eager too (one pair a call)
+                eager.glue_many = lambda pairs, method=eager: [
+                    method._glue_torch(a, b) for a, b in pairs]
+            times = {name: [] for name in runs}
+            for identifier in runs.values():  # warm up
+                identifier.identify_features("q", identifier.features_from_bytes(
+                    read_bytes(chosen[0]), "q"))
+            before = load()
+            for path in chosen:
+                for name, identifier in runs.items():
+                    started = time.perf_counter()
+                    query = identifier.features_from_bytes(read_bytes(path), path)
+                    identifier.identify_features(path, query)
+                    times[name].append(time.perf_counter() - started)
+            print(f"\n### identify `{preset}`, 1,000 references, {len(chosen)} queries, "
+                  f"interleaved ({before} -> {load()})\n")
+            print("| network | p50 ms | p95 ms | x eager (p50) |")
+            print("|---|---:|---:|---:|")
+            base = np.median(times["eager PyTorch"])
+            for name, values in times.items():
+                print(f"| {name} | {1000 * np.median(values):.0f} | "
+                      f"{1000 * np.percentile(values, 95):.0f} | "
+                      f"{np.median(values) / base:.2f} |", flush=True)
+
+
 def index_section(baseline: Path, count: int) -> None:
     paths, labels = load_dataset(str(MANIFEST))
     chosen = list(zip(paths, labels))[::max(1, len(paths) // count)][:count]
@@ -252,12 +302,11 @@ def server_section(baseline: Path) -> None:
                 "'torch' in sys.modules)\n")
             build = in_tree(tree, [sys.executable, "-c",
                                    "from lookalike.api import build_index; "
-                                   f"build_index({str(gallery)!r}, {str(index)!r})"],
-                            LOOKALIKE_MODELS=f"{folder}/models")
+                                   f"build_index({str(gallery)!r}, {str(index)!r})"])
             assert build.returncode == 0, build.stderr[-2000:]
             before = load()
             result = in_tree(tree, [sys.executable, "-c", script],
-                             LOOKALIKE_MODELS=f"{folder}/models")
+                             )
             if result.returncode != 0:
                 print(f"| {name} | failed: {result.stderr[-300:]!r} |")
                 continue
@@ -292,6 +341,8 @@ def main() -> int:
         glue_section(args.pairs)
     if "identify" in sections:
         identify_section(args.baseline, args.presets, args.queries)
+    if "identify-interleaved" in sections:
+        identify_interleaved_section(args.presets, args.queries)
     if "index" in sections:
         index_section(args.baseline, args.index_photos)
     if "server" in sections:
