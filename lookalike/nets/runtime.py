@@ -106,6 +106,9 @@ def session_options():
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # warnings about unused initialisers are noise
+    # Idle pool threads sleep instead of spinning: on a small machine their spinning took the
+    # cores from the work that follows a run (MAGSAC++, the next photo's decoding, torch).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
