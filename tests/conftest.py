@@ -42,3 +42,18 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LOOKALIKE_CACHE", str(path))
     monkeypatch.setenv("LOOKALIKE_MODELS", str(tmp_path_factory.getbasetemp() / "models"))
     return path
+
+
+@pytest.fixture(scope="session")
+def two_landmark_index(tmp_path_factory) -> Path:
+    """An index of two landmarks (Sceaux, Strecha) with the fast preset, built once a run for
+    the HTTP, schema and one-answer tests; a test that edits it works on a copy."""
+    from landmark_gallery import make_gallery
+
+    from lookalike.engines.local import local_extractor
+    from lookalike.gallery.index import build_index
+
+    root = tmp_path_factory.mktemp("two_landmarks")
+    gallery = make_gallery(root / "gallery", ["chateau_de_sceaux", "strecha_castle"])
+    build_index(gallery, root / "gallery.lkidx", local_extractor(), preset="fast")
+    return root / "gallery.lkidx"

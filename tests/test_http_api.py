@@ -12,11 +12,10 @@ import shutil
 
 import jsonschema
 import pytest
-from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, make_gallery, photo
+from landmark_gallery import DISTRACTOR, QUERIES, SCEAUX, photo
 from PIL import Image
 
-from lookalike.engines.local import local_extractor
-from lookalike.gallery.index import GalleryIndex, build_index
+from lookalike.gallery.index import GalleryIndex
 from lookalike.server.app import ServerSettings, create_app
 from lookalike.server.auth import ApiKeyError, keys_from_environment, read_key_file
 
@@ -27,11 +26,8 @@ READER = {"Authorization": f"Bearer {READ_KEY}"}
 
 
 @pytest.fixture(scope="module")
-def built_index(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
-    gallery = make_gallery(root / "gallery", ["chateau_de_sceaux", "strecha_castle"])
-    build_index(gallery, root / "gallery.lkidx", local_extractor(), preset="fast")
-    return root / "gallery.lkidx"
+def built_index(two_landmark_index):
+    return two_landmark_index
 
 
 @pytest.fixture

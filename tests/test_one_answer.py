@@ -12,7 +12,7 @@ import json
 import os
 
 import pytest
-from landmark_gallery import DISTRACTOR, GALLERY, QUERIES, make_gallery, photo
+from landmark_gallery import DISTRACTOR, GALLERY, QUERIES, photo
 
 import lookalike
 from lookalike.cli import main
@@ -28,11 +28,8 @@ COMPARED = ("landmark", "probability", "verified", "size", "bounding_poly")
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    root = tmp_path_factory.mktemp("one_answer")
-    gallery = make_gallery(root / "gallery", ["chateau_de_sceaux", "strecha_castle"])
-    build_index(gallery, root / "gallery.lkidx", local_extractor(), preset="fast")
-    return root / "gallery.lkidx"
+def index(two_landmark_index):
+    return two_landmark_index
 
 
 def essentials(answer: dict) -> dict:

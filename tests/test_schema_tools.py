@@ -17,12 +17,10 @@ import sys
 
 import httpx
 import pytest
-from landmark_gallery import QUERIES, make_gallery, photo
+from landmark_gallery import QUERIES, photo
 from live_server import serving
 from PIL import Image
 
-from lookalike.engines.local import local_extractor
-from lookalike.gallery.index import build_index
 from lookalike.server.app import ServerSettings, create_app
 
 ADMIN_KEY = "admin-key-for-schema-tests"
@@ -30,11 +28,8 @@ ADMIN = {"X-API-Key": ADMIN_KEY}
 
 
 @pytest.fixture(scope="module")
-def built_index(tmp_path_factory):
-    root = tmp_path_factory.mktemp("schema")
-    gallery = make_gallery(root / "gallery", ["chateau_de_sceaux", "strecha_castle"])
-    build_index(gallery, root / "gallery.lkidx", local_extractor(), preset="fast")
-    return root / "gallery.lkidx"
+def built_index(two_landmark_index):
+    return two_landmark_index
 
 
 @pytest.fixture

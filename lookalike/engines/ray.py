@@ -150,9 +150,6 @@ def ray_identify(index: str, paths: Sequence[str], settings, landmark: str | Non
                  calibration: str | None = None, workers: int | None = None
                  ) -> Iterator[tuple[str, Any, str | None]]:
     """Yield (photo, Answer or None, error) as Ray actors finish them (order not kept)."""
-    import json
-
-    from lookalike.gallery.answers import Answer
 
     if not paths:
         return
@@ -163,11 +160,7 @@ def ray_identify(index: str, paths: Sequence[str], settings, landmark: str | Non
         IdentifyWorker, fn_constructor_args=(os.path.abspath(index), settings, landmark,
                                              calibration),
         batch_size=BATCH, concurrency=min(workers, len(paths)), batch_format="numpy")
-    for row in results.iter_rows():
-        if row["error"]:
-            yield row["path"], None, row["error"]
-        else:
-            yield row["path"], Answer.from_json(json.loads(row["answer"])), None
+    yield from answers_of(results)
 
 
 # -- shards: the search split over Ray actors --------------------------------------------------------
@@ -255,9 +248,6 @@ def ray_identify_sharded(index: str, paths: Sequence[str], settings, shards: int
                          workers: int | None = None
                          ) -> Iterator[tuple[str, Any, str | None]]:
     """`ray_identify` with the search split over `shards` shard actors."""
-    import json
-
-    from lookalike.gallery.answers import Answer
 
     if not paths:
         return
@@ -270,6 +260,15 @@ def ray_identify_sharded(index: str, paths: Sequence[str], settings, shards: int
         ShardedIdentifyWorker, fn_constructor_args=(index, settings, landmark, calibration,
                                                     actors),
         batch_size=BATCH, concurrency=min(workers, len(paths)), batch_format="numpy")
+    yield from answers_of(results)
+
+
+def answers_of(results) -> Iterator[tuple[str, Any, str | None]]:
+    """(photo, answer or None, error) from the rows a Ray identify worker returned."""
+    import json
+
+    from lookalike.gallery.answers import Answer
+
     for row in results.iter_rows():
         if row["error"]:
             yield row["path"], None, row["error"]
