@@ -50,6 +50,8 @@ class Method:
     version: ClassVar[int] = 1  # bump when extraction changes, so cached features are not reused
     score_version: ClassVar[int] = 1  # bump when only scoring changes (cached pair scores)
     role: ClassVar[str] = PAIRWISE
+    order: ClassVar[int] = 50  # where `lookalike methods` and `--methods all` list it
+    in_all: ClassVar[bool] = True  # False: too slow for `--methods all`; run when named
     gray: bool = False
 
     # -- the contract -------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def _load_all() -> None:
 def method_classes() -> dict[str, type[Method]]:
     """Registered methods in a stable order: by `order`, then name."""
     _load_all()
-    return dict(sorted(_REGISTRY.items(), key=lambda item: (getattr(item[1], "order", 50), item[0])))
+    return dict(sorted(_REGISTRY.items(), key=lambda item: (item[1].order, item[0])))
 
 
 def method_names(role: str | None = None) -> list[str]:
@@ -106,7 +106,7 @@ def parse_methods(spec: str | list[str]) -> list[str]:
     names = [name.strip() for name in names if name.strip()]
     known = method_classes()
     if names == ["all"]:
-        return [name for name, cls in known.items() if getattr(cls, "in_all", True)]
+        return [name for name, cls in known.items() if cls.in_all]
     for name in names:
         if name not in known:
             raise UnknownMethodError(_unknown(name, known))
