@@ -29,11 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.evaluation.compare import open_cache
 from lookalike.evaluation.evaluate import load_dataset
 from lookalike.evaluation.fit_calibration import landmark_folds, same_landmark
 from lookalike.evaluation.metrics import retrieval_metrics
 from lookalike.evaluation.query_sets import load_query_sets, query_metrics
+from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
 from lookalike.retrieval.calibration import fit, method_spec

@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.evaluation.compare import open_cache
 from lookalike.evaluation.evaluate import load_dataset
 from lookalike.evaluation.metrics import retrieval_metrics
+from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
 from lookalike.matching import asmk

@@ -83,8 +83,8 @@ class Variants:
 
 def build(path: Path, size: int, codebook: str | None, queries_out: Path, queries: int) -> dict:
     from lookalike.engines.local import local_extractor
-    from lookalike.evaluation.compare import open_cache
     from lookalike.evaluation.evaluate import load_dataset
+    from lookalike.features.cache import open_cache
     from lookalike.gallery.folders import GalleryEntry, Landmark
     from lookalike.gallery.identify import Identifier
     from lookalike.gallery.index import GalleryIndex, create_index, write_changes

@@ -22,7 +22,6 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.evaluation.compare import open_cache
 from lookalike.evaluation.query_sets import (
     hull,
     keypoints_inside,
@@ -30,6 +29,7 @@ from lookalike.evaluation.query_sets import (
     polygons_of,
     region_iou,
 )
+from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
 

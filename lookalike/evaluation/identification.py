@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.gallery.answers import UNKNOWN
 from lookalike.imaging.loading import DEFAULT_MAX_PIXELS
 from lookalike.matching.geometry import Match
 from lookalike.retrieval.calibration import fit, method_spec, sigmoid
@@ -38,7 +39,6 @@ from lookalike.retrieval.pipeline import (
     landmark_candidates,
 )
 
-UNKNOWN = "unknown"
 DISTRACTOR = "distractor"
 TARGET_FAR = 0.05
 

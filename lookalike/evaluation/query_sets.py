@@ -35,8 +35,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from lookalike.evaluation.compare import open_cache, score_matrix
+from lookalike.evaluation.compare import score_matrix
 from lookalike.evaluation.metrics import average_precision, precision_at_1
+from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method, parse_methods
 

@@ -54,19 +54,25 @@ class LazyUnitMap:
         return torch.einsum("mk,mkc->mc", weight, neighbours.view(len(points), 4, -1))
 
 
+def dense_features(model, image: torch.Tensor) -> torch.Tensor:
+    """ALIKED's 1 x C x H x W feature map of a padded image: the four blocks, each gated and
+    brought back to full resolution (what the score head and the descriptor head read)."""
+    x1 = model.block1(image)
+    x2 = model.block2(model.pool2(x1))
+    x3 = model.block3(model.pool4(x2))
+    x4 = model.block4(model.pool4(x3))
+    return torch.cat([model.gate(model.conv1(x1)),
+                      model.upsample2(model.gate(model.conv2(x2))),
+                      model.upsample8(model.gate(model.conv3(x3))),
+                      model.upsample32(model.gate(model.conv4(x4)))], dim=1)
+
+
 def forward(model, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(keypoints N x 2 in pixels, unit descriptors N x D, scores N) of a 1 x 3 x H x W image,
     for a kornia `ALIKED` built as learned.detector builds it (top-k mode, no threshold)."""
     height, width = image.shape[-2:]
     padder = InputPadder(height, width, PAD_MULTIPLE)
-    x1 = model.block1(padder.pad(image))
-    x2 = model.block2(model.pool2(x1))
-    x3 = model.block3(model.pool4(x2))
-    x4 = model.block4(model.pool4(x3))
-    dense = torch.cat([model.gate(model.conv1(x1)),
-                       model.upsample2(model.gate(model.conv2(x2))),
-                       model.upsample8(model.gate(model.conv3(x3))),
-                       model.upsample32(model.gate(model.conv4(x4)))], dim=1)
+    dense = dense_features(model, padder.pad(image))
     score_map = padder.unpad(torch.sigmoid(model.score_head(dense)))
     keypoints, scores, _ = model.dkd(score_map)
     keypoints, scores = keypoints[0], scores[0]

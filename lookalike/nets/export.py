@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lookalike.nets.aliked_sparse import dense_features
+
 OPSET = 19  # DeformConv is in the standard opset from 19
 
 
@@ -105,16 +107,8 @@ class AlikedGraph(nn.Module):
         self.register_buffer("grid", model.dkd.hw_grid.clone())  # K*K x 2, (dx, dy)
 
     def forward(self, image: torch.Tensor, window: torch.Tensor):
-        m = self.model
-        x1 = m.block1(image)
-        x2 = m.block2(m.pool2(x1))
-        x3 = m.block3(m.pool4(x2))
-        x4 = m.block4(m.pool4(x3))
-        dense = torch.cat([m.gate(m.conv1(x1)),
-                           m.upsample2(m.gate(m.conv2(x2))),
-                           m.upsample8(m.gate(m.conv3(x3))),
-                           m.upsample32(m.gate(m.conv4(x4)))], dim=1)[0]  # C x Hp x Wp
-        score = torch.sigmoid(m.score_head(dense[None]))[0, 0]  # Hp x Wp
+        dense = dense_features(self.model, image)[0]  # C x Hp x Wp
+        score = torch.sigmoid(self.model.score_head(dense[None]))[0, 0]  # Hp x Wp
         top, left, height, width = window[0], window[1], window[2], window[3]
         pixels, scores = self.detect(score, top, left, height, width)
         descriptors = self.describe(dense, pixels, top, left, height, width)
