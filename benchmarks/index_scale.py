@@ -137,10 +137,9 @@ def calibration():
     """The default preset's identify calibration, its method record dropped: with a fitted
     codebook the similarities differ from those it was fitted on, which changes the answers'
     probabilities, not their cost."""
-    from lookalike.retrieval.pipeline import IDENTIFY_EVIDENCE
     from lookalike.retrieval.presets import get_preset
 
-    chosen = get_preset("default").calibration("identify", IDENTIFY_EVIDENCE)
+    chosen = get_preset("default").calibration("identify")
     chosen.methods = {}
     return chosen
 

@@ -54,15 +54,15 @@ def test_method_follows_the_contract(name, landmarks_dir, tmp_path):
 def test_every_preset_ships_calibrations_fitted_on_its_own_methods():
     """A preset is only usable with a calibration fitted on exactly its methods and settings;
     one that ships none (or a stale one) fails here, not in a user's first `identify`."""
-    from lookalike.retrieval.pipeline import IDENTIFY_EVIDENCE, PAIR_FEATURES
+    from lookalike.retrieval.pipeline import IDENTIFY_FEATURES, PAIR_FEATURES
     from lookalike.retrieval.presets import PRESETS
 
     for name, preset in PRESETS.items():
         global_method, local_method = preset.methods()
-        for kind, features in (("pairs", None), ("identify", IDENTIFY_EVIDENCE)):
-            calibration = preset.calibration(kind, features)
-            if kind == "pairs":  # a pair calibration chooses among the known pair features
-                assert calibration.features and set(calibration.features) <= set(PAIR_FEATURES)
+        for kind, known in (("pairs", PAIR_FEATURES), ("identify", IDENTIFY_FEATURES)):
+            calibration = preset.calibration(kind)
+            # a calibration chooses among the known features of its kind
+            assert calibration.features and set(calibration.features) <= set(known)
             calibration.check_methods(**{"global": global_method, "local": local_method})
             assert calibration.info.get("preset") == name, (name, kind)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,27 @@ def test_calibration_file_round_trip(tmp_path, identifier):
     shipped = identifier.calibration
     assert len(shipped.coef) == len(IDENTIFY_EVIDENCE) and 0 < shipped.threshold < 1
     assert shipped.methods["local"]["name"] == identifier.local_method.name
+
+
+def test_a_calibration_chooses_its_evidence(tmp_path, identifier):
+    """An identify calibration names the evidence it was fit on (any of IDENTIFY_FEATURES):
+    the answers' probabilities follow its features; an unknown one is refused by name."""
+    from lookalike.gallery.folders import GalleryError
+    from lookalike.retrieval.pipeline import IDENTIFY_FEATURES
+
+    assert set(identifier.calibration.features) <= set(IDENTIFY_FEATURES)
+    methods = identifier.calibration.methods
+    margin_only = Calibration(["log_margin"], [3.0], 0.0, [0.0], [1.0], 0.5, methods, {})
+    answer = Identifier(identifier.index, calibration=margin_only).identify(
+        photo(QUERIES["chateau_de_sceaux"]))
+    best = answer.candidates[0]
+    assert len(best.evidence()) == 1 and best.evidence()[0] > 0
+    assert best.probability == pytest.approx(1 / (1 + math.exp(-3.0 * best.evidence()[0])),
+                                             abs=1e-3)
+    unknown = Calibration(["log_sparkle"], [1.0], 0.0, [0.0], [1.0], 0.5, methods, {})
+    unknown.save(tmp_path / "unknown.json")
+    with pytest.raises(GalleryError, match="log_sparkle"):
+        Identifier(identifier.index, calibration=tmp_path / "unknown.json")
 
 
 def test_evaluate_identify_small(tmp_path, capsys):

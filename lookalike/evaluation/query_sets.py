@@ -280,7 +280,7 @@ def open_set(fused, sets: Sequence[QuerySet], items: dict) -> dict[str, Any]:
                 candidates = landmark_candidates(pipeline, items[photo], gallery, landmark_of,
                                                  preset.verify_landmarks,
                                                  preset.verify_per_landmark)
-                scored = [(float(calibration.probability(np.array([c.evidence()]))[0]),
+                scored = [(float(calibration.probability(np.array([c.evidence(calibration.features)]))[0]),
                            c.landmark) for c in candidates]
                 probability, best = max(scored) if scored else (0.0, "")
                 named = best if probability >= calibration.threshold else ""

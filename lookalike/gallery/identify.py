@@ -37,11 +37,11 @@ from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image,
 from lookalike.ocr.evidence import landmark_names, text_evidence_among, text_log_odds
 from lookalike.retrieval.calibration import Calibration, CalibrationError, sigmoid
 from lookalike.retrieval.pipeline import (
-    IDENTIFY_EVIDENCE,
     Item,
     LandmarkCandidate,
     Pipeline,
     ReferenceSet,
+    identify_features,
     landmark_candidates,
 )
 
@@ -147,9 +147,10 @@ class Identifier:
             chosen = calibration
         else:
             try:
-                chosen = Calibration.load(calibration, IDENTIFY_EVIDENCE) if calibration \
-                    else self.preset.calibration("identify", IDENTIFY_EVIDENCE)
-            except CalibrationError as error:
+                chosen = Calibration.load(calibration) if calibration \
+                    else self.preset.calibration("identify")
+                identify_features(chosen.features)
+            except (CalibrationError, ValueError) as error:
                 raise GalleryError(str(error)) from None
         try:
             chosen.check_methods(**{"global": self.global_method, "local": self.local_method})
@@ -314,7 +315,7 @@ class Identifier:
             match = found.match.in_original_pixels(
                 feature_scale(query.item.local_feature),
                 feature_scale(gallery.local(found.reference)))
-        row = found.evidence()
+        row = found.evidence(self.calibration.features)
         logit = float(self.calibration.logit(np.array([row]))[0])
         return Candidate(found.landmark, 0.0, found.similarity, found.margin, found.inliers,
                          float(found.match.spread) if found.match else 0.0, ref_id, None,

@@ -260,8 +260,24 @@ class Pipeline:
 
 
 # -- photo against landmarks (identify, verify) ----------------------------------------------------
+IDENTIFY_FEATURES = ("log_similarity", "log_margin", "log_inliers_h", "log_inliers_f",
+                     "sqrt_spread", "verified_references", "log_matches", "sqrt_area",
+                     "inlier_ratio", "verified")
+# The evidence `evaluate --identify --fit-calibration` fits on (monotone): the few features
+# that carried over to held-out landmarks of both datasets with the fewest wrong answers
+# (benchmarks/identify_carryover.py; docs/benchmarks.md, issue 24). A calibration may choose
+# any of IDENTIFY_FEATURES.
 IDENTIFY_EVIDENCE = ["log_similarity", "log_margin", "log_inliers_h", "log_inliers_f",
-                     "sqrt_spread", "verified_references"]
+                     "log_matches", "sqrt_area"]
+
+
+def identify_features(features: Sequence[str]) -> list[str]:
+    """`features` checked against IDENTIFY_FEATURES (a calibration names what it was fit on)."""
+    unknown = [name for name in features if name not in IDENTIFY_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown identify evidence {unknown}; known: "
+                         f"{', '.join(IDENTIFY_FEATURES)}")
+    return list(features)
 
 
 @dataclasses.dataclass
@@ -282,13 +298,21 @@ class LandmarkCandidate:
     def inliers(self) -> int:
         return self.match.inliers if self.match is not None else 0
 
-    def evidence(self) -> list[float]:
-        """Similarity and margin as logs (see PAIR_EVIDENCE), then the best match's counts."""
-        m = self.match
+    def evidence(self, features: Sequence[str] = IDENTIFY_EVIDENCE) -> list[float]:
+        """The calibration's inputs, in the order of `features` (names of IDENTIFY_FEATURES):
+        similarity and margin as logs (see PAIR_EVIDENCE), then the best match's counts."""
         best = log_similarity(self.similarity)
-        return [best, best - log_similarity(self.similarity - self.margin),
-                math.log1p(m.inliers_h) if m else 0.0, math.log1p(m.inliers_f) if m else 0.0,
-                math.sqrt(m.spread) if m else 0.0, float(self.verified_references)]
+        values = {"log_similarity": best,
+                  "log_margin": best - log_similarity(self.similarity - self.margin),
+                  "verified_references": float(self.verified_references)}
+        m = self.match
+        if m is not None:
+            values.update(log_inliers_h=math.log1p(m.inliers_h),
+                          log_inliers_f=math.log1p(m.inliers_f), sqrt_spread=math.sqrt(m.spread),
+                          log_matches=math.log1p(m.matches),
+                          sqrt_area=math.sqrt(max(m.area_a, 0.0)), inlier_ratio=m.inlier_ratio,
+                          verified=float(m.verified))
+        return [values.get(name, 0.0) for name in features]
 
 
 def landmark_candidates(pipeline: Pipeline, query: Item, gallery: ReferenceSet,
