@@ -42,7 +42,7 @@ from lookalike.evaluation.query_sets import load_query_sets
 from lookalike.features.cache import open_cache
 from lookalike.features.extract import extract_features
 from lookalike.features.registry import get_method
-from lookalike.retrieval.calibration import fit, method_spec, sigmoid
+from lookalike.retrieval.calibration import Calibration, fit, method_spec, sigmoid
 from lookalike.retrieval.pipeline import (
     IDENTIFY_FEATURES,
     Pipeline,
@@ -232,6 +232,8 @@ def main() -> None:
     parser.add_argument("--write", metavar="COMPOSITION",
                         help="save this composition (monotone, both datasets) as the preset's "
                              "identify calibration")
+    parser.add_argument("--score", nargs="*", metavar="CALIBRATION",
+                        help="also score these calibration files as they are (not held out)")
     args = parser.parse_args()
     started = time.perf_counter()
     queries, pipeline = collect(args.preset, open_cache(args.cache), args.jobs)
@@ -250,6 +252,17 @@ def main() -> None:
               f"{point['oxford_named']:.3f} | {point['oxford_wrong']:.3f} | "
               f"{point['oxford_negatives_own']:.3f} | {point['oxford_negatives_any']:.3f} |",
               flush=True)
+    for path in args.score or []:
+        fixed = Calibration.load(path)
+        rows = Rows()
+        for q, (_, label, _, own, candidates) in enumerate(queries):
+            rows.add(q, candidates, label, own)
+        x = rows.arrays()[0][:, [IDENTIFY_FEATURES.index(n) for n in fixed.features]]
+        point = operating(queries, answers(queries, fixed.logit(x)), fixed.threshold)
+        print(f"| {path} (as fitted, its threshold) | - | {point['threshold']:.3f} | "
+              f"{point['dev_top1']:.3f} | {point['dev_wrong']:.3f} | {point['dev_far']:.3f} | "
+              f"{point['oxford_named']:.3f} | {point['oxford_wrong']:.3f} | "
+              f"{point['oxford_negatives_own']:.3f} | {point['oxford_negatives_any']:.3f} |")
     if args.write:
         features, point = chosen[args.write]
         write(args, queries, pipeline, features, point)
