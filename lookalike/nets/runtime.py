@@ -112,15 +112,21 @@ def session_options():
     return options
 
 
+RELEASE_MEMORY = "LOOKALIKE_RELEASE_MODEL_MEMORY"
+
+
 @functools.cache
 def run_options():
-    """Each run gives its arena memory back when it ends: ALIKED's dense maps at 800 px need
-    ~1 GB while it runs, which a server would otherwise hold for good (measured: 1.5 GB
-    resident after 4 photos with the arena kept, 0.2 GB with it shrunk)."""
+    """Runs keep ONNX Runtime's memory arena between them unless $LOOKALIKE_RELEASE_MODEL_MEMORY
+    is 1. ALIKED's dense maps at 800 px need ~1 GB while it runs; giving it back after each
+    run kept a server at 0.2 GB instead of 1.5 GB, but every run then faulted that memory in
+    again: 147,000 page faults and ~0.97 s of CPU a photo against 51,000 and ~0.69 s with
+    the arena kept (benchmarks/arena.py; docs/benchmarks.md)."""
     import onnxruntime as ort
 
     options = ort.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    if os.environ.get(RELEASE_MEMORY, "") == "1":
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
 
 
