@@ -15,8 +15,9 @@ serves every size:
   padded to a multiple of 32 (the caller pads, as kornia's InputPadder does). Keypoint
   detection (kornia's DKD: strict 5 x 5 local maxima, top-k, soft-argmax refinement) and the
   descriptor head (SDDH) read the padded maps through index arithmetic inside the `window`
-  (top, left, height, width) that holds the photo, so the 128-channel dense map is never
-  cropped, copied or normalised as a whole (as in lookalike.nets.aliked_sparse). The
+  (top, left, height, width) that holds the photo. The 128-channel full-resolution map is
+  never made: the score head's first layer runs on each level before upsampling, and the
+  descriptor head reads each level at its samples (`DenseRows`). The
   deformable convolutions become ONNX's DeformConv (opset 19), which ONNX Runtime runs
   natively, instead of kornia's gather-based PyTorch version.
 - **LightGlue** (`LightGlueGraph`): B pairs a call, each padded to the batch's longest
@@ -33,8 +34,6 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from lookalike.nets.aliked_sparse import dense_features
 
 OPSET = 19  # DeformConv is in the standard opset from 19
 
@@ -107,12 +106,28 @@ class AlikedGraph(nn.Module):
         self.register_buffer("grid", model.dkd.hw_grid.clone())  # K*K x 2, (dx, dy)
 
     def forward(self, image: torch.Tensor, window: torch.Tensor):
-        dense = dense_features(self.model, image)[0]  # C x Hp x Wp
-        score = torch.sigmoid(self.model.score_head(dense[None]))[0, 0]  # Hp x Wp
+        levels = backbone_levels(self.model, image)
+        score = torch.sigmoid(self.score_map(levels))[0, 0]  # Hp x Wp
         top, left, height, width = window[0], window[1], window[2], window[3]
         pixels, scores = self.detect(score, top, left, height, width)
-        descriptors = self.describe(dense, pixels, top, left, height, width)
+        descriptors = self.describe(DenseRows(levels), pixels, top, left, height, width)
         return pixels, descriptors, scores
+
+    def score_map(self, levels):
+        """kornia's score head on the full-resolution map, whose first layer (a 1 x 1
+        convolution of the four levels side by side) runs on each level at its own size
+        and is upsampled after: both are linear, so the order does not change the sum, and
+        the 128-channel full-resolution map is never made."""
+        first, rest = self.model.score_head[0], self.model.score_head[1:]
+        weights = first.weight.split([level.shape[1] for level, _ in levels], dim=1)
+        total = None
+        for (level, factor), weight in zip(levels, weights):
+            part = F.conv2d(level, weight)
+            if factor > 1:
+                part = F.interpolate(part, scale_factor=float(factor), mode="bilinear",
+                                     align_corners=True)
+            total = part if total is None else total + part
+        return rest(total)
 
     # DKD, on the padded map, inside the window
     def detect(self, score, top, left, height, width):
@@ -164,16 +179,12 @@ class AlikedGraph(nn.Module):
                 + flat[base + cols] * (1 - fx) * fy + flat[base + cols + 1] * fx * fy)
 
     # SDDH, reading unit features from the unnormalised padded map
-    def describe(self, dense, pixels, top, left, height, width):
+    def describe(self, dense: DenseRows, pixels, top, left, height, width):
         head = self.model.desc_head
-        channels, cols = dense.shape[0], dense.shape[2]
-        # Pixels as rows (H*W x C): a keypoint's C features are then one contiguous read.
-        # Picked as columns of the C x H*W map, each of the ~75,000 samples of 1,024
-        # keypoints read C values a map apart: 40% of the graph's time, 10x this transpose.
-        rows = dense.permute(1, 2, 0).reshape(-1, channels)
+        channels = dense.channels
 
         def unit(x, y):  # M each, window pixels inside the window -> M x C unit features
-            return F.normalize(rows[(y + top) * cols + (x + left)], p=2, dim=1)
+            return F.normalize(dense.at(y + top, x + left), p=2, dim=1)
 
         size = head.kernel_size
         base = pixels.long()
@@ -198,7 +209,7 @@ class AlikedGraph(nn.Module):
             wx = fraction[:, 0] if ox else 1 - fraction[:, 0]
             wy = fraction[:, 1] if oy else 1 - fraction[:, 1]
             valid = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-            weight = wx * wy * valid.to(dense.dtype)
+            weight = wx * wy * valid.to(pixels.dtype)
             xs = torch.minimum(x.clamp(min=0), width - 1)
             ys = torch.minimum(y.clamp(min=0), height - 1)
             term = weight[:, None] * unit(xs, ys)
@@ -207,6 +218,55 @@ class AlikedGraph(nn.Module):
         sampled = F.selu(head.sf_conv(sampled[..., None]))[..., 0]  # N x C x n_pos
         descriptors = torch.einsum("ncp,pcd->nd", sampled, head.agg_weights)
         return F.normalize(descriptors, p=2.0, dim=1)
+
+
+def backbone_levels(model, image: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """ALIKED's four gated levels of a padded image, each with its downsampling factor:
+    `dense_features` is these, upsampled bilinearly to full resolution and stacked."""
+    x1 = model.block1(image)
+    x2 = model.block2(model.pool2(x1))
+    x3 = model.block3(model.pool4(x2))
+    x4 = model.block4(model.pool4(x3))
+    return [(model.gate(model.conv1(x1)), 1), (model.gate(model.conv2(x2)), 2),
+            (model.gate(model.conv3(x3)), 8), (model.gate(model.conv4(x4)), 32)]
+
+
+class DenseRows:
+    """The full-resolution feature map at given pixels, read from the levels themselves.
+
+    `at(y, x)` gives what `dense_features(...)[0][:, y, x]` holds: the finest level's pixel
+    and each coarser level's bilinear upsampling (align_corners=True, as ALIKED's)
+    evaluated at that pixel only. Making the 128 x H x W map and picking from it cost ~40% of
+    the graph's time at 800 px (the concatenation, the resizes, and reads a map apart);
+    each level is kept as pixel rows (H*W x C), so a sample is a few contiguous reads."""
+
+    def __init__(self, levels: list[tuple[torch.Tensor, int]]):
+        self.levels = []
+        for level, factor in levels:
+            size = torch._shape_as_tensor(level)[2:]  # (h, w), followed at run time
+            rows = level[0].permute(1, 2, 0).reshape(-1, level.shape[1])
+            self.levels.append((rows, size[0], size[1], factor))
+        self.channels = sum(level.shape[1] for level, _ in levels)
+
+    def at(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """M x C features at integer full-resolution pixels (y, x), each M long."""
+        parts = []
+        for rows, height, width, factor in self.levels:
+            if factor == 1:
+                parts.append(rows[y * width + x])
+                continue
+            # align_corners=True: the corners of both grids coincide
+            h, w = height.to(rows.dtype), width.to(rows.dtype)
+            sy = y.to(rows.dtype) * ((h - 1) / (h * factor - 1))
+            sx = x.to(rows.dtype) * ((w - 1) / (w * factor - 1))
+            y0, x0 = sy.floor(), sx.floor()
+            wy, wx = (sy - y0)[:, None], (sx - x0)[:, None]
+            y0, x0 = y0.long(), x0.long()
+            y1 = torch.minimum(y0 + 1, height - 1)
+            x1 = torch.minimum(x0 + 1, width - 1)
+            parts.append((rows[y0 * width + x0] * (1 - wx) + rows[y0 * width + x1] * wx) * (1 - wy)
+                         + (rows[y1 * width + x0] * (1 - wx) + rows[y1 * width + x1] * wx) * wy)
+        return torch.cat(parts, dim=1)
 
 
 def export_aliked(model, top_k: int, path) -> None:

@@ -36,7 +36,7 @@ from lookalike.nets.threads import inference_threads
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = 2  # bump when lookalike.nets.export changes what a graph computes
+EXPORT_VERSION = 3  # bump when lookalike.nets.export changes what a graph computes
 OPSET = 19  # as lookalike.nets.export.OPSET (DeformConv is in the standard opset from 19)
 RUNTIMES = ("onnx", "torch")  # a learned method's `runtime` setting: ONNX Runtime or eager
 ALIKED_PAD = 32  # ALIKED's total stride: the image is padded to a multiple of it
