@@ -28,8 +28,8 @@ def add_command(subparsers) -> None:
         description="Serve POST /identify, /identify/batch and /verify, the gallery endpoints "
                     "(/landmarks, /references), GET /health, OpenAPI docs at /docs and a web "
                     "app at / and /gallery.",
-        epilog="Memory: the learned models keep ONNX Runtime's memory between photos (~1.7 GB "
-               "for ALIKED at 800 px), which saves ~30% of each photo's CPU; set "
+        epilog="Memory: the learned models keep ONNX Runtime's memory between photos (~0.85 "
+               "GB for ALIKED at 800 px), which saves ~20% of each photo's CPU; set "
                "LOOKALIKE_RELEASE_MODEL_MEMORY=1 to give it back after each photo (~0.2 GB "
                "between requests).",
     )

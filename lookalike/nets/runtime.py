@@ -118,10 +118,10 @@ RELEASE_MEMORY = "LOOKALIKE_RELEASE_MODEL_MEMORY"
 @functools.cache
 def run_options():
     """Runs keep ONNX Runtime's memory arena between them unless $LOOKALIKE_RELEASE_MODEL_MEMORY
-    is 1. ALIKED's dense maps at 800 px need ~1 GB while it runs; giving it back after each
-    run kept a server at 0.2 GB instead of 1.5 GB, but every run then faulted that memory in
-    again: 147,000 page faults and ~0.97 s of CPU a photo against 51,000 and ~0.69 s with
-    the arena kept (benchmarks/arena.py; docs/benchmarks.md)."""
+    is 1. Giving it back after each run keeps a server at ~0.2 GB between photos instead of
+    ~0.85 GB (ALIKED at 800 px), but every run then faults that memory in again: 55,000 page
+    faults and ~0.50 s of CPU a photo against 13,000 and ~0.39 s with the arena kept
+    (benchmarks/arena.py; docs/benchmarks.md)."""
     import onnxruntime as ort
 
     options = ort.RunOptions()
