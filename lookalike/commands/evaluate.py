@@ -56,10 +56,13 @@ def add_command(subparsers) -> None:
                           help="with --identify: keep the other distractors in the gallery as "
                                "negatives (photos of no landmark), as `index build` does")
     identify.add_argument("--use-text", action="store_true",
-                          help="with --identify: also read each photo's signboards (OCR) and "
-                               "add the text's fitted log-odds, as `identify --use-text` does; "
-                               "names come from DATASET/<landmark>/landmark.json. Reports the "
-                               "image alone beside image + text")
+                          help="with --identify: also read each photo's text (OCR, cached) "
+                               "and add its fitted log-odds, as `identify --use-text` does: "
+                               "by the landmarks' names and inscriptions (DATASET/<landmark>/"
+                               "landmark.json) and by the text that recurs on each landmark's "
+                               "other photos (learned leave-one-out, as `index build "
+                               "--read-text` learns it). Reports the image alone, image + "
+                               "names, image + learned text, and image + both")
     parser.set_defaults(handler=run)
 
 

@@ -63,7 +63,10 @@ def add_answer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gps-radius", type=float, default=1.0, metavar="KM",
                         help="distance within which GPS never counts against (default 1 km)")
     parser.add_argument("--use-text", action="store_true",
-                        help="read signboards (OCR) and count a landmark's name as evidence")
+                        help="read the photo's text (OCR) and count as evidence a landmark's "
+                             "names read, its landmark.json inscriptions, and the text the index "
+                             "learned from its references (`index build --read-text`), each "
+                             "with its fitted log-odds")
     parser.add_argument("--calibration", metavar="FILE.json",
                         help="calibration from `evaluate --identify --fit-calibration`")
     add_engine_option(parser, "local processes (default) or a Ray cluster (RAY_ADDRESS)")

@@ -37,7 +37,10 @@ def _add_build(actions) -> None:
         description="Build NAME.lkidx from GALLERY: a folder with one subfolder per landmark "
                     "(its id) holding reference photos and optionally landmark.json "
                     '({"en": ..., "ja": ..., "location": {"lat": ..., "lon": ...}, '
-                    '"regions": {...}}), or a manifest CSV with path,label columns.',
+                    '"regions": {...}, "inscriptions": ["text written on it", ...]}), or a '
+                    "manifest CSV with path,label columns. With --read-text, each reference's "
+                    "text is read (OCR) and every landmark learns the text that recurs on its "
+                    "references, which `identify --use-text` then looks for in a photo.",
     )
     build.add_argument("gallery", metavar="GALLERY", help="gallery folder or manifest .csv")
     build.add_argument("--output", "-o", required=True, metavar="NAME.lkidx")
@@ -54,6 +57,13 @@ def _add_build(actions) -> None:
     build.add_argument("--negatives", metavar="DIR",
                        help="photos of no landmark (also: a _negatives/ or distractors/ folder "
                             "in GALLERY); a query most like them leans towards unknown")
+    build.add_argument("--read-text", nargs="?", const="scene", metavar="ENGINE",
+                       choices=("scene", "tesseract"),
+                       help="also read each reference's text (OCR engine: scene, the default, "
+                            "or tesseract; about 0.3-0.5 s a photo, cached) and keep per "
+                            "landmark the text seen on >= 2 of its references (on its only "
+                            "one, for a landmark with one), for `identify --use-text`; "
+                            "`index add` then reads new photos too")
     build.add_argument("--fit-codebook", action="store_true",
                        help="fit the ASMK codebook on this gallery's photos (large galleries)")
     build.add_argument("--shards", type=int, metavar="N",
@@ -71,7 +81,9 @@ def _add_add(actions) -> None:
     add = actions.add_parser(
         "add", help="add landmarks or photos to an index (atomic)",
         description="Add a gallery folder (or manifest), or with --landmark ID the given photos "
-                    "to that landmark. Photos already in the index are skipped.",
+                    "to that landmark. Photos already in the index are skipped. An index built "
+                    "with --read-text reads the new photos' text too and renews what their "
+                    "landmarks learned.",
     )
     add.add_argument("index", metavar="NAME.lkidx")
     add.add_argument("sources", nargs="+", metavar="SOURCE",
@@ -85,7 +97,8 @@ def _add_add(actions) -> None:
 
 def _add_remove(actions) -> None:
     remove = actions.add_parser("remove", help="remove landmarks or photos from an index",
-                                description="Remove whole landmarks and/or single photos.")
+                                description="Remove whole landmarks and/or single photos "
+                                            "(and renew the text their landmarks learned).")
     remove.add_argument("index", metavar="NAME.lkidx")
     remove.add_argument("--landmark", action="append", metavar="ID", help="(repeatable)")
     remove.add_argument("--photo", action="append", metavar="PATH",
@@ -155,8 +168,18 @@ def run_build(args: argparse.Namespace) -> int:
                                              args.output, args.quiet, args.codebook_words)
     elif args.codebook_words:
         raise UsageError("--codebook-words goes with --fit-codebook")
+    read_text = None
+    if args.read_text:
+        from lookalike.gallery.learned_text import local_text_reader
+        from lookalike.ocr.reader import OcrUnavailable, check_available
+
+        try:
+            check_available(args.read_text)
+        except OcrUnavailable as error:
+            raise UsageError(f"--read-text needs OCR: {error}") from None
+        read_text = local_text_reader(cache_from_args(args), args.jobs, args.quiet)
     report = build_index(entries, args.output, extract, args.preset, global_method,
-                         local_method)
+                         local_method, args.read_text, read_text)
     if args.shards:
         from lookalike.gallery.shortlist import write_shards
 
@@ -175,9 +198,12 @@ def run_add(args: argparse.Namespace) -> int:
 
     entries = _landmark_entries(args) if args.landmark else \
         [entry for source in args.sources for entry in read_gallery(source, exclude=args.exclude)]
+    from lookalike.gallery.learned_text import local_text_reader
+
     with GalleryIndex(args.index) as index:
         report = index.add(entries, extractor(args.engine, cache_from_args(args), args.jobs,
-                                              args.quiet, args.max_pixels))
+                                              args.quiet, args.max_pixels),
+                           local_text_reader(cache_from_args(args), args.jobs, args.quiet))
     return print_report("add", report, args.index, args.quiet)
 
 
@@ -219,7 +245,8 @@ def run_info(args: argparse.Namespace) -> int:
           f"{info['negatives']} negatives (photos of no landmark), "
           f"{info['bytes'] / 1e6:.1f} MB ({info['bytes_per_reference'] / 1e3:.0f} kB per photo)")
     print(f"  preset: {info['preset'] or '(custom)'}; global: {info['global_method']['name']}; "
-          f"local: {info['local_method']['name']}; updated {info['updated']}")
+          f"local: {info['local_method']['name']}; updated {info['updated']}"
+          + (f"; text read by {info['text_engine']}" if info.get("text_engine") else ""))
     for landmark in info["per_landmark"]:
         names = " / ".join(landmark["names"].get(k, "") for k in ("en", "ja")
                            if landmark["names"].get(k))
@@ -227,4 +254,7 @@ def run_info(args: argparse.Namespace) -> int:
         if "location" in landmark:
             where = f"  @ {landmark['location']['lat']:.5f}, {landmark['location']['lon']:.5f}"
         print(f"  {landmark['id']:<28} {landmark['references']:>4} photos  {names}{where}")
+        text = [*landmark.get("inscriptions", []), *landmark.get("learned_text", [])]
+        if text:
+            print(f"  {'':<28} text: {' / '.join(text)}")
     return EXIT_OK

@@ -166,17 +166,93 @@ def dataset_landmark_names(dataset: str | os.PathLike, labels: Sequence[str]
     return names
 
 
-def text_log_odds_per_query(outcomes: Sequence[QueryOutcome], names: dict[str, list[str]],
-                            cache=None, jobs: int = 1, quiet: bool = True
-                            ) -> list[dict[str, float]]:
-    """What each query's signboard text adds to each landmark (OCR through the cache)."""
+def dataset_inscriptions(dataset: str | os.PathLike, labels: Sequence[str]
+                         ) -> dict[str, list[str]]:
+    """Each landmark's `inscriptions` from DATASET/<label>/landmark.json (as `index build`)."""
+    from lookalike.gallery.folders import read_landmark_json
+
+    root = Path(dataset).parent if Path(dataset).is_file() else Path(dataset)
+    found = {}
+    for label in sorted(set(labels) - {DISTRACTOR}):
+        inscriptions = read_landmark_json(root / label, label).inscriptions
+        if inscriptions:
+            found[label] = list(inscriptions)
+    return found
+
+
+def text_features(outcomes: Sequence[QueryOutcome], cache=None, jobs: int = 1,
+                  quiet: bool = True) -> dict[str, dict]:
+    """Every photo's `text` feature (OCR through the cache, so a second run reads nothing)."""
     from lookalike.features.extract import extract_features
     from lookalike.features.registry import get_method
-    from lookalike.ocr.evidence import gallery_text_log_odds
 
     text = extract_features(get_method("text"), [o.photo for o in outcomes], cache, jobs, quiet)
-    feature_of = dict(zip(text.paths, text.features))
+    return dict(zip(text.paths, text.features))
+
+
+def text_log_odds_per_query(outcomes: Sequence[QueryOutcome], names: dict[str, list[str]],
+                            cache=None, jobs: int = 1, quiet: bool = True,
+                            feature_of: dict[str, dict] | None = None
+                            ) -> list[dict[str, float]]:
+    """What each query's signboard text adds to each landmark by its names."""
+    from lookalike.ocr.evidence import gallery_text_log_odds
+
+    if feature_of is None:
+        feature_of = text_features(outcomes, cache, jobs, quiet)
     return [gallery_text_log_odds(feature_of.get(o.photo), names) for o in outcomes]
+
+
+def learned_log_odds_per_query(outcomes: Sequence[QueryOutcome], feature_of: dict[str, dict],
+                               inscriptions: dict[str, list[str]], negatives: bool = False
+                               ) -> list[dict[str, float]]:
+    """What each query's text adds to each landmark by the text learned from the landmark's
+    references, as `index build --read-text` learns it, leaving the query out: its own
+    landmark's phrases come from its other photos only (with `negatives`, the distractors
+    learn as the index's negatives do), plus landmark.json's inscriptions."""
+    from lookalike.gallery.folders import NEGATIVES
+    from lookalike.gallery.learned_text import gallery_phrases
+    from lookalike.ocr.learned import gallery_learned_log_odds, learn_phrases, reference_lines
+
+    def landmark(label: str) -> str | None:
+        if label != DISTRACTOR:
+            return label
+        return NEGATIVES if negatives else None
+
+    members: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        owner = landmark(outcome.label)
+        if owner is not None:
+            members.setdefault(owner, []).append(outcome.photo)
+    lines = {photo: reference_lines(feature_of.get(photo))
+             for photos in members.values() for photo in photos}
+    learned = {owner: learn_phrases([lines[p] for p in photos])
+               for owner, photos in members.items()}
+    added = []
+    for outcome in outcomes:
+        own = landmark(outcome.label)
+        phrases = dict(learned)
+        if own is not None:
+            others = [lines[p] for p in members[own] if p != outcome.photo]
+            phrases[own] = learn_phrases(others) if others else []
+        stored = {owner: (inscriptions.get(owner, []), found) for owner, found in phrases.items()}
+        for owner, written in inscriptions.items():
+            stored.setdefault(owner, (written, []))
+        added.append(gallery_learned_log_odds(feature_of.get(outcome.photo),
+                                              gallery_phrases(stored)))
+    return added
+
+
+def strongest(*added: Sequence[dict[str, float]]) -> list[dict[str, float]]:
+    """Per query and landmark, the largest log-odds of several kinds of text evidence (one
+    reading is one piece of evidence, so they are not summed), as `identify` takes it."""
+    out = []
+    for per_query in zip(*added):
+        merged: dict[str, float] = {}
+        for one in per_query:
+            for landmark, value in one.items():
+                merged[landmark] = max(value, merged.get(landmark, 0.0))
+        out.append(merged)
+    return out
 
 
 def open_set_curve(outcomes: Sequence[QueryOutcome], probabilities: Sequence[Sequence[tuple]]
@@ -217,17 +293,17 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
     """Leave-one-out open-set evaluation; writes results, the curve and a figure to `outdir`.
 
     With `use_text`, each query's signboard text (OCR) adds its fitted log-odds to the
-    landmarks it names, as `identify --use-text` does; the landmarks' names come from
-    DATASET/<label>/landmark.json. The summary then reports the image evidence alone
-    (`image_only`) beside the answers with text, and what text adds."""
+    landmarks it names, as `identify --use-text` does: by the landmarks' names and
+    inscriptions (DATASET/<label>/landmark.json) and by the text learned from the other
+    photos of each landmark (leave-one-out, as `index build --read-text` learns it). The
+    summary then reports the image evidence alone (`image_only`), with names only
+    (`names_only`, the evidence before learned text), with learned text and inscriptions only
+    (`learned_only`), beside the answers with both, and what text adds."""
     from lookalike.evaluation.evaluate import DatasetError, load_dataset
 
     paths, labels = load_dataset(dataset)
     names = dataset_landmark_names(dataset, labels) if use_text else {}
-    if use_text and not names:
-        raise DatasetError(f"{dataset}: --use-text needs the landmarks' names; put a "
-                           "landmark.json (e.g. {\"en\": ..., \"ja\": ...}) in each "
-                           "landmark's folder")
+    inscriptions = dataset_inscriptions(dataset, labels) if use_text else {}
     started = time.perf_counter()
     outcomes, errors, pipeline = leave_one_out(paths, labels, preset, cache, jobs, quiet,
                                                negatives, methods, max_pixels)
@@ -240,11 +316,22 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
     image_only = operating_points(curve)
     summary_text: dict[str, Any] = {}
     if use_text:
-        added = text_log_odds_per_query(outcomes, names, cache, jobs, quiet)
+        feature_of = text_features(outcomes, cache, jobs, quiet)
+        by_name = text_log_odds_per_query(outcomes, names, feature_of=feature_of)
+        learned = learned_log_odds_per_query(outcomes, feature_of, inscriptions, negatives)
+        added = strongest(by_name, learned)
+        summary_text = {"image_only": image_only,
+                        "text_names_own_landmark": text_share(outcomes, added),
+                        "text_sources": {}}
+        for source, extra in (("names_only", by_name), ("learned_only", learned)):
+            curve = open_set_curve(outcomes, cross_fitted_probabilities(
+                outcomes, added_log_odds=extra))
+            summary_text["text_sources"][source] = {
+                **operating_points(curve), "raised_own_landmark": text_share(outcomes, extra),
+                "raised_a_wrong_landmark": wrong_share(outcomes, extra)}
+        summary_text["raised_a_wrong_landmark"] = wrong_share(outcomes, added)
         probabilities = cross_fitted_probabilities(outcomes, added_log_odds=added)
         curve = open_set_curve(outcomes, probabilities)
-        summary_text = {"image_only": image_only,
-                        "text_names_own_landmark": text_share(outcomes, added)}
     points = operating_points(curve)
     methods = {"global": method_spec(pipeline.global_method),
                "local": method_spec(pipeline.local_method)}
@@ -287,6 +374,15 @@ def text_share(outcomes: Sequence[QueryOutcome], added: Sequence[dict[str, float
     """The share of landmark photos whose text raised their own landmark (log-odds > 0)."""
     own = [a.get(o.label, 0.0) > 0 for o, a in zip(outcomes, added) if o.label != DISTRACTOR]
     return float(np.mean(own)) if own else 0.0
+
+
+def wrong_share(outcomes: Sequence[QueryOutcome], added: Sequence[dict[str, float]]) -> float:
+    """The share of all photos (distractors too) whose text raised a landmark that is not
+    theirs among their candidates."""
+    wrong = [any(value > 0 and landmark != o.label for landmark, value in a.items()
+                 if landmark in {c.landmark for c in o.candidates})
+             for o, a in zip(outcomes, added)]
+    return float(np.mean(wrong)) if wrong else 0.0
 
 
 def write_outputs(outdir: Path, outcomes, probabilities, curve, summary) -> None:
@@ -364,6 +460,11 @@ def markdown_summary(summary: dict[str, Any]) -> str:
     rows = [("image + text" if summary.get("use_text") else "image", summary)]
     if "image_only" in summary:
         rows.insert(0, ("image", summary["image_only"]))
+    sources = summary.get("text_sources", {})
+    if "names_only" in sources:
+        rows.insert(1, ("image + names (before learned text)", sources["names_only"]))
+    if "learned_only" in sources:
+        rows.insert(2, ("image + learned text and inscriptions", sources["learned_only"]))
     for evidence, points in rows:
         for key in ("at_threshold_0.5", f"at_far_{TARGET_FAR:g}"):
             p = points[key]
@@ -372,5 +473,10 @@ def markdown_summary(summary: dict[str, Any]) -> str:
                          f"{p['false_accept_rate']:.3f} |")
     if "text_names_own_landmark" in summary:
         lines.append(f"\ntext raised the photo's own landmark for "
-                     f"{summary['text_names_own_landmark']:.0%} of the landmark photos")
+                     f"{summary['text_names_own_landmark']:.0%} of the landmark photos "
+                     f"(names: {sources.get('names_only', {}).get('raised_own_landmark', 0):.0%}, "
+                     f"learned text: "
+                     f"{sources.get('learned_only', {}).get('raised_own_landmark', 0):.0%}), "
+                     f"and a wrong candidate for "
+                     f"{summary.get('raised_a_wrong_landmark', 0):.0%} of all photos")
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """Galleries as users lay them out: one folder per landmark (with an optional landmark.json of
-names, location and regions), or a manifest CSV, and photos that show no landmark."""
+names, location, regions and inscriptions), or a manifest CSV, and photos that show no landmark."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ class Landmark:
     names: dict[str, str] = field(default_factory=dict)
     location: tuple[float, float] | None = None  # (latitude, longitude) in degrees
     regions: dict[str, Any] | None = None
+    # Text written on the landmark (landmark.json's `inscriptions`), matched with a photo's
+    # text by `identify --use-text`; None: not given (an edit keeps the stored ones).
+    inscriptions: list[str] | None = None
 
     def name(self, language: str = "en") -> str:
         return self.names.get(language) or self.names.get("en") or self.id
@@ -39,6 +42,8 @@ class Landmark:
             data["location"] = {"lat": self.location[0], "lon": self.location[1]}
         if self.regions:
             data["regions"] = self.regions
+        if self.inscriptions:
+            data["inscriptions"] = list(self.inscriptions)
         return data
 
 
@@ -71,7 +76,13 @@ def read_landmark_json(folder: Path, landmark_id: str) -> Landmark:
             raise GalleryError(f"{path}: location {lat}, {lon} is not on Earth")
         location = (lat, lon)
     regions = data.get("regions") if isinstance(data.get("regions"), dict) else None
-    return Landmark(landmark_id, names, location, regions)
+    inscriptions = data.get("inscriptions", [])
+    if isinstance(inscriptions, str):
+        inscriptions = [inscriptions]
+    if not isinstance(inscriptions, list) or not all(isinstance(t, str) for t in inscriptions):
+        raise GalleryError(f"{path}: inscriptions must be a list of strings (text written on "
+                           "the landmark)")
+    return Landmark(landmark_id, names, location, regions, inscriptions)
 
 
 NEGATIVES = "_negatives"  # the reserved landmark id of photos that show no landmark

@@ -35,6 +35,7 @@ from lookalike.gallery.shortlist import LARGE, FixedScores, Shortlist
 from lookalike.imaging.drawing import draw_lines, side_by_side
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
 from lookalike.ocr.evidence import landmark_names, text_evidence_among, text_log_odds
+from lookalike.ocr.learned import learned_evidence_among, learned_log_odds
 from lookalike.retrieval.calibration import Calibration, CalibrationError, sigmoid
 from lookalike.retrieval.pipeline import (
     Item,
@@ -232,15 +233,26 @@ class Identifier:
                                    image if keep_image else None)
 
     def _text_fn(self, text: dict | None):
-        """How well the photo's text names each landmark, each reading counting only for the
-        landmarks it names best (`text_evidence_among`; `evaluate --identify --use-text`
-        measures exactly this)."""
+        """(evidence, log-odds) of the photo's text per landmark: the better of its names
+        read (`text_evidence_among`) and its inscriptions or the text learned from its
+        references read (`learned_evidence_among`), each reading counting only for the
+        landmarks it matches best (`evaluate --identify --use-text` measures exactly this)."""
         if text is None:
             return None
         evidence = text_evidence_among(text, {
             landmark: landmark_names(entry.names)
             for landmark, entry in self.index.landmarks.items()})
-        return evidence.get
+        phrases = self.index.text_phrases()
+        learned = learned_evidence_among(text, phrases) if any(phrases.values()) else {}
+
+        def text_of(landmark: str) -> tuple[float | None, float]:
+            by_name = evidence.get(landmark)
+            found = learned.get(landmark)
+            by_phrase = learned_log_odds(found)
+            if found is not None and by_phrase > text_log_odds(by_name):
+                return found.score, by_phrase
+            return by_name, text_log_odds(by_name)
+        return text_of
 
     def _distance_fn(self, gps: tuple[float, float] | None):
         if gps is None:
@@ -275,10 +287,11 @@ class Identifier:
                     candidate.logit -= gps_penalty(candidate.distance_km, settings.gps_radius_km,
                                                   settings.gps_weight)
             if text_of is not None:
-                candidate.text = text_of(candidate.landmark)
                 # The fitted log-odds of the reading (0 when nothing names it; see
-                # lookalike.ocr.evidence.text_log_odds), added to the image evidence.
-                candidate.logit += text_log_odds(candidate.text)
+                # lookalike.ocr.evidence.text_log_odds and ocr.learned.learned_log_odds),
+                # added to the image evidence.
+                candidate.text, added = text_of(candidate.landmark)
+                candidate.logit += added
             candidate.probability = float(sigmoid(candidate.logit))
             candidates.append(candidate)
         candidates.sort(key=lambda c: -c.probability)

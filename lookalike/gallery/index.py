@@ -13,6 +13,10 @@ encodes them and searched by its own `search_index` (an ASMK inverted file, or e
 search of vectors), and each local feature is stored as its method encodes it (float16
 descriptors), read on demand for the few references a query verifies. Feature extraction is
 handed in as a callable (`lookalike.engines`), so storage never picks a compute engine.
+
+Built with `--read-text`, the index also keeps each reference's text (OCR) and, per landmark,
+the text that recurs on its references, with landmark.json's inscriptions
+(`lookalike.gallery.learned_text`), updated in the same transactions.
 """
 
 from __future__ import annotations
@@ -35,6 +39,14 @@ import numpy as np
 
 from lookalike.features.contract import Method, SearchIndex
 from lookalike.gallery.folders import NEGATIVES, GalleryEntry, GalleryError, Landmark, read_gallery
+from lookalike.gallery.learned_text import (
+    TEXT_SCHEMA,
+    TextReader,
+    gallery_phrases,
+    local_text_reader,
+    read_landmark_text,
+    write_text_changes,
+)
 from lookalike.gallery.postings_file import (
     Sidecar,
     read_sidecar,
@@ -124,6 +136,8 @@ class GalleryIndex:
         self.global_method = method_from_spec(json.loads(self.meta["global_method"]))
         self.local_method = method_from_spec(json.loads(self.meta["local_method"]))
         self.preset = self.meta.get("preset") or None
+        # The OCR engine that read the references (`index build --read-text`), or None.
+        self.text_engine = self.meta.get("text_engine") or None
         self._local_cache: OrderedDict[int, bytes] = OrderedDict()
         self.reload()
 
@@ -141,6 +155,11 @@ class GalleryIndex:
                 location = (lat, lon) if lat is not None and lon is not None else None
                 self.landmarks[lid] = Landmark(lid, json.loads(names), location,
                                                json.loads(regions) if regions else None)
+            self.landmark_text = read_landmark_text(self.connection)
+            for lid, (inscriptions, _) in self.landmark_text.items():
+                if lid in self.landmarks:
+                    self.landmarks[lid].inscriptions = inscriptions
+            self._phrases: dict[str, list[str]] | None = None
             self._local_cache.clear()
             self.sidecar = self._stored_postings() if self.global_method.inverted_file_shape()[0] \
                 else None
@@ -232,6 +251,14 @@ class GalleryIndex:
         finally:
             batches.close()
 
+    def text_phrases(self) -> dict[str, list[str]]:
+        """{landmark: phrases} a query's text is matched with (`identify --use-text`): each
+        landmark's inscriptions and the distinctive text learned from its references."""
+        with self._lock:
+            if self._phrases is None:
+                self._phrases = gallery_phrases(self.landmark_text)
+            return self._phrases
+
     def search(self, query_feature, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k most similar references: (ids, similarities), best first."""
         positions, scores = self.search_index.search(query_feature, k)
@@ -276,11 +303,14 @@ class GalleryIndex:
             "preset": self.preset,
             "global_method": json.loads(self.meta["global_method"]),
             "local_method": json.loads(self.meta["local_method"]),
+            "text_engine": self.text_engine,
             "created": self.meta.get("created"),
             "updated": self.meta.get("updated"),
             "negatives": counts.get(NEGATIVES, 0),
             "per_landmark": [
-                {**self.landmarks[lid].to_json(), "references": counts.get(lid, 0)}
+                {**self.landmarks[lid].to_json(), "references": counts.get(lid, 0),
+                 **({"learned_text": self.landmark_text[lid][1]}
+                    if self.landmark_text.get(lid, ([], []))[1] else {})}
                 for lid in self.landmarks if lid != NEGATIVES
             ],
         }
@@ -295,9 +325,12 @@ class GalleryIndex:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------
-    def add(self, entries: Sequence[GalleryEntry], extract: Extractor) -> ChangeReport:
+    def add(self, entries: Sequence[GalleryEntry], extract: Extractor,
+            read_text: TextReader | None = None) -> ChangeReport:
         """Add landmarks and photos in one transaction; photos already present are skipped.
-        `extract` computes the features: the caller's engine (`lookalike.engines`)."""
+        `extract` computes the features: the caller's engine (`lookalike.engines`). An index
+        that reads text (`text_engine`) reads the new photos' text with `read_text` (default:
+        on this machine, no cache); a photo whose text cannot be read is kept without."""
         started = time.perf_counter()
         report = ChangeReport()
         known = set(self.connection.execute("SELECT landmark, content_hash FROM refs"))
@@ -320,8 +353,14 @@ class GalleryIndex:
         report.errors.update(errors)
         rows = [(lid, path, digest, globals_[path], locals_[path]) for lid, path, digest in todo
                 if path in globals_ and path in locals_]
+        texts: dict[str, bytes] = {}
+        if self.text_engine and rows:
+            reader = read_text or local_text_reader()
+            texts, text_errors = reader([row[1] for row in rows], self.text_engine)
+            for path, reason in text_errors.items():
+                log.warning("%s: text not read (%s); kept without", path, reason)
         with self._lock:
-            self._commit(entries, rows, ())
+            self._commit(entries, rows, (), texts=texts)
         report.added = len(rows)
         report.seconds = time.perf_counter() - started
         return report
@@ -354,7 +393,7 @@ class GalleryIndex:
         report.removed = len(ids)
         return report
 
-    def _commit(self, entries, rows, remove_ids, drop_landmarks=()) -> None:
+    def _commit(self, entries, rows, remove_ids, drop_landmarks=(), texts=None) -> None:
         """One transaction, then the sidecar brought to the new generation (from the old
         sidecar when it was current, so only the change is decoded), then reload."""
         previous = self.sidecar
@@ -363,7 +402,8 @@ class GalleryIndex:
             previous = None
         removed = list(remove_ids) + [rid for landmark in drop_landmarks
                                       for rid in self.references_of(landmark)]
-        write_changes(self.connection, entries, rows, remove_ids, drop_landmarks)
+        write_changes(self.connection, entries, rows, remove_ids, drop_landmarks, texts,
+                      self.text_engine)
         if self.global_method.inverted_file_shape()[0]:
             instance, generation = self.generation()
             if previous is None or previous.header["generation"] != generation - 1:
@@ -456,10 +496,20 @@ class GlobalFeatures(Sequence):
 
 def write_changes(connection: sqlite3.Connection, entries: Iterable[GalleryEntry],
                   rows: Sequence[tuple[str, str, str, bytes, bytes]],
-                  remove_ids: Sequence[int], drop_landmarks: Sequence[str] = ()) -> None:
-    """Apply every change in one transaction (all or nothing)."""
+                  remove_ids: Sequence[int], drop_landmarks: Sequence[str] = (),
+                  texts: Mapping[str, bytes] | None = None, text_engine: str | None = None
+                  ) -> None:
+    """Apply every change in one transaction (all or nothing); `texts`: the new photos'
+    text (by path), which with `text_engine` set also renews the touched landmarks' phrases."""
+    entries = list(entries)
     with connection:
         connection.execute("BEGIN IMMEDIATE")
+        touched = {entry.landmark.id for entry in entries} | {row[0] for row in rows}
+        for start in range(0, len(remove_ids), 500):
+            chunk = list(remove_ids[start:start + 500])
+            touched |= {lid for (lid,) in connection.execute(
+                f"SELECT DISTINCT landmark FROM refs WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk)}
         for entry in entries:
             lm = entry.landmark
             lat, lon = lm.location if lm.location else (None, None)
@@ -479,6 +529,16 @@ def write_changes(connection: sqlite3.Connection, entries: Iterable[GalleryEntry
         for lid in drop_landmarks:
             connection.execute("DELETE FROM refs WHERE landmark = ?", (lid,))
             connection.execute("DELETE FROM landmarks WHERE id = ?", (lid,))
+        new_texts = {}
+        for lid, path, digest, _, _ in rows:
+            if texts and path in texts:
+                (rid,) = connection.execute("SELECT id FROM refs WHERE landmark = ? AND "
+                                            "content_hash = ?", (lid, digest)).fetchone()
+                new_texts[rid] = texts[path]
+        write_text_changes(connection, {entry.landmark.id: entry.landmark.inscriptions
+                                        for entry in entries
+                                        if entry.landmark.inscriptions is not None},
+                           new_texts, touched, text_engine)
         # The generation ties the sidecar (NAME.lkidx.ivf) to this state (postings_file).
         connection.execute("INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(name) DO "
                            "UPDATE SET value = CAST(value AS INTEGER) + 1")
@@ -487,14 +547,15 @@ def write_changes(connection: sqlite3.Connection, entries: Iterable[GalleryEntry
 
 
 def create_index(output: str | os.PathLike, global_method: Method, local_method: Method,
-                 preset: str | None = None) -> None:
+                 preset: str | None = None, text_engine: str | None = None) -> None:
     """An empty index file with its methods and their settings recorded, and the preset's
-    name when they are exactly a preset's."""
+    name when they are exactly a preset's; with `text_engine`, the references' text is read
+    with that OCR engine (`index build --read-text`)."""
     check_roles(global_method, local_method)
     preset = is_preset(preset, global_method, local_method)
     connection = _connect(output)
     try:
-        connection.executescript(SCHEMA)
+        connection.executescript(SCHEMA + ";\n".join(TEXT_SCHEMA) + ";\n")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         settings = {
             "format": str(FORMAT_VERSION),
@@ -505,6 +566,7 @@ def create_index(output: str | os.PathLike, global_method: Method, local_method:
             "updated": now,
             "instance": uuid.uuid4().hex,
             "generation": "0",
+            **({"text_engine": text_engine} if text_engine else {}),
         }
         with connection:
             connection.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", settings.items())
@@ -514,11 +576,14 @@ def create_index(output: str | os.PathLike, global_method: Method, local_method:
 
 def build_index(gallery: str | os.PathLike | Sequence[GalleryEntry], output: str | os.PathLike,
                 extract: Extractor, preset: str | None = None,
-                global_method: Method | None = None, local_method: Method | None = None
+                global_method: Method | None = None, local_method: Method | None = None,
+                text_engine: str | None = None, read_text: TextReader | None = None
                 ) -> ChangeReport:
     """Build an index from a gallery into a temporary file, then rename it over `output`.
 
-    The methods are the preset's (default: the default preset) unless given."""
+    The methods are the preset's (default: the default preset) unless given. With
+    `text_engine`, every reference's text is read (`read_text`, default on this machine) and
+    each landmark learns what recurs on its references."""
     entries = gallery if isinstance(gallery, (list, tuple)) else read_gallery(gallery)
     if global_method is None or local_method is None:
         default_global, default_local = pipeline_methods(preset)
@@ -531,9 +596,9 @@ def build_index(gallery: str | os.PathLike | Sequence[GalleryEntry], output: str
     for suffix in suffixes:
         Path(str(temporary) + suffix).unlink(missing_ok=True)
     try:
-        create_index(temporary, global_method, local_method, preset)
+        create_index(temporary, global_method, local_method, preset, text_engine)
         with GalleryIndex(temporary) as index:
-            report = index.add(entries, extract)
+            report = index.add(entries, extract, read_text)
         # The sidecar first: a kill between the renames leaves the old index with a sidecar
         # of another instance, which its next open replaces.
         if sidecar_path(temporary).exists():

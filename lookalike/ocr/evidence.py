@@ -178,17 +178,23 @@ def name_similarity(text: str, name: str) -> float:
     name, text = ocr.compact(name), ocr.compact(text)
     if not usable_name(name) or not text:
         return 0.0
-    # column[i] = fewest edits matching name[:i] to a substring of text ending at this position
-    column = list(range(len(name) + 1))
+    return max(0.0, 1.0 - substring_edits(name, text) / len(name))
+
+
+def substring_edits(pattern: str, text: str) -> int:
+    """Fewest edits (misread, missing or extra characters) turning some substring of `text`
+    into `pattern` (Sellers' dynamic programme; text around the match costs nothing)."""
+    # column[i] = fewest edits matching pattern[:i] to a substring of text ending here
+    column = list(range(len(pattern) + 1))
     best = column[-1]
     for char in text:
         previous_diagonal, column[0] = column[0], 0
-        for i in range(1, len(name) + 1):
+        for i in range(1, len(pattern) + 1):
             current = min(column[i] + 1, column[i - 1] + 1,
-                          previous_diagonal + (name[i - 1] != char))
+                          previous_diagonal + (pattern[i - 1] != char))
             previous_diagonal, column[i] = column[i], current
         best = min(best, column[-1])
-    return max(0.0, 1.0 - best / len(name))
+    return best
 
 
 def usable_name(name: str) -> bool:
