@@ -9,12 +9,13 @@ the 144 dev photos as they are, and a copy of them with a drawn plaque of each l
 photo's own name (`signboard_bench.write_plaque_set`, seed 1601, the seed the name
 calibration is fitted on; the dev-plaque figures use seed 1603). For every photo and every
 landmark of its set, the landmark's phrases are learned from its *other* photos (leave-one-
-out, `learn_phrases`, `distinctive`), and the best (share, matched characters, confidence)
-of the photo's readings against them is one sample, labelled 1 for the photo's own landmark.
-Each sample is drawn a second time with every reading of 8 characters or more cut to a random
-40-80% stretch of itself (seed 1604): the fragments OCR reads of a sign half hidden, tilted or
-far away. A logistic model of share, min(matched, 16) / 16 and confidence is fitted (balanced
-as drawn: its prior is removed again by `learned_log_odds`) and written to
+out, `learn_phrases`, `distinctive`), and the best match of the photo's readings against
+them (`match_features`: share of the phrase, coverage of the reading, matched characters over
+16, confidence) is one sample, labelled 1 for the photo's own landmark. Each sample is drawn
+a second time with every reading of 8 characters or more cut to a random 40-80% stretch of
+itself (seed 1604): the fragments OCR reads of a sign half hidden, tilted or far away. A
+logistic model of those features is fitted (classes as drawn: its prior is removed again by
+`learned_log_odds`) and written to
 lookalike/data/learned_text_calibration.json, with the likelihood ratio of a match at or above
 0.75 (one false match added) as `max_log_odds`.
 
@@ -45,17 +46,16 @@ from lookalike.features.registry import get_method  # noqa: E402
 from lookalike.gallery.learned_text import gallery_phrases  # noqa: E402
 from lookalike.ocr import learned  # noqa: E402
 from lookalike.ocr.learned import (  # noqa: E402
-    CHARS_SATURATE,
     MATCH_THRESHOLD,
     compact_readings,
-    fragment_match,
     gallery_learned_log_odds,
     learn_phrases,
+    match_features,
     reference_lines,
 )
 
 FIT_SEED, FRAGMENT_SEED = 1601, 1604
-FEATURES = ["share", "chars", "confidence"]
+FEATURES = ["share", "coverage", "chars", "confidence"]
 
 
 def manifest_rows(manifest: Path) -> list[tuple[str, str]]:
@@ -78,9 +78,9 @@ def fragment(text: str, rng: random.Random) -> str:
 
 
 def samples(rows: list[tuple[str, str]], features: dict[str, dict], rng: random.Random
-            ) -> list[tuple[float, int, float, int]]:
-    """(share, matched, confidence, own) per photo and landmark, whole readings and
-    fragments (see the module's doc)."""
+            ) -> list[tuple[list[float], int]]:
+    """(features, own) per photo and landmark, whole readings and fragments (see the
+    module's doc)."""
     labels = sorted({label for _, label in rows if label != "distractor"})
     members = {label: [p for p, lab in rows if lab == label] for label in labels}
     lines = {p: reference_lines(features.get(p)) for p, _ in rows}
@@ -96,33 +96,26 @@ def samples(rows: list[tuple[str, str]], features: dict[str, dict], rng: random.
         phrases = gallery_phrases({k: ([], v) for k, v in phrases.items()})
         cut = [(fragment(text, rng), conf) for text, conf in readings]
         for landmark in labels:
+            if not phrases[landmark]:
+                continue
             for variant in (readings, cut):
-                best = (0.0, 0, 0.0)
-                for phrase in phrases[landmark]:
-                    for text, conf in variant:
-                        share, matched = fragment_match(text, phrase)
-                        if (matched, share, conf) > (best[1], best[0], best[2]):
-                            best = (share, matched, conf)
-                if phrases[landmark]:
-                    out.append((*best, int(landmark == label)))
+                candidates = [match_features(text, phrase, conf) for phrase in phrases[landmark]
+                              for text, conf in variant if text]
+                best = max(candidates, key=lambda v: (v["matched"], v["share"],
+                                                      v["confidence"]))
+                out.append(([best[name] for name in FEATURES], int(landmark == label)))
     return out
-
-
-def design(data) -> np.ndarray:
-    share, matched, confidence = (np.array([row[i] for row in data], float) for i in range(3))
-    return np.column_stack([share, np.minimum(matched, CHARS_SATURATE) / CHARS_SATURATE,
-                            confidence])
 
 
 def fit(data, fitted_on: str) -> dict:
     from sklearn.linear_model import LogisticRegression
 
-    x, y = design(data), np.array([row[3] for row in data])
+    x, y = np.array([row[0] for row in data], float), np.array([row[1] for row in data])
     model = LogisticRegression(C=10.0, max_iter=5000).fit(x, y)
     coef, intercept = model.coef_[0].tolist(), float(model.intercept_[0])
-    if coef[0] <= 0 or coef[1] <= 0:
-        raise SystemExit(f"not monotonic in share and matched characters ({coef}); look at the "
-                         "data")
+    if min(coef[:3]) <= 0:
+        raise SystemExit(f"not monotonic in share, coverage and matched characters ({coef}); "
+                         "look at the data")
     probability = model.predict_proba(x)[:, 1]
     hits = probability >= MATCH_THRESHOLD
     positives, negatives = int(y.sum()), int((1 - y).sum())
@@ -170,13 +163,12 @@ def run_fit(args) -> int:
 
 def run_oxford(args) -> int:
     root = args.oxford
-    rows = manifest_rows(root / "manifest.csv")
     with open(root / "manifest.csv", newline="", encoding="utf-8") as handle:
         roles = [(row["query"], str(root / row["path"]), row["role"])
                  for row in csv.DictReader(handle)]
     cache = open_cache(args.cache)
     started = time.perf_counter()
-    features = read_all([path for path, _ in rows], cache, args.quiet)
+    features = read_all([path for _, path, _ in roles], cache, args.quiet)
     seconds = time.perf_counter() - started
     queries = {query: path for query, path, role in roles if role == "query"}
     learned_phrases = {query: learn_phrases([reference_lines(features.get(path))])

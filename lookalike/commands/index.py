@@ -188,6 +188,14 @@ def run_build(args: argparse.Namespace) -> int:
         rate = report.added / report.seconds if report.seconds else 0.0
         print(f"built {args.output} in {report.seconds:.1f} s ({rate:.2f} photos/s)",
               file=sys.stderr)
+        if args.read_text:
+            from lookalike.gallery.index import GalleryIndex
+
+            with GalleryIndex(args.output) as index:
+                learned = [lm for lm in index.info()["per_landmark"] if lm.get("learned_text")]
+                total = len(index.info()["per_landmark"])
+            print(f"text recurring on the references learned for {len(learned)} of {total} "
+                  f"landmarks (`lookalike index info` lists it)", file=sys.stderr)
     return print_report("build", report, args.output, args.quiet)
 
 

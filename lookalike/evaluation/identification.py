@@ -203,12 +203,14 @@ def text_log_odds_per_query(outcomes: Sequence[QueryOutcome], names: dict[str, l
 
 
 def learned_log_odds_per_query(outcomes: Sequence[QueryOutcome], feature_of: dict[str, dict],
-                               inscriptions: dict[str, list[str]], negatives: bool = False
+                               inscriptions: dict[str, list[str]], negatives: bool = False,
+                               names: dict[str, list[str]] | None = None
                                ) -> list[dict[str, float]]:
     """What each query's text adds to each landmark by the text learned from the landmark's
     references, as `index build --read-text` learns it, leaving the query out: its own
     landmark's phrases come from its other photos only (with `negatives`, the distractors
-    learn as the index's negatives do), plus landmark.json's inscriptions."""
+    learn as the index's negatives do), plus landmark.json's inscriptions; the `names`
+    compete for each reading as `identify` has them do."""
     from lookalike.gallery.folders import NEGATIVES
     from lookalike.gallery.learned_text import gallery_phrases
     from lookalike.ocr.learned import gallery_learned_log_odds, learn_phrases, reference_lines
@@ -238,7 +240,7 @@ def learned_log_odds_per_query(outcomes: Sequence[QueryOutcome], feature_of: dic
         for owner, written in inscriptions.items():
             stored.setdefault(owner, (written, []))
         added.append(gallery_learned_log_odds(feature_of.get(outcome.photo),
-                                              gallery_phrases(stored)))
+                                              gallery_phrases(stored), names))
     return added
 
 
@@ -318,7 +320,8 @@ def evaluate_identify(dataset: str | os.PathLike, outdir: str | os.PathLike | No
     if use_text:
         feature_of = text_features(outcomes, cache, jobs, quiet)
         by_name = text_log_odds_per_query(outcomes, names, feature_of=feature_of)
-        learned = learned_log_odds_per_query(outcomes, feature_of, inscriptions, negatives)
+        learned = learned_log_odds_per_query(outcomes, feature_of, inscriptions, negatives,
+                                             names)
         added = strongest(by_name, learned)
         summary_text = {"image_only": image_only,
                         "text_names_own_landmark": text_share(outcomes, added),
@@ -478,5 +481,8 @@ def markdown_summary(summary: dict[str, Any]) -> str:
                      f"learned text: "
                      f"{sources.get('learned_only', {}).get('raised_own_landmark', 0):.0%}), "
                      f"and a wrong candidate for "
-                     f"{summary.get('raised_a_wrong_landmark', 0):.0%} of all photos")
+                     f"{summary.get('raised_a_wrong_landmark', 0):.0%} of all photos (names: "
+                     f"{sources.get('names_only', {}).get('raised_a_wrong_landmark', 0):.0%}, "
+                     f"learned text: "
+                     f"{sources.get('learned_only', {}).get('raised_a_wrong_landmark', 0):.0%})")
     return "\n".join(lines)

@@ -239,11 +239,11 @@ class Identifier:
         landmarks it matches best (`evaluate --identify --use-text` measures exactly this)."""
         if text is None:
             return None
-        evidence = text_evidence_among(text, {
-            landmark: landmark_names(entry.names)
-            for landmark, entry in self.index.landmarks.items()})
+        names = {landmark: landmark_names(entry.names)
+                 for landmark, entry in self.index.landmarks.items()}
+        evidence = text_evidence_among(text, names)
         phrases = self.index.text_phrases()
-        learned = learned_evidence_among(text, phrases) if any(phrases.values()) else {}
+        learned = learned_evidence_among(text, phrases, names) if any(phrases.values()) else {}
 
         def text_of(landmark: str) -> tuple[float | None, float]:
             by_name = evidence.get(landmark)

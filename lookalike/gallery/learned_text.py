@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from lookalike.features import progress
 from lookalike.ocr.learned import (
     distinctive,
     inscription_phrases,
@@ -45,6 +47,9 @@ def local_text_reader(cache=None, jobs: int = 1, quiet: bool = True) -> TextRead
 
     def read(paths: Sequence[str], engine: str):
         method = get_method(TEXT_METHOD, engine=engine)
+        if not quiet:  # then the `text` progress line of the extraction (features.progress)
+            print(f"{progress.JOB_NAME}: reading the text of {len(paths)} reference photos "
+                  f"(OCR: {engine}; cached)", file=sys.stderr)
         found = extract_features(method, list(paths), cache, jobs, quiet)
         return ({path: method.encode(feature) for path, feature in zip(found.paths, found.features)},
                 dict(found.errors))

@@ -24,13 +24,16 @@ landmark.json are phrases as given.
 **The score.** A reading and a phrase are aligned locally (`local_alignment`): the phrase
 inside the reading (a sign read whole) or the reading inside the phrase (a fragment), what
 was misread around either end costing nothing. `matched` is the alignment's score
-(characters that agree, less one per edit); `share` is matched over the phrase's length. A
-logistic model of share, matched (saturating at `CHARS_SATURATE`) and the recogniser's
-confidence gives the probability that the phrase is on the photo
+(characters that agree, less one per edit); `share` is matched over the phrase's length and
+`coverage` matched over the reading's (TOWER BRIDGE shares TOWER with NLE TOWER, 5 of its 8
+letters, but explains only 5 of the reading's 11). A logistic model of share, coverage,
+matched (saturating at `CHARS_SATURATE`) and the recogniser's confidence gives the
+probability that the phrase is on the photo
 (`lookalike/data/learned_text_calibration.json`, fitted on the dev photos as they are and with
 drawn plaques, `benchmarks/learned_text_bench.py --fit`: leave-one-out learned phrases, whole
 readings and fragments cut from them). As with names, a reading counts only for the landmarks
-it matches best, and `learned_log_odds` is the likelihood ratio of the best reading, never
+it matches best - its names taken as phrases too, so a name read whole is not a fragment of
+another landmark's learned text - and `learned_log_odds` is the likelihood ratio of the best reading, never
 negative.
 """
 
@@ -166,7 +169,7 @@ class PhraseMatch:
     phrase: str
     reading: str
     share: float  # share of the phrase that agrees
-    matched: int  # characters that agree
+    matched: int  # characters that agree (less one per edit)
     confidence: float
 
     @property
@@ -231,11 +234,18 @@ def learned_model(engine: str) -> Mapping[str, Any]:
     return models[engine]
 
 
-def phrase_probability(share: float, matched: int, confidence: float, engine: str) -> float:
-    """Calibrated probability that a phrase is on the photo (at the fit's prior)."""
+def match_features(reading: str, phrase: str, confidence: float) -> dict[str, float]:
+    """What the calibration sees of a compacted reading and phrase."""
+    share, matched = fragment_match(reading, phrase)
+    return {"share": share, "coverage": min(1.0, matched / len(reading)) if reading else 0.0,
+            "chars": min(matched, CHARS_SATURATE) / CHARS_SATURATE, "confidence": confidence,
+            "matched": matched}
+
+
+def phrase_probability(values: Mapping[str, float], engine: str) -> float:
+    """Calibrated probability that a phrase is on the photo (at the fit's prior), from
+    `match_features`."""
     model = learned_model(engine)
-    values = {"share": share, "chars": min(matched, CHARS_SATURATE) / CHARS_SATURATE,
-              "confidence": confidence}
     logit = model["intercept"] + sum(coef * values[name] for name, coef in
                                      zip(learned_calibration()["features"], model["coef"]))
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
@@ -263,33 +273,46 @@ def best_phrase(readings: Sequence[tuple[str, float]], phrases: Sequence[str],
         for text, confidence in readings:
             if not could_match(text, grams, phrase):
                 continue
-            share, matched = fragment_match(text, phrase)
-            score = phrase_probability(share, matched, confidence, engine)
-            if best is None or (score, matched) > (best.score, best.matched):
-                best = PhraseMatch(score, phrase, text, share, matched, confidence)
+            values = match_features(text, phrase, confidence)
+            score = phrase_probability(values, engine)
+            if best is None or (score, values["matched"]) > (best.score, best.matched):
+                best = PhraseMatch(score, phrase, text, values["share"], int(values["matched"]),
+                                   confidence)
     return best
 
 
-def learned_evidence_among(feature: Readings, gallery: Mapping[str, Sequence[str]]
+def learned_evidence_among(feature: Readings, gallery: Mapping[str, Sequence[str]],
+                           names: Mapping[str, Sequence[str]] | None = None
                            ) -> dict[str, PhraseMatch | None]:
     """The best phrase match per landmark ({landmark: phrases}), each reading counting only
-    for the landmarks whose phrases it matches best; None where nothing matched at all."""
+    for the landmarks that match it best by their phrases or their `names` (if given): TOWER
+    BRIDGE read whole is Tower Bridge's, by its name, not a fragment of NLE Tower's learned
+    NLETOWER. None where nothing matched at all."""
     readings = compact_readings(feature)
     engine = feature_engine(feature)
     if not readings:
         return {landmark: None for landmark in gallery}
     per_reading: dict[str, dict[int, PhraseMatch]] = {}
-    for landmark, phrases in gallery.items():
+    claim: dict[str, list[float]] = {}  # per landmark and reading: its phrases' or names' best
+    for landmark in set(gallery) | set(names or {}):
         per_reading[landmark] = {}
+        phrases = list(gallery.get(landmark, ()))
+        own_names = [p for p in (ocr.compact(n) for n in (names or {}).get(landmark, ())) if p]
+        claim[landmark] = [0.0] * len(readings)
         for i, reading in enumerate(readings):
             match = best_phrase([reading], phrases, engine) if phrases else None
             if match is not None:
                 per_reading[landmark][i] = match
-    top = [max((found[i].score for found in per_reading.values() if i in found), default=0.0)
+                claim[landmark][i] = match.score
+            by_name = best_phrase([reading], own_names, engine) if own_names else None
+            if by_name is not None:
+                claim[landmark][i] = max(claim[landmark][i], by_name.score)
+    top = [max((scores[i] for scores in claim.values()), default=0.0)
            for i in range(len(readings))]
     out: dict[str, PhraseMatch | None] = {}
-    for landmark, found in per_reading.items():
-        own = [match for i, match in found.items() if match.score >= top[i] - 1e-9]
+    for landmark in gallery:
+        found = per_reading[landmark]
+        own = [match for i, match in found.items() if claim[landmark][i] >= top[i] - 1e-9]
         out[landmark] = max(own, key=lambda m: (m.score, m.matched)) if own else None
     return out
 
@@ -306,10 +329,12 @@ def learned_log_odds(match: PhraseMatch | float | None) -> float:
     return float(min(max(0.0, ratio), calibration["max_log_odds"]))
 
 
-def gallery_learned_log_odds(feature: Readings | None, gallery: Mapping[str, Sequence[str]]
+def gallery_learned_log_odds(feature: Readings | None, gallery: Mapping[str, Sequence[str]],
+                             names: Mapping[str, Sequence[str]] | None = None
                              ) -> dict[str, float]:
-    """{landmark: log-odds} a photo's text gains from the landmarks' phrases."""
+    """{landmark: log-odds} a photo's text gains from the landmarks' phrases (`names`
+    competing for each reading, see `learned_evidence_among`)."""
     if feature is None:
         return {}
     return {landmark: learned_log_odds(match)
-            for landmark, match in learned_evidence_among(feature, gallery).items()}
+            for landmark, match in learned_evidence_among(feature, gallery, names).items()}
