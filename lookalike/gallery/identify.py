@@ -35,7 +35,7 @@ from lookalike.gallery.shortlist import LARGE, FixedScores, Shortlist
 from lookalike.imaging.drawing import draw_lines, side_by_side
 from lookalike.imaging.loading import ImageLoadError, LoadOptions, decode_image, read_bytes
 from lookalike.ocr.evidence import landmark_names, text_evidence_among, text_log_odds
-from lookalike.ocr.learned import learned_evidence_among, learned_log_odds
+from lookalike.ocr.learned import learned_log_odds
 from lookalike.retrieval.calibration import Calibration, CalibrationError, sigmoid
 from lookalike.retrieval.pipeline import (
     Item,
@@ -239,11 +239,11 @@ class Identifier:
         landmarks it matches best (`evaluate --identify --use-text` measures exactly this)."""
         if text is None:
             return None
-        names = {landmark: landmark_names(entry.names)
-                 for landmark, entry in self.index.landmarks.items()}
-        evidence = text_evidence_among(text, names)
-        phrases = self.index.text_phrases()
-        learned = learned_evidence_among(text, phrases, names) if any(phrases.values()) else {}
+        evidence = text_evidence_among(text, {
+            landmark: landmark_names(entry.names)
+            for landmark, entry in self.index.landmarks.items()})
+        phrases = self.index.phrase_index()
+        learned = phrases.among(text) if phrases is not None else {}
 
         def text_of(landmark: str) -> tuple[float | None, float]:
             by_name = evidence.get(landmark)

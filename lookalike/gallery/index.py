@@ -63,6 +63,8 @@ from lookalike.gallery.roles import (
     method_record,
     pipeline_methods,
 )
+from lookalike.ocr.evidence import landmark_names
+from lookalike.ocr.learned import PhraseIndex
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,7 @@ class GalleryIndex:
                 if lid in self.landmarks:
                     self.landmarks[lid].inscriptions = inscriptions
             self._phrases: dict[str, list[str]] | None = None
+            self._phrase_index: PhraseIndex | bool | None = None
             self._local_cache.clear()
             self.sidecar = self._stored_postings() if self.global_method.inverted_file_shape()[0] \
                 else None
@@ -258,6 +261,17 @@ class GalleryIndex:
             if self._phrases is None:
                 self._phrases = gallery_phrases(self.landmark_text)
             return self._phrases
+
+    def phrase_index(self) -> PhraseIndex | None:
+        """`text_phrases` (with every landmark's names competing for readings), searchable;
+        None when no landmark has any."""
+        with self._lock:
+            if self._phrase_index is None:
+                phrases = self.text_phrases()
+                names = {lid: landmark_names(lm.names) for lid, lm in self.landmarks.items()}
+                self._phrase_index = PhraseIndex(phrases, names) if any(phrases.values()) \
+                    else False
+            return self._phrase_index or None
 
     def search(self, query_feature, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k most similar references: (ids, similarities), best first."""

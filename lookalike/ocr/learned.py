@@ -67,6 +67,10 @@ MAX_PHRASES = 24  # kept per landmark, longest first
 MAX_PHRASE_CHARS = 64  # a longer stretch is cut (a paragraph of a notice board)
 MAX_TEXT_REFERENCES = 40  # references with text compared pairwise per landmark
 CHARS_SATURATE = 16  # matched characters beyond this add no specificity
+# A Latin reading is aligned with a phrase only if they share this many bigrams (a run of
+# four equal letters in a row, or two pairs): fewer agree on three letters at most, too little
+# to tell one landmark's text from chance, and aligning them all would cost the most.
+MIN_SHARED_BIGRAMS = 3
 MATCH_THRESHOLD = 0.75  # evidence at or above it counts as the phrase read (as for names)
 
 
@@ -211,11 +215,6 @@ def _grams(text: str) -> set[str]:
     return {text[i:i + 2] for i in range(max(1, len(text) - 1))}
 
 
-def could_match(reading: str, phrase_grams: set[str], phrase: str) -> bool:
-    """A cheap filter before the alignment: at least two shared bigrams (one in Japanese)."""
-    return len(_grams(reading) & phrase_grams) >= (2 if phrase.isascii() else 1)
-
-
 @functools.cache
 def learned_calibration() -> dict[str, Any]:
     """The fitted model (`lookalike/data/learned_text_calibration.json`, written by
@@ -263,22 +262,64 @@ def compact_readings(feature: Readings) -> list[tuple[str, float]]:
     return list(out.items())
 
 
-def best_phrase(readings: Sequence[tuple[str, float]], phrases: Sequence[str],
-                engine: str = ocr.DEFAULT_ENGINE) -> PhraseMatch | None:
-    """The best (reading, phrase) of compacted readings against phrases; None when either is
-    empty."""
-    best: PhraseMatch | None = None
-    for phrase in phrases:
-        grams = _grams(phrase)
-        for text, confidence in readings:
-            if not could_match(text, grams, phrase):
+class PhraseIndex:
+    """Every landmark's phrases (and names, which compete for readings), with an inverted
+    file of their bigrams, so that a reading is aligned only with the phrases it shares at
+    least `MIN_SHARED_BIGRAMS` bigrams with (one in Japanese, where two characters are a
+    word). Built once per gallery state (`GalleryIndex.phrase_index`)."""
+
+    def __init__(self, gallery: Mapping[str, Sequence[str]],
+                 names: Mapping[str, Sequence[str]] | None = None):
+        self.landmarks = list(gallery)
+        self.entries: list[tuple[str, bool, str]] = []  # (landmark, is a phrase, text)
+        for landmark, phrases in gallery.items():
+            self.entries += [(landmark, True, p) for p in dict.fromkeys(phrases) if p]
+        for landmark, found in (names or {}).items():
+            compacted = dict.fromkeys(ocr.compact(n) for n in found)
+            self.entries += [(landmark, False, p) for p in compacted if p]
+        self.postings: dict[str, list[int]] = {}
+        for number, (_, _, text) in enumerate(self.entries):
+            for gram in _grams(text):
+                self.postings.setdefault(gram, []).append(number)
+
+    def candidates(self, reading: str) -> list[int]:
+        shared: dict[int, int] = {}
+        for gram in _grams(reading):
+            for number in self.postings.get(gram, ()):
+                shared[number] = shared.get(number, 0) + 1
+        return [number for number, count in shared.items()
+                if count >= (MIN_SHARED_BIGRAMS if self.entries[number][2].isascii() else 1)]
+
+    def among(self, feature: Readings) -> dict[str, PhraseMatch | None]:
+        """The best phrase match per landmark, each reading counting only for the landmarks
+        that match it best by their phrases or their names; None where nothing matched."""
+        readings = compact_readings(feature)
+        engine = feature_engine(feature)
+        best: dict[str, PhraseMatch] = {}
+        for reading, confidence in readings:
+            claims: dict[str, float] = {}
+            matches: dict[str, PhraseMatch] = {}
+            for number in self.candidates(reading):
+                landmark, is_phrase, text = self.entries[number]
+                values = match_features(reading, text, confidence)
+                score = phrase_probability(values, engine)
+                claims[landmark] = max(score, claims.get(landmark, 0.0))
+                if is_phrase:
+                    match = PhraseMatch(score, text, reading, values["share"],
+                                        int(values["matched"]), confidence)
+                    kept = matches.get(landmark)
+                    if kept is None or (match.score, match.matched) > (kept.score, kept.matched):
+                        matches[landmark] = match
+            if not claims:
                 continue
-            values = match_features(text, phrase, confidence)
-            score = phrase_probability(values, engine)
-            if best is None or (score, values["matched"]) > (best.score, best.matched):
-                best = PhraseMatch(score, phrase, text, values["share"], int(values["matched"]),
-                                   confidence)
-    return best
+            top = max(claims.values())
+            for landmark, match in matches.items():
+                if claims[landmark] < top - 1e-9:
+                    continue  # another landmark's phrase or name matches this reading better
+                kept = best.get(landmark)
+                if kept is None or (match.score, match.matched) > (kept.score, kept.matched):
+                    best[landmark] = match
+        return {landmark: best.get(landmark) for landmark in self.landmarks}
 
 
 def learned_evidence_among(feature: Readings, gallery: Mapping[str, Sequence[str]],
@@ -287,34 +328,8 @@ def learned_evidence_among(feature: Readings, gallery: Mapping[str, Sequence[str
     """The best phrase match per landmark ({landmark: phrases}), each reading counting only
     for the landmarks that match it best by their phrases or their `names` (if given): TOWER
     BRIDGE read whole is Tower Bridge's, by its name, not a fragment of NLE Tower's learned
-    NLETOWER. None where nothing matched at all."""
-    readings = compact_readings(feature)
-    engine = feature_engine(feature)
-    if not readings:
-        return {landmark: None for landmark in gallery}
-    per_reading: dict[str, dict[int, PhraseMatch]] = {}
-    claim: dict[str, list[float]] = {}  # per landmark and reading: its phrases' or names' best
-    for landmark in set(gallery) | set(names or {}):
-        per_reading[landmark] = {}
-        phrases = list(gallery.get(landmark, ()))
-        own_names = [p for p in (ocr.compact(n) for n in (names or {}).get(landmark, ())) if p]
-        claim[landmark] = [0.0] * len(readings)
-        for i, reading in enumerate(readings):
-            match = best_phrase([reading], phrases, engine) if phrases else None
-            if match is not None:
-                per_reading[landmark][i] = match
-                claim[landmark][i] = match.score
-            by_name = best_phrase([reading], own_names, engine) if own_names else None
-            if by_name is not None:
-                claim[landmark][i] = max(claim[landmark][i], by_name.score)
-    top = [max((scores[i] for scores in claim.values()), default=0.0)
-           for i in range(len(readings))]
-    out: dict[str, PhraseMatch | None] = {}
-    for landmark in gallery:
-        found = per_reading[landmark]
-        own = [match for i, match in found.items() if claim[landmark][i] >= top[i] - 1e-9]
-        out[landmark] = max(own, key=lambda m: (m.score, m.matched)) if own else None
-    return out
+    NLETOWER. None where nothing matched at all (`PhraseIndex.among`)."""
+    return PhraseIndex(gallery, names).among(feature)
 
 
 def learned_log_odds(match: PhraseMatch | float | None) -> float:
