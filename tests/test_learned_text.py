@@ -208,3 +208,19 @@ def test_an_index_from_before_learned_text_opens_and_gains_inscriptions(tmp_path
     tables = {name for (name,) in sqlite3.connect(path).execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"ref_text", "landmark_text"} <= tables
+
+
+def test_a_real_sign_taught_by_one_reference_is_read_on_another_photo(ocr_ready):
+    """oxford_hard: o25's query photo shows the Ship Street / Nokia corner; a photo filed as
+    o30's look-alike shows the same building and signs. With one reference a landmark, o25
+    learns that photo's lines, and the look-alike's text raises o25 (the building it shows),
+    not o15 (no shared text)."""
+    from lookalike.evaluation.query_sets import QuerySet, learned_text_log_odds
+
+    oxford = REPO.parent / "shared" / "data" / "oxford_hard"
+    corner = str(oxford / "o30" / "negatives" / "3751_oxford_001228.jpg")
+    sets = [QuerySet("o25", str(oxford / "o25" / "query.jpg"), [], [corner]),
+            QuerySet("o15", str(oxford / "o15" / "query.jpg"), [], [])]
+    text, phrases = learned_text_log_odds(sets)
+    assert any("shipstreet" in phrase for phrase in phrases["o25"])
+    assert text[corner]["o25"] > 2.0 and text[corner].get("o15", 0.0) == 0.0

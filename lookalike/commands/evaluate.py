@@ -62,7 +62,9 @@ def add_command(subparsers) -> None:
                                "landmark.json) and by the text that recurs on each landmark's "
                                "other photos (learned leave-one-out, as `index build "
                                "--read-text` learns it). Reports the image alone, image + "
-                               "names, image + learned text, and image + both")
+                               "names, image + learned text, and image + both. On a query-set "
+                               "dataset (oxford_hard), without --identify: the pipeline's open "
+                               "set also with the text each query photo teaches")
     parser.set_defaults(handler=run)
 
 
@@ -80,6 +82,9 @@ def run_method_evaluation(args: argparse.Namespace) -> int:
 
     if manifest_of(args.dataset) is not None:
         return run_query_set_evaluation(args)
+    if args.use_text:
+        raise UsageError("--use-text goes with --identify, or with a query-set dataset "
+                         "(oxford_hard)")
 
     result = evaluate(
         args.dataset, methods=args.methods, gray=args.gray, outdir=args.output,
@@ -102,9 +107,16 @@ def run_query_set_evaluation(args: argparse.Namespace) -> int:
 
     queries = [q.strip() for q in args.queries.split(",") if q.strip()] if args.queries \
         else None
+    if args.use_text:
+        from lookalike.ocr.reader import OcrUnavailable, check_available
+
+        try:
+            check_available()
+        except OcrUnavailable as error:
+            raise UsageError(f"--use-text needs OCR: {error}") from None
     result = evaluate_query_sets(args.dataset, args.methods, args.output, cache_option(args),
                                  args.jobs, args.quiet, queries,
-                                 method_settings_from_args(args))
+                                 method_settings_from_args(args), use_text=args.use_text)
     print(markdown(result))
     if not args.quiet:
         print(f"wrote results.md, results.json and per_query.csv to {args.output}",

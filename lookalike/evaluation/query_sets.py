@@ -162,9 +162,11 @@ def summarise(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
 def evaluate_query_sets(dataset: str | os.PathLike, methods: str | Sequence[str] = "all",
                         outdir: str | os.PathLike | None = None, cache: Any = None,
                         jobs: int = 1, quiet: bool = True, queries: Sequence[str] | None = None,
-                        method_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                        method_settings: dict[str, Any] | None = None,
+                        use_text: bool = False) -> dict[str, Any]:
     """Every method on every query set (see the module's doc); with `outdir`, write
-    results.md, results.json and per_query.csv."""
+    results.md, results.json and per_query.csv. With `use_text`, the pipeline's open set is
+    also measured with the text each query's photo teaches (`learned_text_log_odds`)."""
     sets = load_query_sets(dataset, queries)
     store = open_cache(cache)
     paths = list(dict.fromkeys(p for s in sets for p in [s.query, *s.gallery]))
@@ -195,6 +197,12 @@ def evaluate_query_sets(dataset: str | os.PathLike, methods: str | Sequence[str]
             items = {path: feature_of[path] for path in feature_of}
             entry["localisation"] = localisation(method, sets, items)
             entry["open_set"] = open_set(method, sets, items)
+            if use_text:
+                text, learned = learned_text_log_odds(sets, store, jobs, quiet)
+                entry["open_set_text"] = {**open_set(method, sets, items, text),
+                                          "learned_text": learned,
+                                          "raised": sum(any(v > 0 for v in added.values())
+                                                        for added in text.values())}
         result["methods"][name] = entry
     if outdir is not None:
         write_results(result, Path(outdir))
@@ -257,10 +265,14 @@ def keypoints_inside(points: np.ndarray, polygons: Sequence[np.ndarray]) -> int:
     return int(inside.sum())
 
 
-def open_set(fused, sets: Sequence[QuerySet], items: dict) -> dict[str, Any]:
+def open_set(fused, sets: Sequence[QuerySet], items: dict,
+             text: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """An index of the query photos alone (one reference a landmark): each positive should
     name its query, each negative should not name its own query (the preset's identify
-    calibration and threshold decide what is named)."""
+    calibration and threshold decide what is named). `text` ({photo: {query: log-odds}},
+    `learned_text_log_odds`) is added to the candidates' logits as `identify --use-text`
+    adds it."""
+    from lookalike.retrieval.calibration import sigmoid
     from lookalike.retrieval.pipeline import ReferenceSet, landmark_candidates
 
     preset = fused._preset
@@ -280,7 +292,9 @@ def open_set(fused, sets: Sequence[QuerySet], items: dict) -> dict[str, Any]:
                 candidates = landmark_candidates(pipeline, items[photo], gallery, landmark_of,
                                                  preset.verify_landmarks,
                                                  preset.verify_per_landmark)
-                scored = [(float(calibration.probability(np.array([c.evidence(calibration.features)]))[0]),
+                added = (text or {}).get(photo, {})
+                scored = [(float(sigmoid(calibration.logit(np.array(
+                    [c.evidence(calibration.features)]))[0] + added.get(c.landmark, 0.0))),
                            c.landmark) for c in candidates]
                 probability, best = max(scored) if scored else (0.0, "")
                 named = best if probability >= calibration.threshold else ""
@@ -299,6 +313,24 @@ def open_set(fused, sets: Sequence[QuerySet], items: dict) -> dict[str, Any]:
         "negatives_naming_any": sum(bool(r["named"]) for r in negatives) / max(1, len(negatives)),
         "rows": rows,
     }
+
+
+def learned_text_log_odds(sets: Sequence[QuerySet], cache: Any = None, jobs: int = 1,
+                          quiet: bool = True) -> tuple[dict[str, dict[str, float]], dict]:
+    """What each photo's text adds to each query in the open set with one reference a
+    landmark: every photo read (OCR, through the cache), each query learning its photo's
+    specific lines as `index build --read-text` learns a landmark with one reference
+    (`lookalike.ocr.learned`). Returns ({photo: {query: log-odds}}, {query: phrases})."""
+    from lookalike.gallery.learned_text import gallery_phrases
+    from lookalike.ocr.learned import gallery_learned_log_odds, learn_phrases, reference_lines
+
+    paths = list(dict.fromkeys(p for s in sets for p in [s.query, *s.gallery]))
+    found = extract_features(get_method("text"), paths, cache, jobs, quiet)
+    feature_of = dict(zip(found.paths, found.features))
+    learned = {s.name: learn_phrases([reference_lines(feature_of.get(s.query))]) for s in sets}
+    phrases = gallery_phrases({name: ([], found) for name, found in learned.items()})
+    return ({photo: gallery_learned_log_odds(feature_of.get(photo), phrases)
+             for s in sets for photo in s.gallery}, learned)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -320,6 +352,20 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{loc['with_region']}: {loc['mean_iou_with_region']:.2f} | "
                   f"{ops['positives_named']:.0%} | {ops['positives_wrong']:.0%} | "
                   f"{ops['negatives_naming_own_query']:.1%} | {ops['negatives_naming_any']:.0%} |"]
+        if "open_set_text" in fused:
+            text = fused["open_set_text"]
+            lines += ["", "| open set, one reference a landmark | named | wrong landmark | "
+                      "negatives naming own query | negatives naming any |",
+                      "|---|---:|---:|---:|---:|"]
+            for label, row in (("image", ops), ("image + learned text", text)):
+                lines.append(f"| {label} | {row['positives_named']:.0%} | "
+                             f"{row['positives_wrong']:.0%} | "
+                             f"{row['negatives_naming_own_query']:.1%} | "
+                             f"{row['negatives_naming_any']:.0%} |")
+            lines.append(f"\nqueries that learned text: "
+                         f"{sum(bool(p) for p in text['learned_text'].values())} of "
+                         f"{len(text['learned_text'])}; photos whose text raised a query: "
+                         f"{text['raised']}")
     names = result["queries"]
     lines += ["", "| AP per query | " + " | ".join(names) + " |",
               "|---|" + "---:|" * len(names)]
