@@ -73,6 +73,9 @@ def test_phrases_are_what_recurs_on_two_references():
     assert learn_phrases([[c("MOULIN ROUGE")], [c("TOWER BRIDGE")]]) == []
     # One reference: its specific lines, not a railing read as iaiaiaia nor a house number.
     assert learn_phrases([[c("AUX GRANDS HOMMES"), "iaiaiaiaia", "12"]]) == ["auxgrandshommes"]
+    # A window grid read beside a word on both photos is trimmed off the phrase.
+    assert learn_phrases([["sanmarco十十十十十"], ["sanmarco十十十十"]]) == ["sanmarco"]
+    assert learn_phrases([["十十十十pi"], ["十十十十pi"]]) == []
     # A phrase that two landmarks learn (a watermark) is nobody's.
     assert distinctive({"a": ["flickrcom", "moulinrouge"], "b": ["flickrcom"]}) == \
         {"a": ["moulinrouge"], "b": []}

@@ -44,6 +44,7 @@ import functools
 import itertools
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -76,6 +77,12 @@ MATCH_THRESHOLD = 0.75  # evidence at or above it counts as the phrase read (as 
 
 def min_chars(text: str) -> int:
     return MIN_PAIR_CHARS_LATIN if text.isascii() else MIN_PAIR_CHARS_JAPANESE
+
+
+def trim_texture(text: str) -> str:
+    """Without a run of >= 3 equal characters at either end: a window grid read as 十十十十
+    or a railing as llll beside a real word is texture, not text."""
+    return re.sub(r"^(.)\1{2,}", "", re.sub(r"(.)\1{2,}$", "", text))
 
 
 def specific(text: str) -> bool:
@@ -115,7 +122,7 @@ def shared_spans(a: str, b: str) -> list[str]:
         if group:
             start, end = group[0].a, group[-1].a + group[-1].size
             matched = sum(g.size for g in group)
-            span = a[start:end]
+            span = trim_texture(a[start:end])
             if matched >= min_chars(span) and matched >= MIN_DENSITY * len(span) \
                     and specific(span):
                 spans.append(span[:MAX_PHRASE_CHARS])
@@ -128,7 +135,8 @@ def learn_phrases(references: Sequence[Sequence[str]]) -> list[str]:
     empty where nothing was read): stretches shared by >= 2 references, or with a single
     reference its specific lines; the longest `MAX_PHRASES`, none inside another."""
     if len(references) == 1:
-        found = [line[:MAX_PHRASE_CHARS] for line in references[0] if specific(line)]
+        found = [trim_texture(line)[:MAX_PHRASE_CHARS] for line in references[0]
+                 if specific(trim_texture(line))]
     else:
         with_text = [lines for lines in references if lines][:MAX_TEXT_REFERENCES]
         found = []
