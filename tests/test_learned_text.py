@@ -227,3 +227,17 @@ def test_a_real_sign_taught_by_one_reference_is_read_on_another_photo(ocr_ready)
     text, phrases = learned_text_log_odds(sets)
     assert any("shipstreet" in phrase for phrase in phrases["o25"])
     assert text[corner]["o25"] > 2.0 and text[corner].get("o15", 0.0) == 0.0
+
+
+def test_the_ocr_pass_says_what_it_reads_in_logs(ocr_ready, monkeypatch, capsys):
+    from lookalike.features import progress
+    from lookalike.gallery.learned_text import local_text_reader
+
+    monkeypatch.setenv("LOOKALIKE_PROGRESS_SECONDS", "0")
+    monkeypatch.setattr(progress, "FORCE_PROGRESS", False)  # a log, not a terminal bar
+    photos = [str(photo(GALLERY["strecha_castle"][0]))]
+    found, errors = local_text_reader(quiet=False)(photos, "scene")
+    assert set(found) == set(photos) and not errors
+    log = capsys.readouterr().err
+    assert "reading the text of 1 reference photos (OCR: scene" in log
+    assert "text 1/1 img" in log
