@@ -6,6 +6,8 @@ decided here only.
   A learned method's extraction runs its network in one thread (decoding goes to the `--jobs`
   threads, lookalike.features.extract), so the network alone uses the cores.
 - FAISS gets as many OpenMP threads as the caller asks for: one unless told otherwise.
+- The compiled ASMK kernel (lookalike.matching.asmk_kernel) scores one query at a time per
+  process on `search_threads()`: the same count as the networks.
 
 Why FAISS gets one: lookalike already runs photos and pairs in parallel (`--jobs` workers,
 server threads). FAISS's own OpenMP threads on top of that oversubscribe a small machine
@@ -47,6 +49,12 @@ def inference_threads() -> int:
         except ValueError:
             raise ValueError(f"LOOKALIKE_THREADS={value!r}: not a whole number") from None
     return cores()
+
+
+def search_threads() -> int:
+    """Threads of the compiled ASMK scoring kernel: `inference_threads()` (a search and a
+    network never run at once in one request; the kernel takes one query at a time)."""
+    return inference_threads()
 
 
 def configure_threads() -> None:
