@@ -21,6 +21,16 @@ each real dev query's global feature: the inverted file's scores and top 100; wi
 the index's K shards searched one after the other and merged), `identify_p50_ms` (after
 features: shortlist, verification, calibration), `rss_mb` (resident memory at the end) and the
 load average (`uptime`) beside them. One JSON line per size.
+
+The search is timed once per ASMK scoring kernel in `--kernels` (default `numpy,compiled`: the
+numpy path and the numba kernel on every core; `compiled-1` is one thread), side by side in
+the same process over the same queries, with `same_tops` (every kernel found the same top 100,
+scores included) and `ns_per_posting` (search p50 / postings met); `search_p50_ms` is the last
+kernel's. `bandwidth_gb_s` is one core's memory read bandwidth, what a pass over postings
+that are in memory is bounded by. With --shards K, `shards_equal_one_machine` says whether the
+merged tops were the one-machine ranking's prefix for every query; with --ray the shards are
+searched by Ray actors (`engines.ray.actors_of`, cores / K kernel threads each) on a local
+Ray started by the measuring process.
 """
 
 from __future__ import annotations
@@ -166,7 +176,8 @@ def patch_variant_locals(index, local_method) -> None:
     index.local_features = local_features
 
 
-def measure(path: Path, queries_file: Path, shards: int) -> dict:
+def measure(path: Path, queries_file: Path, shards: int, kernels: list[str],
+            repeats: int, on_ray: bool) -> dict:
     from lookalike.gallery.identify import Identifier
     from lookalike.gallery.index import GalleryIndex
     from lookalike.gallery.shortlist import ShardSearcher, merge_tops, write_shards
@@ -178,20 +189,47 @@ def measure(path: Path, queries_file: Path, shards: int) -> dict:
     index = GalleryIndex(path)
     open_s = time.perf_counter() - started
     rss_open = rss_mb()
-    searchers = []
-    if shards:
+    searchers, actors = [], []
+    if shards and on_ray:
+        actors, kernels = shard_actors(index, shards), ["ray"]
+    elif shards:
         searchers = [ShardSearcher(p, index.global_method) for p in write_shards(path, shards)]
-    for _, query in queries[:2]:  # warm up
-        index.search(query.item.global_feature, 100)
-    searches = []
-    for _ in range(2):
-        for _, query in queries:
-            started = time.perf_counter()
-            if searchers:
-                merge_tops([s.top(query.item.global_feature, 100) for s in searchers])
-            else:
-                index.search(query.item.global_feature, 100)
-            searches.append(time.perf_counter() - started)
+    inverted = [index.search_index.inverted, *(s.index.index.inverted for s in searchers)]
+
+    def search(feature):
+        if actors:
+            import ray
+
+            return merge_tops(ray.get([actor.top.remote(feature, 100) for actor in actors]))
+        if searchers:
+            return merge_tops([s.top(feature, 100) for s in searchers])
+        return index.search(feature, 100)
+
+    per_kernel, tops = {}, {}
+    for kernel in kernels:
+        for one in inverted:
+            one.kernel = "numpy" if kernel == "numpy" else "compiled"
+        threads = kernel.partition("-")[2]  # "compiled-1": one thread
+        if threads:
+            os.environ["LOOKALIKE_THREADS"] = threads
+        for _, query in queries[:2]:  # warm up (and load the compiled kernel)
+            search(query.item.global_feature)
+        searches, found = [], []
+        for round_ in range(repeats):
+            for _, query in queries:
+                started = time.perf_counter()
+                top = search(query.item.global_feature)
+                searches.append(time.perf_counter() - started)
+                if round_ == 0:
+                    found.append(top)
+        os.environ.pop("LOOKALIKE_THREADS", None)
+        per_kernel[kernel] = {
+            "search_p50_ms": round(1000 * float(np.percentile(searches, 50)), 1),
+            "search_p95_ms": round(1000 * float(np.percentile(searches, 95)), 1),
+            "load_search": round(load(), 2)}
+        tops[kernel] = found
+    for one in inverted:
+        one.kernel = "auto"
     load_search = load()
     identifier = Identifier(index, calibration=calibration())
     patch_variant_locals(index, index.local_method)
@@ -201,19 +239,72 @@ def measure(path: Path, queries_file: Path, shards: int) -> dict:
         started = time.perf_counter()
         identifier.identify_features(photo, query)
         identifies.append(time.perf_counter() - started)
+    headline = per_kernel[kernels[-1]]
+    postings_met = touched(index, queries)
     return {
         "open_s": round(open_s, 3), "load_open": round(load_open, 2),
-        "search_p50_ms": round(1000 * float(np.percentile(searches, 50)), 1),
-        "search_p95_ms": round(1000 * float(np.percentile(searches, 95)), 1),
-        "load_search": round(load_search, 2),
+        "search_p50_ms": headline["search_p50_ms"],
+        "search_p95_ms": headline["search_p95_ms"],
+        "load_search": round(load_search, 2), "kernels": per_kernel,
+        "same_tops": same_tops(tops),
+        "shards_equal_one_machine": shards_equal(index, queries, tops[kernels[-1]])
+        if searchers or actors else None,
+        "ns_per_posting": {kernel: round(1e6 * figures["search_p50_ms"] / postings_met, 1)
+                           for kernel, figures in per_kernel.items()} if postings_met else None,
+        "bandwidth_gb_s": bandwidth(),
         "identify_p50_ms": round(1000 * float(np.percentile(identifies, 50)), 1),
         "identify_p95_ms": round(1000 * float(np.percentile(identifies, 95)), 1),
         "load_identify": round(load(), 2),
         "rss_mb": round(rss_mb()), "rss_open_mb": round(rss_open - rss_before),
         "postings": int(index.sidecar.postings.offsets[-1]) if index.sidecar else None,
-        "touched_p50": touched(index, queries),
+        "touched_p50": postings_met,
         "words": int(index.global_method.inverted_file_shape()[0]),
     }
+
+
+def shard_actors(index, shards: int) -> list:
+    """One Ray actor per shard on a local Ray (`engines.ray.actors_of`), each searching with
+    cores / shards threads, so that together they use the machine's cores once."""
+    from lookalike.engines.ray import actors_of
+    from lookalike.nets.threads import cores
+
+    os.environ["LOOKALIKE_THREADS"] = str(max(1, cores() // shards))  # inherited by Ray
+    actors = actors_of(index, shards)
+    del os.environ["LOOKALIKE_THREADS"]
+    return actors
+
+
+def same_tops(tops: dict[str, list]) -> bool:
+    """Whether every kernel found the same top 100 (positions and scores) for every query."""
+    runs = list(tops.values())
+    return all(np.array_equal(np.asarray(a[0]), np.asarray(b[0])) and
+               np.array_equal(np.asarray(a[1]), np.asarray(b[1]))
+               for run in runs[1:] for a, b in zip(runs[0], run, strict=True))
+
+
+def shards_equal(index, queries, merged: list) -> bool:
+    """Whether each query's merged shard tops are exactly the one-machine ranking's prefix:
+    the same scores at the same positions, and no other reference scoring above the lowest."""
+    for (_, query), (positions, scores) in zip(queries, merged, strict=True):
+        whole = np.asarray(index.search_index.scores(query.item.global_feature))
+        if not np.array_equal(whole[positions], scores):
+            return False
+        if len(scores) and set(np.flatnonzero(whole > scores.min()).tolist()) - \
+                set(np.asarray(positions).tolist()):
+            return False
+    return True
+
+
+def bandwidth() -> float:
+    """Memory read bandwidth of one core, GB/s: the best of 3 sums of a 256 MB array (what a
+    search's pass over its postings is bounded by once they are in memory)."""
+    data = np.ones(1 << 25, np.uint64)
+    best = np.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - started)
+    return round(data.nbytes / best / 1e9, 1)
 
 
 def touched(index, queries) -> int | None:
@@ -234,8 +325,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--references", default="10000", help="sizes, comma-separated")
     parser.add_argument("--shards", type=int, default=0)
+    parser.add_argument("--ray", action="store_true",
+                        help="with --shards K: search the K shards with Ray actors on a local "
+                             "Ray (one query to all at once), not one after the other")
     parser.add_argument("--codebook", help="ASMK codebook (default: the shipped one)")
     parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--kernels", default="numpy,compiled",
+                        help="ASMK scoring kernels searched side by side, comma-separated: "
+                             "numpy, compiled (every core), compiled-N (N threads); identify "
+                             "uses the default (compiled when numba is installed)")
+    parser.add_argument("--repeats", type=int, default=2, help="passes over the queries")
     parser.add_argument("--folder", help="where the indexes are built (default: a temporary "
                                          "folder, removed after)")
     parser.add_argument("--json", action="store_true", help="one JSON line per size (default)")
@@ -243,7 +342,8 @@ def main() -> None:
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(Path(args.measure[0]), Path(args.measure[1]), args.shards)))
+        print(json.dumps(measure(Path(args.measure[0]), Path(args.measure[1]), args.shards,
+                                 args.kernels.split(","), args.repeats, args.ray)))
         return
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
         for size in map(int, args.references.split(",")):
@@ -255,9 +355,12 @@ def main() -> None:
             result["sidecar_bytes"] = Path(f"{path}.ivf").stat().st_size
             measured = subprocess.run(
                 [sys.executable, __file__, "--measure", str(path), str(queries),
-                 "--shards", str(args.shards)], capture_output=True, text=True, check=True)
+                 "--shards", str(args.shards), "--kernels", args.kernels,
+                 "--repeats", str(args.repeats), *(["--ray"] if args.ray else [])],
+                capture_output=True, text=True, check=True)
             result.update(json.loads(measured.stdout.strip().splitlines()[-1]))
             result["shards"] = args.shards
+            result["ray"] = args.ray
             result["codebook"] = args.codebook or "shipped 1,024 words"
             print(json.dumps(result), flush=True)
             for leftover in Path(folder).glob(f"scale-{size}.lkidx*"):

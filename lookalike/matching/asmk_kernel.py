@@ -8,19 +8,20 @@ machine. This kernel, compiled by numba, reads each posting once: XOR and popcou
 residual bits (64 at a time, LLVM's `ctpop`), the selectivity looked up by Hamming distance,
 added into the score of its gallery position.
 
-Parallelism: the postings the query meets (its words' slices, one after the other) are cut
-into as many equal ranges as there are threads (`lookalike.nets.threads.search_threads`:
-every core this process may use, or $LOOKALIKE_THREADS), each range scored by one thread
-into its own score array (no two threads add into one array), and the arrays are summed.
-(Static ranges: numba's dynamic scheduling, `parallel_chunksize(1)` over smaller blocks, was
-8-10x slower on this machine.) One query at a time runs the kernel in a
+Parallelism and cache: the gallery positions are cut into blocks of `BLOCK` (their scores,
+256 kB, stay in a core's cache while every query word adds into them), the blocks shared out
+between the threads (`lookalike.nets.threads.search_threads`: every core this process may
+use, or $LOOKALIKE_THREADS); within a block, each query word's postings in the block are
+found by bisection (a word's postings are sorted by position). No two threads write one
+score, so there are no per-thread copies to sum. One query at a time runs the kernel in a
 process (a lock): it already uses every core, and numba's `workqueue` threading layer (used
-unless $NUMBA_THREADING_LAYER says otherwise) must not be entered from two threads at once.
+unless $NUMBA_THREADING_LAYER says otherwise: OpenMP's spinning workers made two threads 4x
+slower than one on the busy 2-core machine) must not be entered from two threads at once.
 
-Equality with numpy: each score is the same sum of the same table values, in another order.
-With the default selectivity (alpha 3) and 128-bit residuals every table value is a multiple
-of 2**-21, so every partial sum is exact in float64 and the scores equal numpy's bit for bit;
-with another alpha they may differ in the last bits (relative 1e-12 at most, tested).
+Equality with numpy: each score is the sum of the same table values in the same order (the
+query's words in turn, the order numpy's bincount adds them in), so the scores are the numpy
+path's to the last bit, for any selectivity (tested on dev photos, and by
+benchmarks/index_scale.py's `same_tops` up to a million references).
 
 Compiled functions are cached on disk ($LOOKALIKE_NUMBA_CACHE, else
 $XDG_CACHE_HOME/lookalike/numba, else ~/.cache/lookalike/numba), so only the first process
@@ -40,6 +41,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
+BLOCK = 1 << 15  # gallery positions a thread scores at a time: 256 kB of float64 scores
 _STATE: dict[str, object] = {}
 
 
@@ -92,16 +94,15 @@ def scores(starts: np.ndarray, ends: np.ndarray, query_bits: np.ndarray, bits: n
         raise RuntimeError(f"the compiled ASMK kernel needs numba: {_STATE['missing']}")
     numba, kernel = _STATE["numba"], _STATE["score"]
     starts = np.ascontiguousarray(starts, np.int64)
-    lengths = np.maximum(np.ascontiguousarray(ends, np.int64) - starts, 0)
-    cumulative = np.zeros(len(starts) + 1, np.int64)
-    np.cumsum(lengths, out=cumulative[1:])
-    # a thread's own score array costs a pass over `size`: not worth it for few postings
+    ends = np.maximum(np.ascontiguousarray(ends, np.int64), starts)
+    # blocks of positions whose scores stay in a core's cache (256 kB), at least one a
+    # thread; one thread for few postings (waking the others costs more)
     wanted = threads or search_threads()
     threads = int(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS,
-                             cumulative[-1] // (1 << 16), 64)))
+                             int((ends - starts).sum()) // (1 << 16))))
+    block = max(1, min(BLOCK, -(-size // threads)))
     query_bits = np.ascontiguousarray(query_bits, np.uint64)
     table = np.ascontiguousarray(table, np.float64)
     with _LOCK:
         numba.set_num_threads(threads)
-        return kernel(cumulative, starts, query_bits, bits, positions, table, int(size),
-                      threads)
+        return kernel(starts, ends, query_bits, bits, positions, table, int(size), block)
