@@ -62,6 +62,17 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def rss_parts_mb() -> dict:
+    """Resident memory split: anonymous (the process's own) and file-backed (the mapped
+    postings' pages, shared with the page cache and other processes)."""
+    parts = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                parts[f"rss_{line[3:7].lower()}_mb"] = round(int(line.split()[1]) / 1024)
+    return parts
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -181,6 +192,7 @@ def measure(path: Path, queries_file: Path, shards: int, kernels: list[str],
     from lookalike.gallery.identify import Identifier
     from lookalike.gallery.index import GalleryIndex
     from lookalike.gallery.shortlist import ShardSearcher, merge_tops, write_shards
+    from lookalike.matching import asmk_kernel
 
     queries = pickle.loads(queries_file.read_bytes())
     rss_before = rss_mb()
@@ -206,12 +218,15 @@ def measure(path: Path, queries_file: Path, shards: int, kernels: list[str],
         return index.search(feature, 100)
 
     per_kernel, tops = {}, {}
+    default_block = asmk_kernel.BLOCK
     for kernel in kernels:
         for one in inverted:
             one.kernel = "numpy" if kernel == "numpy" else "compiled"
-        threads = kernel.partition("-")[2]  # "compiled-1": one thread
+        # "compiled-1": one thread; "compiled-2-b1000000": blocks of a million positions
+        _, threads, block = [*kernel.split("-"), "", ""][:3]
         if threads:
             os.environ["LOOKALIKE_THREADS"] = threads
+        asmk_kernel.BLOCK = int(block[1:]) if block else default_block
         for _, query in queries[:2]:  # warm up (and load the compiled kernel)
             search(query.item.global_feature)
         searches, found = [], []
@@ -223,6 +238,7 @@ def measure(path: Path, queries_file: Path, shards: int, kernels: list[str],
                 if round_ == 0:
                     found.append(top)
         os.environ.pop("LOOKALIKE_THREADS", None)
+        asmk_kernel.BLOCK = default_block
         per_kernel[kernel] = {
             "search_p50_ms": round(1000 * float(np.percentile(searches, 50)), 1),
             "search_p95_ms": round(1000 * float(np.percentile(searches, 95)), 1),
@@ -255,7 +271,7 @@ def measure(path: Path, queries_file: Path, shards: int, kernels: list[str],
         "identify_p50_ms": round(1000 * float(np.percentile(identifies, 50)), 1),
         "identify_p95_ms": round(1000 * float(np.percentile(identifies, 95)), 1),
         "load_identify": round(load(), 2),
-        "rss_mb": round(rss_mb()), "rss_open_mb": round(rss_open - rss_before),
+        "rss_mb": round(rss_mb()), **rss_parts_mb(), "rss_open_mb": round(rss_open - rss_before),
         "postings": int(index.sidecar.postings.offsets[-1]) if index.sidecar else None,
         "touched_p50": postings_met,
         "words": int(index.global_method.inverted_file_shape()[0]),
@@ -332,8 +348,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--kernels", default="numpy,compiled",
                         help="ASMK scoring kernels searched side by side, comma-separated: "
-                             "numpy, compiled (every core), compiled-N (N threads); identify "
-                             "uses the default (compiled when numba is installed)")
+                             "numpy, compiled (every core), compiled-N (N threads), "
+                             "compiled-N-bB (blocks of B gallery positions); identify uses the "
+                             "default (compiled when numba is installed)")
     parser.add_argument("--repeats", type=int, default=2, help="passes over the queries")
     parser.add_argument("--folder", help="where the indexes are built (default: a temporary "
                                          "folder, removed after)")

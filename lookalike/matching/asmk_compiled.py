@@ -22,17 +22,6 @@ def popcount(typingctx, value):
     return types.int64(types.uint64), codegen
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def hamming_of(bits, posting, query_bits, row, width):
-    if width == 2:  # 128-bit residuals (ALIKED, DISK): unrolled
-        return (popcount(bits[posting, 0] ^ query_bits[row, 0]) +
-                popcount(bits[posting, 1] ^ query_bits[row, 1]))
-    total = 0
-    for word in range(width):
-        total += popcount(bits[posting, word] ^ query_bits[row, word])
-    return total
-
-
 @numba.njit(cache=True, nogil=True, parallel=True, boundscheck=False)
 def score(starts, ends, query_bits, bits, positions, table, size, block):
     """Scores of gallery positions 0..size-1, a block of `block` positions at a time (the
@@ -47,20 +36,35 @@ def score(starts, ends, query_bits, bits, positions, table, size, block):
     sum over the words in the query's order, the order numpy's bincount adds them in, the
     scores are numpy's to the last bit, for any selectivity, and no two threads write one
     value."""
-    width = bits.shape[1]
     out = np.zeros(size)
     blocks = (size + block - 1) // block
     for number in numba.prange(blocks):
-        first = number * block
-        last = min(size, first + block)
-        for row in range(len(starts)):
-            start, end = starts[row], ends[row]
-            if end <= start:
-                continue
-            word_positions = positions[start:end]
-            lo = start + np.searchsorted(word_positions, first)
-            hi = start + np.searchsorted(word_positions, last)
-            for posting in range(lo, hi):
-                out[positions[posting]] += table[hamming_of(bits, posting, query_bits, row,
-                                                            width)]
+        score_block(number * block, min(size, (number + 1) * block), starts, ends, query_bits,
+                    bits, positions, table, out)
     return out
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def score_block(first, last, starts, ends, query_bits, bits, positions, table, out):
+    """`score` for gallery positions first..last-1. The query's bits are read into locals
+    before the loop: numba gives LLVM no aliasing information, so read from the array in the
+    loop they were reloaded after every store into `out` (1.5x slower)."""
+    width = bits.shape[1]
+    for row in range(len(starts)):
+        start, end = starts[row], ends[row]
+        if end <= start:
+            continue
+        word_positions = positions[start:end]
+        lo = start + np.searchsorted(word_positions, first)
+        hi = start + np.searchsorted(word_positions, last)
+        if width == 2:  # 128-bit residuals (ALIKED, DISK): unrolled, the query's in registers
+            high, low = query_bits[row, 0], query_bits[row, 1]
+            for posting in range(lo, hi):
+                hamming = popcount(bits[posting, 0] ^ high) + popcount(bits[posting, 1] ^ low)
+                out[positions[posting]] += table[hamming]
+        else:
+            for posting in range(lo, hi):
+                hamming = 0
+                for word in range(width):
+                    hamming += popcount(bits[posting, word] ^ query_bits[row, word])
+                out[positions[posting]] += table[hamming]
