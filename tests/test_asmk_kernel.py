@@ -51,7 +51,7 @@ def both_kernels(inverted: asmk.InvertedFile, query: dict) -> tuple[np.ndarray, 
     return plain, inverted.scores(query)
 
 
-def test_the_compiled_kernel_scores_bit_for_bit_as_numpy_on_dev_photos(features):
+def test_the_compiled_kernel_scores_bit_for_bit_as_numpy_on_dev_photos(features, monkeypatch):
     method, real = features
     gallery = [*real, *variants(real, 1500)]
     inverted = asmk.InvertedFile(gallery, method.alpha, method.threshold)
@@ -67,6 +67,12 @@ def test_the_compiled_kernel_scores_bit_for_bit_as_numpy_on_dev_photos(features)
                                   asmk._as_words64(query["bits"]), inverted.postings.bits,
                                   inverted.postings.positions, inverted.selectivity_of_hamming,
                                   inverted.size, threads=threads) for threads in (1, 2, 3)]
+        with monkeypatch.context() as patch:
+            patch.setattr(asmk_kernel, "BLOCK", 257)  # many small blocks of positions
+            raw.append(asmk_kernel.scores(
+                inverted._offsets[words], inverted._offsets[words + 1],
+                asmk._as_words64(query["bits"]), inverted.postings.bits,
+                inverted.postings.positions, inverted.selectivity_of_hamming, inverted.size))
         assert all(np.array_equal(raw[0], other) for other in raw[1:])
     # another selectivity, whose table values are not dyadic: the same sums in the same order
     other = asmk.InvertedFile(gallery, 2.5, 0.1)

@@ -4,19 +4,21 @@ Why: the numpy path of `asmk.InvertedFile.scores` makes four passes over every p
 query meets (XOR, popcount, selectivity lookup, bincount), each writing a temporary array as
 long as the postings. At 100,000 references and the 1,024-word codebook a query meets ~11
 million postings, so those passes move ~0.5 GB and cost 55-115 ns a posting on the loaded dev
-machine. This kernel, compiled by numba, reads each posting once: XOR and popcount of its
+machine (4-8 ns with this kernel, benchmarks/index_scale.py). This kernel, compiled by numba, reads each posting once: XOR and popcount of its
 residual bits (64 at a time, LLVM's `ctpop`), the selectivity looked up by Hamming distance,
 added into the score of its gallery position.
 
-Parallelism and cache: the gallery positions are cut into blocks of up to `BLOCK` (their
-scores, 1 MB, stay in a core's cache while every query word adds into them), the blocks shared out
-between the threads (`lookalike.nets.threads.search_threads`: every core this process may
-use, or $LOOKALIKE_THREADS); within a block, each query word's postings in the block are
-found by bisection (a word's postings are sorted by position). No two threads write one
-score, so there are no per-thread copies to sum. One query at a time runs the kernel in a
-process (a lock): it already uses every core, and numba's `workqueue` threading layer (used
-unless $NUMBA_THREADING_LAYER says otherwise: OpenMP's spinning workers made two threads 4x
-slower than one on the busy 2-core machine) must not be entered from two threads at once.
+Parallelism: the gallery positions are cut into equal blocks, one a thread by default, the
+blocks shared out between the threads (`lookalike.nets.threads.search_threads`: every core
+this process may use, or $LOOKALIKE_THREADS); within a block, each query word's postings in
+the block are found by bisection (a word's postings are sorted by position). No two threads
+write one score, so there are no per-thread copies to sum. Smaller blocks (`BLOCK`), whose
+scores would stay in a core's cache while every query word adds into them, measured slower:
+a word's sweep over a thread's scores is in ascending order, which the prefetcher follows.
+One query at a time runs the kernel in a process (a lock): it already uses every core, and
+numba's `workqueue` threading layer (used unless $NUMBA_THREADING_LAYER says otherwise:
+OpenMP's spinning workers made two threads 4x slower than one on the busy 2-core machine)
+must not be entered from two threads at once.
 
 Equality with numpy: each score is the sum of the same table values in the same order (the
 query's words in turn, the order numpy's bincount adds them in), so the scores are the numpy
@@ -41,9 +43,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
-# gallery positions a thread scores at a time: 1 MB of float64 scores, a core's L2 (at
-# 100,000 references 8 k to 1 M blocks made no difference; at 8 k it was 1.4x slower)
-BLOCK = 1 << 17
+# Gallery positions a thread scores at a time; None: one block a thread (fastest measured:
+# at a million references 454 ms a query against 521 ms with blocks of 131,072 positions,
+# 1 MB of scores, benchmarks/index_scale.py; at 100,000 no difference, 8,192 1.4x slower).
+BLOCK: int | None = None
 _STATE: dict[str, object] = {}
 
 
@@ -102,7 +105,7 @@ def scores(starts: np.ndarray, ends: np.ndarray, query_bits: np.ndarray, bits: n
     threads = int(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS,
                              int((ends - starts).sum()) // (1 << 16))))
     # equal blocks, a multiple of the threads (prange gives each thread a contiguous share)
-    blocks = threads * -(-size // (threads * BLOCK))
+    blocks = threads * (1 if BLOCK is None else -(-size // (threads * BLOCK)))
     block = max(1, -(-size // blocks))
     query_bits = np.ascontiguousarray(query_bits, np.uint64)
     table = np.ascontiguousarray(table, np.float64)
