@@ -29,7 +29,7 @@ scores included) and `ns_per_posting` (search p50 / postings met); `search_p50_m
 kernel's. `bandwidth_gb_s` is one core's memory read bandwidth, what a pass over postings
 that are in memory is bounded by. With --shards K, `shards_equal_one_machine` says whether the
 merged tops were the one-machine ranking's prefix for every query; with --ray the shards are
-searched by Ray actors (`engines.ray.actors_of`, cores / K kernel threads each) on a local
+searched (after the one-machine search with each of `--kernels`, as kernel "ray") by Ray actors (`engines.ray.actors_of`, cores / K kernel threads each) on a local
 Ray started by the measuring process.
 """
 
@@ -202,26 +202,27 @@ def measure(path: Path, queries_file: Path, shards: int, kernels: list[str],
     open_s = time.perf_counter() - started
     rss_open = rss_mb()
     searchers, actors = [], []
-    if shards and on_ray:
-        actors, kernels = shard_actors(index, shards), ["ray"]
+    if shards and on_ray:  # the one-machine search, then the shards' on Ray, side by side
+        actors, kernels = shard_actors(index, shards), [*kernels, "ray"]
     elif shards:
         searchers = [ShardSearcher(p, index.global_method) for p in write_shards(path, shards)]
     inverted = [index.search_index.inverted, *(s.index.index.inverted for s in searchers)]
 
     def search(feature):
-        if actors:
+        if kernel == "ray":
             import ray
 
             return merge_tops(ray.get([actor.top.remote(feature, 100) for actor in actors]))
         if searchers:
             return merge_tops([s.top(feature, 100) for s in searchers])
-        return index.search(feature, 100)
+        positions, scores = index.search_index.search(feature, 100)
+        return (positions, scores) if actors else index.search(feature, 100)
 
     per_kernel, tops = {}, {}
     default_block = asmk_kernel.BLOCK
     for kernel in kernels:
         for one in inverted:
-            one.kernel = "numpy" if kernel == "numpy" else "compiled"
+            one.kernel = "numpy" if kernel == "numpy" else "compiled"  # (actors: "auto")
         # "compiled-1": one thread; "compiled-2-b1000000": blocks of a million positions
         _, threads, block = [*kernel.split("-"), "", ""][:3]
         if threads:
@@ -262,7 +263,7 @@ def measure(path: Path, queries_file: Path, shards: int, kernels: list[str],
         "search_p50_ms": headline["search_p50_ms"],
         "search_p95_ms": headline["search_p95_ms"],
         "load_search": round(load_search, 2), "kernels": per_kernel,
-        "same_tops": same_tops(tops),
+        "same_tops": same_tops({k: v for k, v in tops.items() if k != "ray"}),
         "shards_equal_one_machine": shards_equal(index, queries, tops[kernels[-1]])
         if searchers or actors else None,
         "ns_per_posting": {kernel: round(1e6 * figures["search_p50_ms"] / postings_met, 1)
