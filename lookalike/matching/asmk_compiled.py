@@ -27,15 +27,11 @@ def score(starts, ends, query_bits, bits, positions, table, size, block):
     """Scores of gallery positions 0..size-1, a block of `block` positions at a time (the
     blocks shared out between the threads): for each query word in turn, the postings of
     the word whose positions fall in the block (found by bisection: a word's postings are
-    sorted by position) add their selectivity into the block's scores.
-
-    Why blocks of positions: a word's postings sweep the whole score array in order, so
-    without blocks every word would read and write all of it (8 MB at a million references,
-    ~340 words a query: 5 GB of traffic, more than the postings'); a block's scores stay in
-    the core's cache across the query's words. And as each position's score is one thread's
-    sum over the words in the query's order, the order numpy's bincount adds them in, the
-    scores are numpy's to the last bit, for any selectivity, and no two threads write one
-    value."""
+    sorted by position) add their selectivity into the block's scores. Each position's score
+    is one thread's sum over the words in the query's order, the order numpy's bincount adds
+    them in: the scores are numpy's to the last bit, for any selectivity, and no two threads
+    write one value. (Blocks smaller than a thread's share, to keep their scores in a core's
+    cache, measured slower: see asmk_kernel.BLOCK.)"""
     out = np.zeros(size)
     blocks = (size + block - 1) // block
     for number in numba.prange(blocks):
@@ -47,8 +43,8 @@ def score(starts, ends, query_bits, bits, positions, table, size, block):
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def score_block(first, last, starts, ends, query_bits, bits, positions, table, out):
     """`score` for gallery positions first..last-1. The query's bits are read into locals
-    before the loop: numba gives LLVM no aliasing information, so read from the array in the
-    loop they were reloaded after every store into `out` (1.5x slower)."""
+    before the loop (numba gives LLVM no aliasing information, so it cannot hoist them past
+    the stores into `out`)."""
     width = bits.shape[1]
     for row in range(len(starts)):
         start, end = starts[row], ends[row]

@@ -27,7 +27,8 @@ benchmarks/index_scale.py's `same_tops` up to a million references).
 
 Compiled functions are cached on disk ($LOOKALIKE_NUMBA_CACHE, else
 $XDG_CACHE_HOME/lookalike/numba, else ~/.cache/lookalike/numba), so only the first process
-after an install compiles (a few seconds); later ones load the machine code (~0.1 s).
+after an install compiles (3-9 s on the dev machine); later ones load the machine code (the
+first search of a process ~1 s at load 8, `import numba` 0.4-0.5 s of it).
 `available()` is False, with one log line, when numba is not installed: the numpy path is used.
 """
 
