@@ -146,7 +146,7 @@ def run_without_torch(body: str, env: dict) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("preset", ["default", "accurate"])
+@pytest.mark.parametrize("preset", ["default", "accurate", "fast"])
 def test_identify_verify_compare_and_serve_run_without_torch_once_exported(preset, tmp_path,
                                                                           landmarks_dir):
     """The shipped presets' learned path imports no torch at run time: the index is built
@@ -164,13 +164,14 @@ def test_identify_verify_compare_and_serve_run_without_torch_once_exported(prese
                 index, preset=preset)
     query = str(photo(QUERIES["chateau_de_sceaux"]))
     other = str(photo(QUERIES["strecha_castle"]))
+    local = "xfeat" if preset == "fast" else "aliked"
     body = f"""
 from lookalike.cli import main
 index, query, other = {str(index)!r}, {query!r}, {other!r}
 assert main(["identify", "--index", index, "--preset", {preset!r}, "--json", query]) == 0
 assert main(["verify", "--index", index, "--preset", {preset!r}, "--landmark",
              "chateau_de_sceaux", query]) == 0
-assert main(["compare", "--methods", "aliked", query, other, "-o", {str(tmp_path / "c")!r}]) == 0
+assert main(["compare", "--methods", {local!r}, query, other, "-o", {str(tmp_path / "c")!r}]) == 0
 from pathlib import Path
 from fastapi.testclient import TestClient
 from lookalike.server.app import create_app

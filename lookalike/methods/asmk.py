@@ -54,10 +54,12 @@ class Asmk(Method):
     max_side: int | None = None  # settings passed to the local method (None: its default)
     max_keypoints: int | None = None
     device: str = "auto"
+    runtime: str | None = None  # the local method's runtime (None: its default)
 
     def local_method(self) -> Method:
         return get_method(self.local, gray=self.gray, max_side=self.max_side,
-                          max_keypoints=self.max_keypoints, device=self.device)
+                          max_keypoints=self.max_keypoints, device=self.device,
+                          runtime=self.runtime)
 
     def words(self) -> asmk.Codebook:
         cached = self.__dict__.get("_codebook")

@@ -1,7 +1,10 @@
 """`xfeat`: XFeat keypoints and descriptors (Potje et al. 2024), the fast learned matcher.
 
 XFeat is ~15x cheaper than ALIKED on a CPU (64-d descriptors from a small network), at some
-cost in accuracy; the `fast` preset uses it. Matched by MNN or LighterGlue, then MAGSAC++.
+cost in accuracy; the `fast` preset uses it. Matched by MNN or LighterGlue, then MAGSAC++. The
+network, its keypoints and descriptors run on ONNX Runtime (`runtime="onnx"`, the default;
+lookalike.nets.local_runtime), LighterGlue too (lookalike.nets.runtime.run_lightglue), or in
+kornia's eager PyTorch (`runtime="torch"`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ class XFeat(LearnedLocal):
     order: ClassVar[int] = 43
     network: ClassVar[str] = "xfeat"
     glue: ClassVar[str] = "lighterglue-xfeat"
+    runtimes: ClassVar[tuple[str, ...]] = ("onnx", "torch")
+
+    def detect_onnx(self, pixels):
+        """XFeat (resize, network, keypoints, descriptors) in one ONNX Runtime call
+        (lookalike.nets.local_export.XFeatGraph): kornia's keypoints within 1e-3 px."""
+        from lookalike.nets.local_runtime import run_xfeat
+
+        return run_xfeat(self.max_keypoints, pixels)
 
     def detect_torch(self, tensor):
         from lookalike.nets.learned import detector

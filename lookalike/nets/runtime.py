@@ -247,7 +247,9 @@ def export_all() -> list[Path]:
     for name in ("lightglue-aliked",):
         lightglue_session(name)
         paths.append(model_path("lightglue", name))
-    return paths
+    from lookalike.nets import local_runtime  # XFeat (the `fast` preset)
+
+    return paths + local_runtime.export_all()
 
 
 if __name__ == "__main__":  # pragma: no cover - a convenience for deployment
