@@ -125,7 +125,7 @@ def test_without_torch_a_missing_model_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime.importlib.util, "find_spec",
                         lambda name: None if name == "torch" else object())
     with pytest.raises(runtime.RuntimeMissing, match=r"torch is not installed.*"
-                                                     r"python -m lookalike.nets.runtime"):
+                                                     r"python -m lookalike.nets\b"):
         runtime.ensure_exported(tmp_path / "m.onnx", lambda temporary: None, "aliked")
 
 
@@ -156,7 +156,7 @@ def test_identify_verify_compare_and_serve_run_without_torch_once_exported(prese
     from tests.landmark_gallery import QUERIES, make_gallery, photo
 
     env = dict(os.environ, PYTHONPATH=str(REPO), LOOKALIKE_CACHE=str(tmp_path / "f.sqlite"))
-    exported = subprocess.run([sys.executable, "-m", "lookalike.nets.runtime"], cwd=REPO,
+    exported = subprocess.run([sys.executable, "-m", "lookalike.nets"], cwd=REPO,
                               env=env, capture_output=True, text=True, timeout=300)
     assert exported.returncode == 0, exported.stderr
     index = tmp_path / "gallery.lkidx"

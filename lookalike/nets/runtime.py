@@ -14,7 +14,7 @@ Runtime's version (torch's version is recorded in the file). A file is written t
 name and renamed, so a crash leaves no half model, and processes that export at the same time
 each write a whole file. Export needs torch; running needs onnxruntime and numpy only. To
 export every model ahead (e.g. before `serve` on a machine without torch, then copy the
-folder): `python -m lookalike.nets.runtime`.
+folder): `python -m lookalike.nets`.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def ensure_exported(path: Path, export, what: str) -> Path:
     if importlib.util.find_spec("torch") is None:
         raise RuntimeMissing(
             f"{what}: the exported model {path} is missing and torch is not installed to "
-            f"export it; install torch and run `python -m lookalike.nets.runtime` once (or "
+            f"export it; install torch and run `python -m lookalike.nets` once (or "
             f"point LOOKALIKE_MODELS at a folder of models exported elsewhere)")
     path.parent.mkdir(parents=True, exist_ok=True)
     log.warning("exporting %s to %s (once; it needs torch)", what, path)
@@ -239,7 +239,8 @@ def run_lightglue(name: str, pairs: list[tuple[dict, dict]], batch: int = GLUE_B
 
 
 def export_all() -> list[Path]:
-    """Export every graph the shipped presets run (for a machine without torch)."""
+    """Export ALIKED's and LightGlue's graphs (`python -m lookalike.nets` exports every
+    graph the shipped presets run, for a machine without torch)."""
     paths = []
     for variant in ("aliked-n16",):
         aliked_session(variant, 1024)
@@ -247,9 +248,7 @@ def export_all() -> list[Path]:
     for name in ("lightglue-aliked",):
         lightglue_session(name)
         paths.append(model_path("lightglue", name))
-    from lookalike.nets import local_runtime  # XFeat (the `fast` preset)
-
-    return paths + local_runtime.export_all()
+    return paths
 
 
 if __name__ == "__main__":  # pragma: no cover - a convenience for deployment
