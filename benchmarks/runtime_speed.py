@@ -15,7 +15,17 @@ Sections (each reports the load average beside its figures):
   Runtime and eager PyTorch alternating query by query.
 - identify, index, server: the same script (benchmarks/identify_speed.py, `lookalike index
   build`, the server's start-up) run in this tree and in `--baseline` (a checkout of the code
-  before this change, e.g. ../main), one after the other.
+  before this change, e.g. ../main), one after the other. `index` builds each of
+  `--index-presets` (`--jobs 2`, an empty feature cache; exported models kept in
+  `--models`, so that a one-time export is not counted as throughput).
+- local-extract: XFeat (`--photos`) and DISK (`--disk-photos`) per photo end to end (read +
+  decode + bound to 800 px + network + keypoints + descriptors), eager (`runtime="torch"`)
+  and ONNX Runtime interleaved photo by photo; then each one's peak RSS in a child process.
+- lighterglue: XFeat's LighterGlue on one query against `--pairs` dev photos: eager kornia
+  (adaptive, as the `xfeat` method ran it), ONNX Runtime one pair a call and in batches.
+
+    .venv/bin/python benchmarks/runtime_speed.py --presets fast --index-presets default,fast \
+        --sections local-extract,lighterglue,identify-interleaved,identify,index --models DIR
 """
 
 from __future__ import annotations
@@ -119,6 +129,99 @@ def extract_section(count: int) -> None:
         print(f"| {name} | {1000 * np.median(values):.0f} | "
               f"{1000 * np.percentile(values, 95):.0f} | {np.median(values) / base:.2f} | "
               f"{peak:.0f} |", flush=True)
+
+
+def local_extractors(name: str, only: str | None = None):
+    """`name`'s extraction (path -> features) per runtime; `only`: just that runtime."""
+    from lookalike.features.registry import get_method
+    from lookalike.imaging.loading import load_image
+
+    def build(runtime):
+        method = get_method(name, runtime=runtime)
+        return lambda path: method.extract(load_image(path))
+
+    labels = {"torch": "kornia eager", "onnx": "ONNX Runtime"}
+    return {labels[runtime]: build(runtime) for runtime in ("torch", "onnx")
+            if only is None or runtime == only}
+
+
+def local_extract_section(counts: dict[str, int]) -> None:
+    for name, count in counts.items():
+        run = local_extractors(name)
+        paths = sample(count)
+        for forward in run.values():  # warm up: models built, graphs exported and loaded
+            forward(paths[0])
+        times = {label: [] for label in run}
+        keypoints = []
+        before = load()
+        for path in paths:
+            for label, forward in run.items():
+                started = time.perf_counter()
+                found = forward(path)
+                times[label].append(time.perf_counter() - started)
+            keypoints.append(len(found["keypoints"]))
+        after = load()
+        base = np.median(times["kornia eager"])
+        print(f"\n### extraction, {name} at 800 px, {len(paths)} dev photos, "
+              f"~{int(np.mean(keypoints))} keypoints ({before} -> {after})\n")
+        print("| runtime | p50 ms | p95 ms | x kornia eager (p50) | peak RSS MB (3 photos) |")
+        print("|---|---:|---:|---:|---:|")
+        for runtime, (label, values) in zip(("torch", "onnx"), times.items()):
+            result = subprocess.run([sys.executable, __file__, "--child-local",
+                                     f"{name}:{runtime}", "--photos", str(min(count, 3))],
+                                    capture_output=True, text=True, check=True)
+            peak = float(result.stdout.strip().splitlines()[-1])
+            print(f"| {label} | {1000 * np.median(values):.0f} | "
+                  f"{1000 * np.percentile(values, 95):.0f} | {np.median(values) / base:.2f} | "
+                  f"{peak:.0f} |", flush=True)
+
+
+def lighterglue_section(count: int) -> None:
+    from lookalike.features.registry import get_method
+    from lookalike.imaging.loading import load_image
+    from lookalike.nets import runtime
+
+    paths, labels = load_dataset(str(MANIFEST))
+    method = get_method("xfeat")
+    query_path = paths[0]
+    same = [p for p, label in zip(paths, labels) if label == labels[0] and p != query_path]
+    others = [p for p, label in zip(paths, labels) if label != labels[0]]
+    chosen = (same[:count // 2] + others[::max(1, len(others) // count)])[:count]
+    query = method.extract(load_image(query_path))
+    candidates = [method.extract(load_image(p)) for p in chosen]
+    for feature in [query, *candidates]:
+        feature["descriptors"] = feature["descriptors"].astype(np.float32)
+    pairs = [(query, candidate) for candidate in candidates]
+    eager = get_method("xfeat", runtime="torch", matcher="lightglue")
+    eager._glue_torch(*pairs[0])  # warm up
+    runtime.run_lightglue("lighterglue-xfeat", pairs[:1])
+    before = load()
+    timings = {}
+    started = time.perf_counter()
+    eager_matches = [eager._glue_torch(a, b) for a, b in pairs]
+    timings["eager kornia (adaptive), one pair a call"] = time.perf_counter() - started
+    started = time.perf_counter()
+    single = [runtime.run_lightglue("lighterglue-xfeat", [pair])[0] for pair in pairs]
+    timings["ONNX Runtime (every layer), one pair a call"] = time.perf_counter() - started
+    started = time.perf_counter()
+    batched = runtime.run_lightglue("lighterglue-xfeat", pairs)
+    timings[f"ONNX Runtime (every layer), {runtime.GLUE_BATCH} pairs a call"] = (
+        time.perf_counter() - started)
+    after = load()
+    shared = [len({tuple(x) for x in e.tolist()} & {tuple(x) for x in o.tolist()})
+              / max(1, len(e)) for e, o in zip(eager_matches, batched)]
+    assert all(np.array_equal(a, b) for a, b in zip(single, batched))
+    keypoints = int(np.mean([len(c["keypoints"]) for c in pairs[0]]))
+    print(f"\n### LighterGlue (XFeat), {len(pairs)} pairs, ~{keypoints} keypoints a side "
+          f"({before} -> {after})\n")
+    print("| LighterGlue | ms a pair | x eager |")
+    print("|---|---:|---:|")
+    base = timings["eager kornia (adaptive), one pair a call"]
+    for name, seconds in timings.items():
+        print(f"| {name} | {1000 * seconds / len(pairs):.1f} | {seconds / base:.2f} |")
+    print(f"\nmatches: eager {sum(map(len, eager_matches))}, ONNX Runtime (every layer) "
+          f"{sum(map(len, batched))}; share of eager's matches found again: "
+          f"median {np.median(shared):.2f}", flush=True)
 
 
 def child_peak(index: int, count: int) -> float:
@@ -239,34 +342,45 @@ def identify_interleaved_section(presets: str, queries: int) -> None:
                       f"{np.median(values) / base:.2f} |", flush=True)
 
 
-def index_section(baseline: Path, count: int) -> None:
+def index_section(baseline: Path, count: int, presets: str = "default",
+                  models: Path | None = None) -> None:
+    """`index build` of `count` dev photos per preset, in --baseline and in this tree, each
+    from an empty feature cache; exported models from `models` (None: a new folder, so the
+    export is counted too)."""
     paths, labels = load_dataset(str(MANIFEST))
     chosen = list(zip(paths, labels))[::max(1, len(paths) // count)][:count]
     with tempfile.TemporaryDirectory() as folder:
         manifest = Path(folder) / "manifest.csv"
         manifest.write_text("path,label\n" + "".join(f"{p},{label}\n" for p, label in chosen))
-        print(f"\n### index build, {len(chosen)} dev photos, --jobs 2, empty caches\n")
-        print("| tree | seconds | photos/s | peak RSS MB | load before -> after |")
-        print("|---|---:|---:|---:|---|")
-        for name, tree in (("before (eager)", baseline), ("after (ONNX Runtime)", REPO)):
-            before = load()
-            script = ("import resource, sys, time\n"
-                      "from lookalike.cli import main\n"
-                      "started = time.perf_counter()\n"
-                      f"code = main(['index', 'build', {str(manifest)!r}, '-o', "
-                      f"{folder + '/' + name[:5] + '.lkidx'!r}, '--jobs', '2', '--quiet'])\n"
-                      "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
-                      "print(time.perf_counter() - started, "
-                      "int(hwm[0].split()[1]) / 1024, code)\n")
-            result = in_tree(tree, [sys.executable, "-c", script],
-                             LOOKALIKE_CACHE=f"{folder}/{name[:5]}.sqlite",
-                             LOOKALIKE_MODELS=f"{folder}/models")
-            if result.returncode != 0:
-                print(f"| {name} | failed: {result.stderr[-300:]!r} |")
-                continue
-            seconds, peak, _ = result.stdout.split()[-3:]
-            print(f"| {name} | {float(seconds):.0f} | {len(chosen) / float(seconds):.2f} | "
-                  f"{float(peak):.0f} | {before} -> {load()} |", flush=True)
+        models_note = f"models from {models}" if models else "models exported in the run"
+        print(f"\n### index build, {len(chosen)} dev photos, --jobs 2, empty feature caches, "
+              f"{models_note}\n")
+        print("| preset | tree | seconds | photos/s | peak RSS MB | load before -> after |")
+        print("|---|---|---:|---:|---:|---|")
+        for preset in presets.split(","):
+            for name, tree in (("baseline", baseline), ("this tree", REPO)):
+                before = load()
+                stem = f"{folder}/{preset}-{name[:4]}"
+                script = ("import resource, sys, time\n"
+                          "from lookalike.cli import main\n"
+                          "started = time.perf_counter()\n"
+                          f"code = main(['index', 'build', {str(manifest)!r}, '-o', "
+                          f"{stem + '.lkidx'!r}, '--preset', {preset!r}, '--jobs', '2', "
+                          "'--quiet'])\n"
+                          "hwm = [l for l in open('/proc/self/status') "
+                          "if l.startswith('VmHWM')]\n"
+                          "print(time.perf_counter() - started, "
+                          "int(hwm[0].split()[1]) / 1024, code)\n")
+                result = in_tree(tree, [sys.executable, "-c", script],
+                                 LOOKALIKE_CACHE=f"{stem}.sqlite",
+                                 LOOKALIKE_MODELS=str(models or f"{folder}/models"))
+                if result.returncode != 0:
+                    print(f"| {preset} | {name} | failed: {result.stderr[-300:]!r} |")
+                    continue
+                seconds, peak, _ = result.stdout.split()[-3:]
+                print(f"| {preset} | {name} ({tree.name}) | {float(seconds):.0f} | "
+                      f"{len(chosen) / float(seconds):.2f} | {float(peak):.0f} | "
+                      f"{before} -> {load()} |", flush=True)
 
 
 def server_section(baseline: Path) -> None:
@@ -325,10 +439,19 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, default=REPO.parent / "main",
                         help="a checkout of the code before the runtime change")
     parser.add_argument("--sections", default="extract,glue,identify,index,server")
+    parser.add_argument("--disk-photos", type=int, default=4)
+    parser.add_argument("--index-presets", default="default")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="exported models for `index` (default: exported in the run)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-local", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child is not None:  # one extractor over the photos, for its peak memory
-        forward = next(iter(extractors(args.child).values()))
+    if args.child is not None or args.child_local:  # one extractor, for its peak memory
+        if args.child_local:
+            name, runtime = args.child_local.split(":")
+            forward = next(iter(local_extractors(name, runtime).values()))
+        else:
+            forward = next(iter(extractors(args.child).values()))
         for path in sample(args.photos):
             forward(path)
         print(peak_rss_mb())
@@ -343,8 +466,12 @@ def main() -> int:
         identify_section(args.baseline, args.presets, args.queries)
     if "identify-interleaved" in sections:
         identify_interleaved_section(args.presets, args.queries)
+    if "local-extract" in sections:
+        local_extract_section({"xfeat": args.photos, "disk": args.disk_photos})
+    if "lighterglue" in sections:
+        lighterglue_section(args.pairs)
     if "index" in sections:
-        index_section(args.baseline, args.index_photos)
+        index_section(args.baseline, args.index_photos, args.index_presets, args.models)
     if "server" in sections:
         server_section(args.baseline)
     return 0
