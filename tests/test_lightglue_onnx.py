@@ -1,6 +1,11 @@
-"""LightGlue on ONNX Runtime, several pairs to a call, gives eager LightGlue's matches.
+"""LightGlue on ONNX Runtime gives eager LightGlue's matches: adaptive and full depth.
 
-The exported graph runs every layer (no early exit, no point pruning: the pairs of a batch
+The adaptive path (lookalike.nets.glue_steps: the layers step one by one, with kornia's early
+exit and point pruning) is compared with kornia's LightGlue at its default settings.
+Tolerance: at least 95% of eager's matches found, and no more than 5% others (measured on
+these pairs: identical sets, the same layer of exit and the same points pruned).
+
+The one-graph export runs every layer (no early exit, no point pruning: the pairs of a batch
 share their shapes), so it is compared with kornia's LightGlue set to do the same
 (depth_confidence = width_confidence = -1). Tolerance: at least 98% of eager's matches found,
 and no more than 2% others (measured on these pairs: identical sets).
@@ -18,7 +23,7 @@ from lookalike.features.contract import Method
 from lookalike.features.registry import get_method
 from lookalike.imaging.loading import load_image
 from lookalike.matching.geometry import no_match
-from lookalike.nets import runtime
+from lookalike.nets import glue_steps, runtime
 from lookalike.nets.learned import matcher
 from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
 from tests.conftest import LANDMARKS, manifest_rows
@@ -40,6 +45,11 @@ def features(landmarks_dir, tmp_path_factory):
 def eager_full_depth(a: dict, b: dict) -> set[tuple[int, int]]:
     model = copy.deepcopy(matcher("lightglue-aliked"))
     model.conf.depth_confidence = model.conf.width_confidence = -1
+    return eager(model, a, b)[0]
+
+
+def eager(model, a: dict, b: dict) -> tuple[set[tuple[int, int]], int]:
+    """kornia's matches of the pair and the number of layers it ran."""
 
     def side(feature):
         return {"keypoints": torch.from_numpy(feature["keypoints"])[None],
@@ -48,7 +58,33 @@ def eager_full_depth(a: dict, b: dict) -> set[tuple[int, int]]:
 
     with torch.inference_mode():
         out = model({"image0": side(a), "image1": side(b)})
-    return {tuple(pair) for pair in out["matches"][0].tolist()}
+    return {tuple(pair) for pair in out["matches"][0].tolist()}, int(out["stop"])
+
+
+def test_adaptive_onnx_lightglue_matches_eager_adaptive_lightglue(features):
+    model = matcher("lightglue-aliked")
+    config = glue_steps.glue_config("lightglue-aliked")
+    assert (config["n_layers"], config["depth_confidence"], config["width_confidence"]) == (
+        model.conf.n_layers, model.conf.depth_confidence, model.conf.width_confidence)
+    assert np.array_equal(glue_steps.confidence_thresholds(config["n_layers"]),
+                          model.confidence_thresholds.numpy())
+    pairs = [(features[0], features[1]), (features[0], features[2]), (features[1], features[2]),
+             (features[0], features[3]), (features[3], features[2])]
+    alone = [glue_steps.run_adaptive("lightglue-aliked", [pair])[0] for pair in pairs]
+    together = glue_steps.run_adaptive("lightglue-aliked", pairs, batch=3)  # padded, exits
+    stops = set()
+    for ours_alone, ours_together, (a, b) in zip(alone, together, pairs):
+        theirs, stop = eager(model, a, b)
+        stops.add(stop)
+        for found in (ours_alone, ours_together):
+            ours = {tuple(pair) for pair in found.tolist()}
+            assert len(ours & theirs) >= 0.95 * len(theirs), (len(ours), len(theirs), stop)
+            assert len(ours - theirs) <= 0.05 * max(1, len(theirs))
+    assert min(stops) < model.conf.n_layers  # some pair exits early: the adaptive path ran
+    assert len(alone[0]) > 50 and len(alone[3]) < len(alone[0])  # same landmark vs not
+    assert glue_steps.run_adaptive("lightglue-aliked", [(features[0], features[1])],
+                                   depth_confidence=-1, width_confidence=-1)[0].shape == \
+        runtime.run_lightglue("lightglue-aliked", [(features[0], features[1])])[0].shape
 
 
 def test_batched_onnx_lightglue_matches_eager_lightglue(features):
@@ -69,8 +105,10 @@ def test_batched_onnx_lightglue_matches_eager_lightglue(features):
     assert len(batched[0]) > 50 and len(batched[3]) < len(batched[0])  # same landmark vs not
 
 
-def test_match_many_is_match_pair_by_pair(features):
-    method = get_method("aliked", max_keypoints=512, matcher="lightglue")
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_match_many_is_match_pair_by_pair(features, adaptive):
+    method = get_method("aliked", max_keypoints=512, matcher="lightglue",
+                        glue_adaptive=adaptive)
     query, candidates = features[1], [features[0], features[2], features[3]]
     together = method.match_many(query, candidates)
     for match, candidate in zip(together, candidates):

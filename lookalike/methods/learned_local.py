@@ -20,6 +20,7 @@ the original photo.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import zlib
@@ -66,6 +67,11 @@ class LearnedLocal(Method):
     ratio: float = 0.9  # mutual nearest neighbours: Lowe's ratio test (1.0 = none)
     device: str = "auto"
     shortlist: int = 30  # a gallery's scores: each query verifies its ASMK top `shortlist`
+    # LightGlue as designed: it stops after the layer where enough points are confident and
+    # drops points sure not to match between layers (kornia's defaults); False runs every
+    # layer on every point (on ONNX Runtime: one graph, several pairs a call).
+    glue_adaptive: bool = True
+    glue_keypoints: int = 0  # LightGlue reads each side's best this many keypoints; 0 = all
     # Where the networks run: "onnx" (ONNX Runtime, graphs exported once; no torch at run
     # time) or "torch" (kornia's eager model). "" = the first of the class's `runtimes`.
     runtime: str = ""
@@ -162,14 +168,25 @@ class LearnedLocal(Method):
         return self.glue_many([(a, b)])[0]
 
     def glue_many(self, pairs: list[tuple[dict, dict]]) -> list[np.ndarray]:
-        """LightGlue's tentative matches (K x 2) of each (A, B) pair: on ONNX Runtime several
-        pairs to a call (every layer run), in eager PyTorch one by one (kornia's adaptive
-        depth and width)."""
+        """LightGlue's tentative matches (K x 2) of each (A, B) pair. On ONNX Runtime,
+        adaptive: the layers step one by one with early exit and pruning
+        (lookalike.nets.glue_steps); else every layer, several pairs to a call. In eager
+        PyTorch, kornia's LightGlue pair by pair."""
+        if self.glue_keypoints > 0:  # features hold keypoints best score first: a prefix
+            pairs = [(self._best(a), self._best(b)) for a, b in pairs]
         if self.runtime == "onnx":
+            if self.glue_adaptive:
+                from lookalike.nets.glue_steps import run_adaptive
+
+                return run_adaptive(self.glue, pairs)
             from lookalike.nets.runtime import run_lightglue
 
             return run_lightglue(self.glue, pairs)
         return [self._glue_torch(a, b) for a, b in pairs]
+
+    def _best(self, feature: dict) -> dict:
+        return dict(feature, keypoints=feature["keypoints"][:self.glue_keypoints],
+                    descriptors=feature["descriptors"][:self.glue_keypoints])
 
     def _glue_torch(self, a: dict, b: dict) -> np.ndarray:
         import torch
@@ -180,7 +197,7 @@ class LearnedLocal(Method):
         if len(a["keypoints"]) < 2 or len(b["keypoints"]) < 2:
             return np.zeros((0, 2), np.int64)
         device = resolve_device(self.device)
-        model = matcher(self.glue).to(device)
+        model = (matcher(self.glue) if self.glue_adaptive else _full_depth(self.glue)).to(device)
 
         def side(feature):
             return {"keypoints": torch.from_numpy(np.asarray(feature["keypoints"], np.float32))
@@ -243,3 +260,15 @@ class LearnedLocal(Method):
 
     def gallery_shortlist(self) -> int:
         return self.shortlist
+
+
+@functools.cache
+def _full_depth(name: str):
+    """kornia's LightGlue `name` with early exit and pruning off (every layer, every point)."""
+    import copy
+
+    from lookalike.nets.learned import matcher
+
+    model = copy.deepcopy(matcher(name))
+    model.conf.depth_confidence = model.conf.width_confidence = -1
+    return model

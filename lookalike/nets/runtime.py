@@ -245,9 +245,12 @@ def export_all() -> list[Path]:
     for variant in ("aliked-n16",):
         aliked_session(variant, 1024)
         paths.append(model_path("aliked", variant, k=1024))
+    from lookalike.nets.glue_steps import export_steps
+
     for name in ("lightglue-aliked",):
         lightglue_session(name)
         paths.append(model_path("lightglue", name))
+        paths += export_steps(name)  # the adaptive path (`accurate`'s matcher)
     return paths
 
 
