@@ -8,9 +8,13 @@ Sections (each reports the load average beside its figures):
   keypoints + descriptors), kornia's stock `ALIKED.forward`, our eager pass
   (`runtime="torch"`: aliked_sparse) and ONNX Runtime (`runtime="onnx"`), interleaved photo
   by photo; then each one's peak RSS in a child process over the same photos.
-- glue: LightGlue on one query against `--pairs` dev photos: eager kornia (adaptive depth and
-  width, what `accurate` ran before), ONNX Runtime one pair a call, and ONNX Runtime in batches
-  (`runtime.GLUE_BATCH` pairs a call); ms a pair.
+- glue: LightGlue on shortlists of `--pairs` real pairs (a dev photo against dev photos; an
+  oxford_hard query against its positives and negatives): eager kornia (adaptive depth and
+  width), ONNX Runtime full depth (one graph, batches), ONNX Runtime adaptive
+  (lookalike.nets.glue_steps: one pair a call, a shortlist stepping together, 512 keypoints);
+  ms a pair, agreement with eager, and the work done against the time.
+- glue-accuracy: oxford_hard ranked by aliked + LightGlue alone for `--glue-variants`
+  (adaptive, adaptive512, adaptive256, full): mAP, P@1, P@5, seconds.
 - identify-interleaved: `identify` end to end against 1,000 references in this process, ONNX
   Runtime and eager PyTorch alternating query by query.
 - identify, index, server: the same script (benchmarks/identify_speed.py, `lookalike index
@@ -231,51 +235,138 @@ def child_peak(index: int, count: int) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def glue_section(count: int) -> None:
+def glue_features(paths: list[str]) -> list[dict]:
+    """ALIKED features of the photos (from the feature cache, as the pipeline reads them)."""
+    from lookalike.features.cache import open_cache
+    from lookalike.features.extract import extract_features
     from lookalike.features.registry import get_method
-    from lookalike.imaging.loading import load_image
-    from lookalike.nets import runtime
+
+    items = extract_features(get_method("aliked"), paths, open_cache(None), 1, quiet=True)
+    assert not items.errors, items.errors
+    found = dict(zip(items.paths, items.features))
+    return [found[p] for p in paths]
+
+
+def glue_shortlists(count: int) -> dict[str, tuple[str, list[str]]]:
+    """Two shortlists of `count` real pairs: a dev photo against dev photos of its landmark
+    and of others; an oxford_hard query against its positives and hard negatives."""
+    from lookalike.evaluation.query_sets import load_query_sets
 
     paths, labels = load_dataset(str(MANIFEST))
-    method = get_method("aliked")
-    query_path = paths[0]
-    same = [p for p, label in zip(paths, labels) if label == labels[0] and p != query_path]
+    query = paths[0]
+    same = [p for p, label in zip(paths, labels) if label == labels[0] and p != query]
     others = [p for p, label in zip(paths, labels) if label != labels[0]]
-    chosen = (same[:count // 2] + others[::max(1, len(others) // count)])[:count]
-    query = method.extract(load_image(query_path))
-    candidates = [method.extract(load_image(p)) for p in chosen]
-    for feature in [query, *candidates]:
-        feature["descriptors"] = feature["descriptors"].astype(np.float32)
-    pairs = [(query, candidate) for candidate in candidates]
+    dev = (same[:count // 2] + others[::max(1, len(others) // count)])[:count]
+    oxford = load_query_sets(MANIFEST.parents[1] / "oxford_hard")[0]
+    return {"dev photos": (query, dev),
+            f"oxford_hard {oxford.name}": (oxford.query, oxford.gallery[:count])}
+
+
+def shared_share(reference: np.ndarray, found: np.ndarray) -> float:
+    theirs = {tuple(x) for x in reference.tolist()}
+    return len(theirs & {tuple(x) for x in found.tolist()}) / max(1, len(theirs))
+
+
+def glue_section(count: int) -> None:
+    """LightGlue per pair on two shortlists: eager kornia (adaptive), ONNX Runtime full depth
+    (one graph, `GLUE_BATCH` pairs a call), ONNX Runtime adaptive (one pair a call, and the
+    whole shortlist stepping through the layers together), and adaptive on each side's best
+    512 keypoints. The one-pair-a-call variants alternate pair by pair (same load); the
+    batched ones run as blocks between them. Then the work the adaptive path did (layers
+    run, points left, GFLOP estimated from the layer shapes) against its time."""
+    from lookalike.features.registry import get_method
+
     eager = get_method("aliked", runtime="torch", matcher="lightglue")
-    eager.glue_matches(*pairs[0])  # warm up
+    for title, (query_path, chosen) in glue_shortlists(count).items():
+        glue_shortlist(eager, title, query_path, chosen)
+
+
+def timed(seconds: dict, name: str, run, *args, **kwargs):
+    started = time.perf_counter()
+    result = run(*args, **kwargs)
+    seconds[name] += time.perf_counter() - started
+    return result
+
+
+def glue_shortlist(eager, title: str, query_path: str, chosen: list[str]) -> None:
+    from lookalike.nets import glue_steps, runtime
+
+    query, *candidates = glue_features([query_path, *chosen])
+    pairs = [(query, candidate) for candidate in candidates]
+    best = [tuple(dict(x, keypoints=x["keypoints"][:512],
+                       descriptors=x["descriptors"][:512]) for x in pair)
+            for pair in pairs]
+    eager.glue_matches(*pairs[0])  # warm up: models built, graphs exported and loaded
     runtime.run_lightglue("lightglue-aliked", pairs[:1])
+    glue_steps.run_adaptive("lightglue-aliked", pairs[:2], batch=2)
+    names = ["eager kornia, adaptive, one pair a call",
+             "ONNX Runtime, adaptive, one pair a call",
+             "ONNX Runtime, adaptive, 512 keypoints, one pair a call",
+             f"ONNX Runtime, full depth, {runtime.GLUE_BATCH} pairs a call (before)",
+             f"ONNX Runtime, adaptive, {len(pairs)} pairs step together"]
+    seconds = dict.fromkeys(names, 0.0)
+    found = {name: [] for name in names}
+    trace: list = []
     before = load()
-    timings = {}
-    started = time.perf_counter()
-    eager_matches = [eager.glue_matches(a, b) for a, b in pairs]
-    timings["eager kornia (adaptive), one pair a call"] = time.perf_counter() - started
-    started = time.perf_counter()
-    single = [runtime.run_lightglue("lightglue-aliked", [pair])[0] for pair in pairs]
-    timings["ONNX Runtime, one pair a call"] = time.perf_counter() - started
-    started = time.perf_counter()
-    batched = runtime.run_lightglue("lightglue-aliked", pairs)
-    timings[f"ONNX Runtime, {runtime.GLUE_BATCH} pairs a call"] = time.perf_counter() - started
+    run = glue_steps.run_adaptive
+    layers = []
+    for number, (pair, small) in enumerate(zip(pairs, best)):
+        found[names[0]].append(timed(seconds, names[0], eager.glue_matches, *pair))
+        ran = len(trace)
+        found[names[1]] += timed(seconds, names[1], run, "lightglue-aliked", [pair],
+                                 trace=trace)
+        layers.append(len(trace) - ran)
+        found[names[2]] += timed(seconds, names[2], run, "lightglue-aliked", [small])
+        if number == len(pairs) // 2:  # the batched runs between the halves
+            found[names[3]] = timed(seconds, names[3], runtime.run_lightglue,
+                                    "lightglue-aliked", pairs)
+            found[names[4]] = timed(seconds, names[4], run, "lightglue-aliked", pairs,
+                                    batch=len(pairs))
     after = load()
-    shared = [len({tuple(x) for x in e.tolist()} & {tuple(x) for x in o.tolist()})
-              / max(1, len(e)) for e, o in zip(eager_matches, batched)]
-    assert all(np.array_equal(a, b) for a, b in zip(single, batched))
     keypoints = int(np.mean([len(c["keypoints"]) for c in pairs[0]]))
-    print(f"\n### LightGlue (ALIKED), {len(pairs)} pairs, ~{keypoints} keypoints a side "
-          f"({before} -> {after})\n")
-    print("| LightGlue | ms a pair | x eager |")
-    print("|---|---:|---:|")
-    base = timings["eager kornia (adaptive), one pair a call"]
-    for name, seconds in timings.items():
-        print(f"| {name} | {1000 * seconds / len(pairs):.0f} | {seconds / base:.2f} |")
-    print(f"\nmatches: eager {sum(map(len, eager_matches))}, ONNX Runtime (every layer) "
-          f"{sum(map(len, batched))}; share of eager's matches found again: "
-          f"median {np.median(shared):.2f}", flush=True)
+    print(f"\n### LightGlue (ALIKED) on a shortlist of {len(pairs)} pairs, {title}, "
+          f"~{keypoints} keypoints a side ({before} -> {after})\n")
+    print("| LightGlue | ms a pair | x eager | matches | share of eager's matches "
+          "found (median) |")
+    print("|---|---:|---:|---:|---:|")
+    base = seconds[names[0]]
+    for name in names:
+        share = np.median([shared_share(e, o) for e, o in zip(found[names[0]],
+                                                              found[name])])
+        print(f"| {name} | {1000 * seconds[name] / len(pairs):.0f} | "
+              f"{seconds[name] / base:.2f} | {sum(map(len, found[name]))} | "
+              f"{share:.3f} |", flush=True)
+    layers = np.array(layers)
+    flops = sum(glue_steps.layer_flops(t[2], t[3]) for t in trace)
+    full = len(pairs) * 9 * glue_steps.layer_flops(keypoints, keypoints)
+    adaptive = seconds[names[1]]
+    print(f"\nadaptive: layers run a pair {layers.mean():.1f} (min {layers.min()}, max "
+          f"{layers.max()}); points a side a layer {np.mean([t[2:] for t in trace]):.0f}; "
+          f"~{flops / len(pairs) / 1e9:.1f} GFLOP a pair (full depth "
+          f"{full / len(pairs) / 1e9:.1f}): {flops / adaptive / 1e9:.0f} GFLOP/s measured",
+          flush=True)
+
+
+def glue_accuracy_section(variants: str) -> None:
+    """oxford_hard ranked by `aliked` with LightGlue alone (ASMK, then LightGlue + MAGSAC++
+    inliers on each query's 20 photos): mAP, P@1, P@5, for LightGlue variants (adaptive on
+    1,024, 512 or 256 keypoints a side; full depth). Features and pair results come from the
+    feature cache where they are there (the glue section measures the cost)."""
+    from lookalike.evaluation.query_sets import evaluate_query_sets
+
+    settings = {"adaptive": {}, "adaptive512": {"glue_keypoints": 512},
+                "adaptive256": {"glue_keypoints": 256}, "full": {"glue_adaptive": False}}
+    dataset = MANIFEST.parents[1] / "oxford_hard"
+    print("\n### oxford_hard, aliked + LightGlue alone (ASMK, LightGlue + MAGSAC++ on all "
+          "20 photos a query)\n")
+    print("| LightGlue | mAP | P@1 | P@5 |")
+    print("|---|---:|---:|---:|")
+    for name in variants.split(","):
+        found = evaluate_query_sets(dataset, "aliked", method_settings={
+            "matcher": "lightglue", **settings[name]})
+        entry = found["methods"]["aliked"]
+        print(f"| {name} | {entry['map']:.3f} | {entry['p_at_1']:.3f} | {entry['p_at_5']:.3f} |",
+              flush=True)
 
 
 def in_tree(tree: Path, command: list[str], timeout: int = 3600, **kwargs):
@@ -443,6 +534,8 @@ def main() -> int:
     parser.add_argument("--index-presets", default="default")
     parser.add_argument("--models", type=Path, default=None,
                         help="exported models for `index` (default: exported in the run)")
+    parser.add_argument("--glue-variants", default="adaptive,adaptive512",
+                        help="glue-accuracy: adaptive, adaptive512, adaptive256, full")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-local", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -462,6 +555,8 @@ def main() -> int:
         extract_section(args.photos)
     if "glue" in sections:
         glue_section(args.pairs)
+    if "glue-accuracy" in sections:
+        glue_accuracy_section(args.glue_variants)
     if "identify" in sections:
         identify_section(args.baseline, args.presets, args.queries)
     if "identify-interleaved" in sections:

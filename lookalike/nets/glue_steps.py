@@ -201,11 +201,13 @@ def _chunks(ids: list[int], size: int):
 
 def run_adaptive(name: str, pairs: list[tuple[dict, dict]], batch: int = GLUE_STEP_BATCH,
                  depth_confidence: float | None = None,
-                 width_confidence: float | None = None) -> list[np.ndarray]:
+                 width_confidence: float | None = None, trace: list | None = None
+                 ) -> list[np.ndarray]:
     """LightGlue's matches (K x 2 index pairs into A's and B's keypoints) of each (A, B)
     feature pair, with early exit and point pruning as kornia's LightGlue takes them
     (its settings for `name` unless given; -1 turns one off). `batch` pairs step through a
-    layer together, padded to the longest."""
+    layer together, padded to the longest. `trace`, if given, gets (pair, layer, points of
+    A, points of B) for each layer a pair runs (benchmarks count the work with it)."""
     config = glue_config(name)
     rules = _Rules(int(config["n_layers"]),
                    config["depth_confidence"] if depth_confidence is None else depth_confidence,
@@ -216,6 +218,9 @@ def run_adaptive(name: str, pairs: list[tuple[dict, dict]], batch: int = GLUE_ST
     for index in range(rules.layers):
         exits = []
         for ids in _chunks(list(active), batch):
+            if trace is not None:
+                trace += [(i, index, len(active[i].kept[0]), len(active[i].kept[1]))
+                          for i in ids]
             outputs = _layer(name, index, [active[i] for i in ids])
             for row, i in enumerate(ids):
                 verdict = rules.step(active[i], index, outputs, row)
@@ -228,6 +233,17 @@ def run_adaptive(name: str, pairs: list[tuple[dict, dict]], batch: int = GLUE_ST
                 results[i] = found
                 del active[i]
     return results
+
+
+def layer_flops(points0: int, points1: int, dim: int = 256) -> int:
+    """Multiply-adds x 2 of one LightGlue layer (self blocks on both sides, cross block) on
+    that many points: the projections, the attention products and the feed-forward nets."""
+    flops = 0
+    for k in (points0, points1):  # self: Wqkv, q.k, attention x v, out_proj, ffn
+        flops += 2 * k * dim * 3 * dim + 4 * k * k * dim + 2 * k * dim * dim + 12 * k * dim * dim
+    total = points0 + points1  # cross: to_qk, to_v, to_out, ffn; sim and two products
+    flops += 6 * total * dim * dim + 12 * total * dim * dim + 6 * points0 * points1 * dim
+    return flops
 
 
 def export_steps(name: str) -> list[Path]:
