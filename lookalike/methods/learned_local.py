@@ -8,9 +8,11 @@ subclass in `lookalike/methods/` that names its network and its LightGlue weight
 
 A pair is matched either by mutual nearest neighbours with a ratio test (`matcher="mnn"`,
 ~10 ms) or by LightGlue (`matcher="lightglue"`, better on hard views), and the tentative
-matches then go through MAGSAC++ (`lookalike.matching.geometry`). Because LightGlue costs far
-more, a pipeline verifies a shortlist with it, never every pair, and hands the shortlist over
-at once (`match_many`), so that ONNX Runtime runs several pairs to a call.
+matches then go through MAGSAC++ (`lookalike.matching.geometry`). LightGlue runs on ONNX
+Runtime as designed, adaptive (lookalike.nets.glue_steps: it stops after the layer where enough
+points are confident and drops points sure not to match), and still costs far more than MNN,
+so a pipeline verifies a shortlist with it, never every pair, and hands the shortlist over at
+once (`match_many`).
 
 A feature holds keypoints (x, y in the pixels of the image bounded to `max_side`, 800 by
 default), unit descriptors (float16 on disk), detection scores, the feature image's size and its scale to

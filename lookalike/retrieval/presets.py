@@ -9,7 +9,7 @@ calibration shipped for a preset is refused by any other (see `lookalike.retriev
   neighbours + MAGSAC++.
 - `default`: ALIKED-n16 for both roles: ASMK over ALIKED descriptors, then mutual nearest
   neighbours + MAGSAC++ on the shortlist. One extraction serves both stages.
-- `accurate`: as `default`, but LightGlue matches the shortlist (0.25 s a pair on a CPU).
+- `accurate`: as `default`, but LightGlue (adaptive, on ONNX Runtime) matches the shortlist.
 
 Other pairings (`index build --global augnet --local verified`, the previous pipeline) work
 too, with a calibration fitted on them (`evaluate --identify --fit-calibration`).
