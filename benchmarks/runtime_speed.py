@@ -11,8 +11,8 @@ Sections (each reports the load average beside its figures):
 - glue: LightGlue on shortlists of `--pairs` real pairs (a dev photo against dev photos; an
   oxford_hard query against its positives and negatives): eager kornia (adaptive depth and
   width), ONNX Runtime full depth (one graph, batches), ONNX Runtime adaptive
-  (lookalike.nets.glue_steps: one pair a call, a shortlist stepping together, 512 keypoints);
-  ms a pair, agreement with eager, and the work done against the time.
+  (lookalike.nets.runtime.run_adaptive: one pair a call, a shortlist stepping together,
+  512 keypoints); ms a pair, agreement with eager, and the work done against the time.
 - glue-accuracy: oxford_hard ranked by aliked + LightGlue alone for `--glue-variants`
   (adaptive, adaptive512, adaptive256, full): mAP, P@1, P@5, seconds.
 - identify-interleaved: `identify` end to end against 1,000 references in this process, ONNX
@@ -289,7 +289,7 @@ def timed(seconds: dict, name: str, run, *args, **kwargs):
 
 
 def glue_shortlist(eager, title: str, query_path: str, chosen: list[str]) -> None:
-    from lookalike.nets import glue_steps, runtime
+    from lookalike.nets import runtime
 
     query, *candidates = glue_features([query_path, *chosen])
     pairs = [(query, candidate) for candidate in candidates]
@@ -298,7 +298,7 @@ def glue_shortlist(eager, title: str, query_path: str, chosen: list[str]) -> Non
             for pair in pairs]
     eager.glue_matches(*pairs[0])  # warm up: models built, graphs exported and loaded
     runtime.run_lightglue("lightglue-aliked", pairs[:1])
-    glue_steps.run_adaptive("lightglue-aliked", pairs[:2], batch=2)
+    runtime.run_adaptive("lightglue-aliked", pairs[:2], batch=2)
     names = ["eager kornia, adaptive, one pair a call",
              "ONNX Runtime, adaptive, one pair a call",
              "ONNX Runtime, adaptive, 512 keypoints, one pair a call",
@@ -308,7 +308,7 @@ def glue_shortlist(eager, title: str, query_path: str, chosen: list[str]) -> Non
     found = {name: [] for name in names}
     trace: list = []
     before = load()
-    run = glue_steps.run_adaptive
+    run = runtime.run_adaptive
     layers = []
     for number, (pair, small) in enumerate(zip(pairs, best)):
         found[names[0]].append(timed(seconds, names[0], eager.glue_matches, *pair))
@@ -337,8 +337,8 @@ def glue_shortlist(eager, title: str, query_path: str, chosen: list[str]) -> Non
               f"{seconds[name] / base:.2f} | {sum(map(len, found[name]))} | "
               f"{share:.3f} |", flush=True)
     layers = np.array(layers)
-    flops = sum(glue_steps.layer_flops(t[2], t[3]) for t in trace)
-    full = len(pairs) * 9 * glue_steps.layer_flops(keypoints, keypoints)
+    flops = sum(runtime.layer_flops(t[2], t[3]) for t in trace)
+    full = len(pairs) * 9 * runtime.layer_flops(keypoints, keypoints)
     adaptive = seconds[names[1]]
     print(f"\nadaptive: layers run a pair {layers.mean():.1f} (min {layers.min()}, max "
           f"{layers.max()}); points a side a layer {np.mean([t[2:] for t in trace]):.0f}; "

@@ -1,7 +1,7 @@
 """LightGlue on ONNX Runtime gives eager LightGlue's matches: adaptive and full depth.
 
-The adaptive path (lookalike.nets.glue_steps: the layers step one by one, with kornia's early
-exit and point pruning) is compared with kornia's LightGlue at its default settings.
+The adaptive path (lookalike.nets.runtime.run_adaptive: the layers step one by one, with
+kornia's early exit and point pruning) is compared with kornia's LightGlue at its default settings.
 Tolerance: at least 95% of eager's matches found, and no more than 5% others (measured on
 these pairs: identical sets, the same layer of exit and the same points pruned).
 
@@ -23,7 +23,7 @@ from lookalike.features.contract import Method
 from lookalike.features.registry import get_method
 from lookalike.imaging.loading import load_image
 from lookalike.matching.geometry import no_match
-from lookalike.nets import glue_steps, runtime
+from lookalike.nets import runtime
 from lookalike.nets.learned import matcher
 from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet
 from tests.conftest import LANDMARKS, manifest_rows
@@ -63,15 +63,15 @@ def eager(model, a: dict, b: dict) -> tuple[set[tuple[int, int]], int]:
 
 def test_adaptive_onnx_lightglue_matches_eager_adaptive_lightglue(features):
     model = matcher("lightglue-aliked")
-    config = glue_steps.glue_config("lightglue-aliked")
+    config = runtime.glue_config("lightglue-aliked")
     assert (config["n_layers"], config["depth_confidence"], config["width_confidence"]) == (
         model.conf.n_layers, model.conf.depth_confidence, model.conf.width_confidence)
-    assert np.array_equal(glue_steps.confidence_thresholds(config["n_layers"]),
+    assert np.array_equal(runtime.confidence_thresholds(config["n_layers"]),
                           model.confidence_thresholds.numpy())
     pairs = [(features[0], features[1]), (features[0], features[2]), (features[1], features[2]),
              (features[0], features[3]), (features[3], features[2])]
-    alone = [glue_steps.run_adaptive("lightglue-aliked", [pair])[0] for pair in pairs]
-    together = glue_steps.run_adaptive("lightglue-aliked", pairs, batch=3)  # padded, exits
+    alone = [runtime.run_adaptive("lightglue-aliked", [pair])[0] for pair in pairs]
+    together = runtime.run_adaptive("lightglue-aliked", pairs, batch=3)  # padded, exits
     stops = set()
     for ours_alone, ours_together, (a, b) in zip(alone, together, pairs):
         theirs, stop = eager(model, a, b)
@@ -82,7 +82,7 @@ def test_adaptive_onnx_lightglue_matches_eager_adaptive_lightglue(features):
             assert len(ours - theirs) <= 0.05 * max(1, len(theirs))
     assert min(stops) < model.conf.n_layers  # some pair exits early: the adaptive path ran
     assert len(alone[0]) > 50 and len(alone[3]) < len(alone[0])  # same landmark vs not
-    assert glue_steps.run_adaptive("lightglue-aliked", [(features[0], features[1])],
+    assert runtime.run_adaptive("lightglue-aliked", [(features[0], features[1])],
                                    depth_confidence=-1, width_confidence=-1)[0].shape == \
         runtime.run_lightglue("lightglue-aliked", [(features[0], features[1])])[0].shape
 

@@ -9,10 +9,10 @@ subclass in `lookalike/methods/` that names its network and its LightGlue weight
 A pair is matched either by mutual nearest neighbours with a ratio test (`matcher="mnn"`,
 ~10 ms) or by LightGlue (`matcher="lightglue"`, better on hard views), and the tentative
 matches then go through MAGSAC++ (`lookalike.matching.geometry`). LightGlue runs on ONNX
-Runtime as designed, adaptive (lookalike.nets.glue_steps: it stops after the layer where enough
-points are confident and drops points sure not to match), and still costs far more than MNN,
-so a pipeline verifies a shortlist with it, never every pair, and hands the shortlist over at
-once (`match_many`).
+Runtime as designed, adaptive (lookalike.nets.runtime.run_adaptive: it stops after the layer
+where enough points are confident and drops points sure not to match), and still costs far
+more than MNN, so a pipeline verifies a shortlist with it, never every pair, and hands the
+shortlist over at once (`match_many`).
 
 A feature holds keypoints (x, y in the pixels of the image bounded to `max_side`, 800 by
 default), unit descriptors (float16 on disk), detection scores, the feature image's size and its scale to
@@ -172,13 +172,13 @@ class LearnedLocal(Method):
     def glue_many(self, pairs: list[tuple[dict, dict]]) -> list[np.ndarray]:
         """LightGlue's tentative matches (K x 2) of each (A, B) pair. On ONNX Runtime,
         adaptive: the layers step one by one with early exit and pruning
-        (lookalike.nets.glue_steps); else every layer, several pairs to a call. In eager
-        PyTorch, kornia's LightGlue pair by pair."""
+        (lookalike.nets.runtime.run_adaptive); else every layer, several pairs to a call.
+        In eager PyTorch, kornia's LightGlue pair by pair."""
         if self.glue_keypoints > 0:  # features hold keypoints best score first: a prefix
             pairs = [(self._best(a), self._best(b)) for a, b in pairs]
         if self.runtime == "onnx":
             if self.glue_adaptive:
-                from lookalike.nets.glue_steps import run_adaptive
+                from lookalike.nets.runtime import run_adaptive
 
                 return run_adaptive(self.glue, pairs)
             from lookalike.nets.runtime import run_lightglue

@@ -1,4 +1,4 @@
-"""LightGlue exported in steps, for an adaptive run on ONNX Runtime (lookalike.nets.glue_steps).
+"""LightGlue exported in steps, for an adaptive run on ONNX Runtime (runtime.run_adaptive).
 
 Why: the one-graph export (lookalike.nets.export.LightGlueGraph) runs all nine layers on
 every keypoint, ~80 GFLOP a pair at 1,024 keypoints a side: ~1 s a pair on two cores. LightGlue
@@ -6,7 +6,8 @@ was designed to do far less: it stops after the layer where enough points are co
 (depth confidence) and drops, between layers, the points it is sure will not match (width
 confidence). Both are decisions on data, between layers, which one traced graph cannot take.
 So the network is exported in pieces, each a small graph with dynamic batch and keypoint
-counts, and a numpy driver (glue_steps) runs them and takes the decisions in between:
+counts, and a numpy driver (lookalike.nets.runtime.run_adaptive) runs them and takes the
+decisions in between:
 
 - `GlueStart`: input projection and the positional encoding (kornia's learnable Fourier
   features, as the rotary embedding's cos/sin pair).
@@ -40,8 +41,9 @@ class GlueStart(LightGlueGraph):
 
 class GlueLayer(LightGlueGraph):
     """Transformer layer `index` on padded pairs (valid0 B x M, valid1 B x N mark the real
-    points) -> next0, next1 (the new desc0, desc1), and before the last layer also confidence0/1 (token
-    confidence) and matchability0/1 (the layer's assignment head), B x M / B x N each."""
+    points) -> next0, next1 (the new desc0, desc1), and before the last layer also
+    confidence0/1 (token confidence) and matchability0/1 (the layer's assignment head),
+    B x M / B x N each."""
 
     def __init__(self, model, index: int):
         super().__init__(model)
@@ -62,7 +64,6 @@ class GlueLayer(LightGlueGraph):
         return (desc0, desc1, token(desc0)[..., 0], token(desc1)[..., 0],
                 torch.sigmoid(head.matchability(desc0))[..., 0],
                 torch.sigmoid(head.matchability(desc1))[..., 0])
-
 
     # Padding is kept out of attention by a bias of -1e9 on padded keys, folded into the
     # attention's product as one more column of the queries (ones) and of the keys (the
