@@ -150,3 +150,17 @@ def test_the_pipeline_verifies_a_shortlist_in_one_call():
     assert local.calls == [4]
     pipeline.verify(items[0], ReferenceSet(items, Global()), [0, 1, 5])  # two met before, one new
     assert local.calls == [4, 1]
+
+
+def test_step_graphs_are_keyed_by_step_and_versions(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOOKALIKE_MODELS", str(tmp_path))
+    path = runtime.step_path("lightglue-aliked", "layer", 0)
+    assert path.parent == tmp_path and "lightglue-aliked" in path.name
+    others = {runtime.step_path("lightglue-aliked", "layer", 1),
+              runtime.step_path("lightglue-aliked", "assign", 0),
+              runtime.step_path("lightglue-disk", "layer", 0)}
+    monkeypatch.setattr(runtime, "STEPS_VERSION", runtime.STEPS_VERSION + 1)
+    others.add(runtime.step_path("lightglue-aliked", "layer", 0))
+    monkeypatch.setattr(runtime, "EXPORT_VERSION", runtime.EXPORT_VERSION + 1)
+    others.add(runtime.step_path("lightglue-aliked", "layer", 0))
+    assert len(others) == 5 and path not in others

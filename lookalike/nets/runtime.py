@@ -298,11 +298,16 @@ def _export_glue_step(name: str, step: str, index: int, path: Path) -> None:
     export_glue_step(matcher(name), step, index, path)
 
 
+def step_path(name: str, step: str, index: int = 0) -> Path:
+    """The file of one step of LightGlue `name` ("start", "layer" or "assign" `index`)."""
+    return model_path("lightglue-steps", name, step=f"{step}{index}", v=STEPS_VERSION)
+
+
 @functools.cache
 def step_session(name: str, step: str, index: int = 0):
     """ONNX Runtime's session of one step of LightGlue `name`: "start", "layer" `index`
     or "assign" `index`."""
-    path = model_path("lightglue-steps", name, step=f"{step}{index}", v=STEPS_VERSION)
+    path = step_path(name, step, index)
     ensure_exported(path, functools.partial(_export_glue_step, name, step, index),
                     f"{name} {step} {index}")
     return open_session(path)
@@ -477,8 +482,7 @@ def export_steps(name: str) -> list[Path]:
     steps = [("start", 0)] + [(step, i) for i in range(layers) for step in ("layer", "assign")]
     for step, index in steps:
         step_session(name, step, index)
-    return [model_path("lightglue-steps", name, step=f"{step}{index}", v=STEPS_VERSION)
-            for step, index in steps]
+    return [step_path(name, step, index) for step, index in steps]
 
 
 def export_all() -> list[Path]:
