@@ -93,8 +93,11 @@ class LearnedLocal(Method):
         return LoadOptions(gray=self.gray, min_long_side=self.max_side)
 
     def score_key(self) -> str:
-        """Pair results depend on the features and the matcher, not on the shortlist size."""
-        settings = {key: value for key, value in self.settings().items() if key != "shortlist"}
+        """Pair results depend on the features and the matcher, not on the shortlist size
+        (nor, with mutual nearest neighbours, on LightGlue's settings)."""
+        unused = {"shortlist"} | ({"glue_adaptive", "glue_keypoints"}
+                                  if self.matcher != "lightglue" else set())
+        settings = {key: value for key, value in self.settings().items() if key not in unused}
         spec = {"name": self.name, "version": self.version, "settings": settings}
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
