@@ -8,6 +8,15 @@ default matcher (MNN + MAGSAC++). Per size: keypoints inside the object's polygo
 the share verified, the IoU of the inliers' hull with the polygons, and the extraction time
 per photo. The gallery side at twice the resolution is what overlapping 2 x 2 tiles of the
 photo at 800 px each would describe.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/scales.py --views whole,tiles [--presets default]
+
+With `--views`, the gallery (each query's 5 positives and 15 negatives) is described in each
+way (`views`: "whole", or "tiles" = whole + 2 x 2 overlapping tiles at 1.67x, one photo to the
+pipeline), the queries whole, and `lookalike evaluate`'s query-set protocol runs for asmk,
+aliked and fused (lookalike.evaluation.query_sets): mAP, P@1, P@5, per-query AP, keypoints in
+the polygons, positives verified, their IoU, the open set, and the extraction time per photo
+(`--time N` photos extracted afresh, no cache).
 """
 
 from __future__ import annotations
@@ -36,13 +45,86 @@ from lookalike.features.registry import get_method
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford_hard"
 
 
+def extraction_seconds(method, photos: list[str]) -> float:
+    """Seconds per photo to decode and describe `photos` (no cache; one warm-up first)."""
+    from lookalike.imaging.loading import decode_image, read_bytes
+
+    def describe(photo):
+        return method.extract(decode_image(read_bytes(photo), photo, method.load_options()))
+
+    describe(photos[0])  # sessions and models loaded outside the timing
+    started = time.perf_counter()
+    for photo in photos:
+        describe(photo)
+    return (time.perf_counter() - started) / len(photos)
+
+
+def compare_views(args, sets) -> None:
+    """Each gallery description (`--views`) through evaluate's query-set protocol, side by
+    side: the figures as Markdown rows, and the per-query AP."""
+    import json
+    import os
+
+    from lookalike.evaluation.query_sets import evaluate_query_sets
+    from lookalike.features.registry import get_method
+
+    photos = [p for s in sets for p in s.gallery][::max(1, 160 // max(1, args.time))]
+    photos = photos[:args.time]
+    rows, per_query, results = [], [], {}
+    for preset in args.presets.split(","):
+        for views in args.views.split(","):
+            started = time.perf_counter()
+            result = evaluate_query_sets(DATA, "asmk,aliked,fused", cache=args.cache,
+                                         queries=[s.name for s in sets],
+                                         method_settings={"views": views, "preset": preset})
+            seconds = time.perf_counter() - started
+            results[f"{preset}/{views}"] = result
+            local = get_method("fused", preset=preset, views=views).parts()[1]
+            cost = extraction_seconds(local, photos) if args.time else float("nan")
+            methods = result["methods"]
+            fused = methods["fused"]
+            loc, ops = fused["localisation"], fused["open_set"]
+            load = os.getloadavg()[0]
+            rows.append(
+                f"| {preset} | {views} | {methods['asmk']['map']:.3f} | "
+                f"{methods['aliked']['map']:.3f} / {methods['aliked']['p_at_1']:.3f} | "
+                f"{fused['map']:.3f} | {fused['p_at_1']:.3f} | {fused['p_at_5']:.3f} | "
+                f"{loc['mean_keypoints_inside']:.0f} | {loc['verified']}/{loc['positives']} | "
+                f"{loc['mean_iou_verified']:.2f} | {ops['positives_named']:.0%} | "
+                f"{ops['negatives_naming_own_query']:.1%} | {cost:.2f} | {seconds:.0f} | "
+                f"{load:.1f} |")
+            per_query.append(f"| {preset} fused, {views} | " + " | ".join(
+                f"{fused['per_query'][s.name]['ap']:.3f}" for s in sets) + " |")
+            print(rows[-1], flush=True)
+    print("\n| preset | gallery views | asmk mAP | aliked mAP / P@1 | fused mAP | fused P@1 | "
+          "fused P@5 | keypoints in the object | positives verified | IoU (verified) | "
+          "open set: positives named | negatives naming own query | extraction s/photo | "
+          "run s | load |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    print("\n| AP per query | " + " | ".join(s.name for s in sets) + " |")
+    print("|---|" + "---:|" * len(sets))
+    print("\n".join(per_query))
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sides", default="800,1600")
+    parser.add_argument("--views", default=None,
+                        help="compare gallery descriptions, e.g. whole,tiles (evaluate's protocol)")
+    parser.add_argument("--presets", default="default")
+    parser.add_argument("--time", type=int, default=8,
+                        help="photos extracted afresh to time each description (0: none)")
+    parser.add_argument("--output", default=None, help="--views: all results as JSON")
     parser.add_argument("--cache", default=None)
     parser.add_argument("--queries", default=None)
     args = parser.parse_args()
     sets = load_query_sets(DATA, args.queries.split(",") if args.queries else None)
+    if args.views:
+        compare_views(args, sets)
+        return
     cache = open_cache(args.cache)
     base = get_method("aliked")
     queries = extract_features(base, [s.query for s in sets], cache, 1, quiet=True)

@@ -55,11 +55,22 @@ class Asmk(Method):
     max_keypoints: int | None = None
     device: str = "auto"
     runtime: str | None = None  # the local method's runtime (None: its default)
+    views: str | None = None  # the local method's views of a gallery photo and of a query
+    query_views: str | None = None
 
     def local_method(self) -> Method:
+        views = {key: value for key, value in (("views", self.views),
+                                                ("query_views", self.query_views)) if value}
         return get_method(self.local, gray=self.gray, max_side=self.max_side,
                           max_keypoints=self.max_keypoints, device=self.device,
-                          runtime=self.runtime)
+                          runtime=self.runtime, **views)
+
+    def query_method(self) -> Method:
+        """ASMK of the local method's query features (e.g. the whole view only)."""
+        local = self.local_method()
+        if local.query_method() is local:
+            return self
+        return dataclasses.replace(self, views=self.query_views or "whole")
 
     def words(self) -> asmk.Codebook:
         cached = self.__dict__.get("_codebook")
@@ -80,6 +91,11 @@ class Asmk(Method):
                     "codebook": self.words().digest}
         if self.multiple_assignment > 1:  # older cache keys stay valid without it
             settings["multiple_assignment"] = self.multiple_assignment
+        return settings
+
+    def calibration_settings(self):
+        settings = dict(self.cache_settings())
+        settings["local"] = [self.local, self.local_method().calibration_settings()]
         return settings
 
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
