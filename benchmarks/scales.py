@@ -19,7 +19,9 @@ the polygons, positives verified, their IoU, the open set, and the extraction ti
 (`--time N` photos extracted afresh, no cache), and the verification time per pair.
 With `--matcher lightglue` (or mnn) it only verifies each positive against its query, with
 the gallery described in each of `--views`: the localisation part, for the `accurate`
-preset's matcher at a fraction of the cost.
+preset's matcher at a fraction of the cost. With `--dev DATASET` (e.g. the dev photos or a
+manifest of some of them) it runs `lookalike evaluate`'s protocol there for `--methods`, each
+photo a query (whole) against the others described in each of `--views`.
 """
 
 from __future__ import annotations
@@ -124,6 +126,25 @@ def localise_views(args, sets) -> None:
               f"{1000 * spent / len(photos):.0f} | {os.getloadavg()[0]:.1f} |", flush=True)
 
 
+def dev_views(args) -> None:
+    """`lookalike evaluate`'s dev protocol (every photo a query, whole, against the others as
+    gallery photos in each of `--views`) on `--dev` (a folder or manifest), side by side."""
+    import os
+
+    from lookalike.evaluation.evaluate import evaluate
+
+    print("| dataset | gallery views | method | mAP | P@1 | pair AP | score s | load |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for views in args.views.split(","):
+        result = evaluate(args.dev, args.methods, cache=args.cache,
+                          method_settings={"views": views})
+        for row in result.rows:
+            print(f"| {Path(args.dev).name} ({len(result.paths)} photos) | {views} | "
+                  f"{row['method']} | {row['map']:.3f} | {row['p_at_1']:.3f} | "
+                  f"{row['pair_ap']:.3f} | {row['score_s']:.0f} | {os.getloadavg()[0]:.1f} |",
+                  flush=True)
+
+
 def compare_views(args, sets) -> None:
     """Each gallery description (`--views`) through evaluate's query-set protocol, side by
     side: the figures as Markdown rows, and the per-query AP."""
@@ -183,6 +204,9 @@ def main() -> None:
                         help="compare gallery descriptions, e.g. whole,tiles (evaluate's protocol)")
     parser.add_argument("--presets", default="default")
     parser.add_argument("--query-views", default="whole", help="with --matcher")
+    parser.add_argument("--dev", default=None,
+                        help="with --views: evaluate's dev protocol on this dataset instead")
+    parser.add_argument("--methods", default="asmk,aliked", help="with --dev")
     parser.add_argument("--matcher", default=None,
                         help="with --views: localisation only, by this matcher (mnn, "
                              "lightglue), positives against their query")
@@ -193,6 +217,9 @@ def main() -> None:
     parser.add_argument("--queries", default=None)
     args = parser.parse_args()
     sets = load_query_sets(DATA, args.queries.split(",") if args.queries else None)
+    if args.views and args.dev:
+        dev_views(args)
+        return
     if args.views and args.matcher:
         localise_views(args, sets)
         return

@@ -129,12 +129,16 @@ def mutual_nearest(a: np.ndarray, b: np.ndarray, ratio: float = 1.0,
         similarity[rows, best_b] = -2.0
         if groups_b is not None and len(np.unique(groups_b)) > 1:
             groups_b = np.asarray(groups_b)
-            second = np.full(len(a), -2.0, np.float32)
-            for group in np.unique(groups_b):
-                columns = groups_b == group
-                mine = groups_b[best_b] == group
-                if mine.any():
-                    second[mine] = similarity[np.ix_(mine, columns)].max(axis=1)
+            order = np.argsort(groups_b, kind="stable")  # the views' rows are in order already
+            if (order != np.arange(len(order))).any():
+                similarity, best_in = similarity[:, order], np.argsort(order)[best_b]
+            else:
+                best_in = best_b
+            grouped = groups_b[order]
+            starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+            group_max = np.maximum.reduceat(similarity, starts, axis=1)  # rows x groups
+            which = np.searchsorted(starts, best_in, side="right") - 1
+            second = group_max[rows, which]
         else:
             second = similarity.max(axis=1)
         d1 = np.sqrt(np.maximum(2.0 - 2.0 * top, 0.0))
