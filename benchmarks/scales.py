@@ -138,7 +138,7 @@ def dev_views(args) -> None:
     for views in args.views.split(","):
         result = evaluate(args.dev, args.methods, cache=args.cache,
                           method_settings={"views": views})
-        for row in result.rows:
+        for row in result:
             print(f"| {Path(args.dev).name} ({len(result.paths)} photos) | {views} | "
                   f"{row['method']} | {row['map']:.3f} | {row['p_at_1']:.3f} | "
                   f"{row['pair_ap']:.3f} | {row['score_s']:.0f} | {os.getloadavg()[0]:.1f} |",
