@@ -148,3 +148,16 @@ def test_index_build_with_tiles_identifies_and_verifies(tmp_path, capsys):
     assert 0 < len(points) <= best["inliers"]
     assert (points >= -1).all() and (points[:, 0] <= width + 1).all() \
         and (points[:, 1] <= height + 1).all()
+
+
+def test_lightglue_matches_the_best_views(o15):
+    """LightGlue (`accurate`) against a tiled photo: the whole view and its best tile, each
+    in its own frame, the matches back in the whole frame for MAGSAC++."""
+    method = get_method("aliked", matcher="lightglue")
+    pairs = method._glue_view_pairs(o15["query"], o15["tiles"])
+    assert pairs[0] == (0, 0) and len(pairs) == 2 and pairs[1][0] == 0 and pairs[1][1] >= 1
+    whole = method.match_many(o15["query"], [o15["whole"]])[0]
+    tiles = method.match_many(o15["query"], [o15["tiles"]])[0]
+    assert tiles.inliers > whole.inliers and tiles.verified
+    assert (tiles.points_b >= -1).all() and (tiles.points_b <= o15["tiles"]["size"] + 1).all()
+    assert method.match(o15["tiles"], o15["query"]).inliers == tiles.inliers
