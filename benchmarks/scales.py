@@ -21,7 +21,9 @@ With `--matcher lightglue` (or mnn) it only verifies each positive against its q
 the gallery described in each of `--views`: the localisation part, for the `accurate`
 preset's matcher at a fraction of the cost. With `--dev DATASET` (e.g. the dev photos or a
 manifest of some of them) it runs `lookalike evaluate`'s protocol there for `--methods`, each
-photo a query (whole) against the others described in each of `--views`.
+photo a query (whole) against the others described in each of `--views`. With
+`--rank-matcher lightglue`, aliked alone ranks (ASMK top 30 verified by LightGlue, as
+`accurate` verifies), without fused's open set.
 """
 
 from __future__ import annotations
@@ -145,6 +147,28 @@ def dev_views(args) -> None:
                   flush=True)
 
 
+def rank_views(args, sets) -> None:
+    """aliked alone (ASMK top 30, verified by `--rank-matcher`) ranking each query's photos
+    described in each of `--views`: mAP, P@1, P@5 and AP per query (no open set)."""
+    import os
+
+    from lookalike.evaluation.query_sets import evaluate_query_sets
+
+    print(f"| aliked, {args.rank_matcher} | gallery views | mAP | P@1 | P@5 | "
+          + " | ".join(s.name for s in sets) + " | run s | load |")
+    print("|---|---|---:|---:|---:|" + "---:|" * len(sets) + "---:|---:|")
+    for views in args.views.split(","):
+        result = evaluate_query_sets(DATA, "aliked", cache=args.cache,
+                                     queries=[s.name for s in sets],
+                                     method_settings={"views": views,
+                                                      "matcher": args.rank_matcher})
+        entry = result["methods"]["aliked"]
+        print(f"| aliked | {views} | {entry['map']:.3f} | {entry['p_at_1']:.3f} | "
+              f"{entry['p_at_5']:.3f} | "
+              + " | ".join(f"{entry['per_query'][s.name]['ap']:.3f}" for s in sets)
+              + f" | {entry['seconds']:.0f} | {os.getloadavg()[0]:.1f} |", flush=True)
+
+
 def compare_views(args, sets) -> None:
     """Each gallery description (`--views`) through evaluate's query-set protocol, side by
     side: the figures as Markdown rows, and the per-query AP."""
@@ -204,6 +228,8 @@ def main() -> None:
                         help="compare gallery descriptions, e.g. whole,tiles (evaluate's protocol)")
     parser.add_argument("--presets", default="default")
     parser.add_argument("--query-views", default="whole", help="with --matcher")
+    parser.add_argument("--rank-matcher", default=None,
+                        help="with --views: aliked's ranking alone, verified by this matcher")
     parser.add_argument("--dev", default=None,
                         help="with --views: evaluate's dev protocol on this dataset instead")
     parser.add_argument("--methods", default="asmk,aliked", help="with --dev")
@@ -219,6 +245,9 @@ def main() -> None:
     sets = load_query_sets(DATA, args.queries.split(",") if args.queries else None)
     if args.views and args.dev:
         dev_views(args)
+        return
+    if args.views and args.rank_matcher:
+        rank_views(args, sets)
         return
     if args.views and args.matcher:
         localise_views(args, sets)
