@@ -161,3 +161,16 @@ def test_lightglue_matches_the_best_views(o15):
     assert tiles.inliers > whole.inliers and tiles.verified
     assert (tiles.points_b >= -1).all() and (tiles.points_b <= o15["tiles"]["size"] + 1).all()
     assert method.match(o15["tiles"], o15["query"]).inliers == tiles.inliers
+
+
+def test_explain_describes_photo_b_in_tiles(o15, tmp_path, capsys):
+    """`explain A B --views tiles`: B (where the landmark is small) in tiles; the inliers
+    found are those of the pipeline's matcher against the tiled photo."""
+    query, photo = o15["set"].query, o15["photo"]
+    output = tmp_path / "match.png"
+    assert main(["explain", query, photo, "-o", str(output), "--views", "tiles", "-q",
+                 "--json"]) in (0, 1)
+    found = json.loads(capsys.readouterr().out)
+    expected = get_method("aliked").match(o15["query"], o15["tiles"])
+    assert found["candidates"][0]["inliers"] == expected.inliers > 0
+    assert output.is_file()
