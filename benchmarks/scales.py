@@ -139,7 +139,7 @@ def dev_views(args) -> None:
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for views in args.views.split(","):
         result = evaluate(args.dev, args.methods, cache=args.cache,
-                          method_settings={"views": views})
+                          method_settings={"views": views, "search_views": args.search_views})
         for row in result:
             print(f"| {Path(args.dev).name} ({len(result.paths)} photos) | {views} | "
                   f"{row['method']} | {row['map']:.3f} | {row['p_at_1']:.3f} | "
@@ -186,10 +186,12 @@ def compare_views(args, sets) -> None:
             started = time.perf_counter()
             result = evaluate_query_sets(DATA, "asmk,aliked,fused", cache=args.cache,
                                          queries=[s.name for s in sets],
-                                         method_settings={"views": views, "preset": preset})
+                                         method_settings={"views": views, "preset": preset,
+                                                          "search_views": args.search_views})
             seconds = time.perf_counter() - started
             results[f"{preset}/{views}"] = result
-            local = get_method("fused", preset=preset, views=views).parts()[1]
+            local = get_method("fused", preset=preset, views=views,
+                               search_views=args.search_views).parts()[1]
             cost = extraction_seconds(local, photos) if args.time else float("nan")
             pair_ms = verification_ms(preset, views, sets, args.cache)
             methods = result["methods"]
@@ -228,6 +230,8 @@ def main() -> None:
                         help="compare gallery descriptions, e.g. whole,tiles (evaluate's protocol)")
     parser.add_argument("--presets", default="default")
     parser.add_argument("--query-views", default="whole", help="with --matcher")
+    parser.add_argument("--search-views", default="all",
+                        help="which views ASMK searches: all, or whole (tiles verify only)")
     parser.add_argument("--rank-matcher", default=None,
                         help="with --views: aliked's ranking alone, verified by this matcher")
     parser.add_argument("--dev", default=None,

@@ -67,6 +67,11 @@ def test_views_are_one_photo_in_the_whole_views_frame(o15):
     method = get_method("aliked", views="tiles")
     back = method.decode(method.encode(tiles))
     np.testing.assert_array_equal(back["view"], tiles["view"])
+    # searching the whole view only aggregates exactly the whole feature's descriptors
+    searched = get_method("asmk", views="tiles", search_views="whole").aggregate(tiles)
+    plain = get_method("asmk").aggregate(whole)
+    for name in plain:
+        np.testing.assert_array_equal(searched[name], plain[name])
 
 
 def test_tiles_put_more_keypoints_on_a_small_object_and_match_it(o15):
@@ -119,6 +124,11 @@ def test_queries_are_described_whole():
     assert [p.query_method() is p for p in asked.parts()] == [True, True]
     with pytest.raises(ValueError):
         dataclasses.replace(local, views="mosaic")
+    # ASMK may search the whole views alone, the tiles then serving verification only
+    whole_search = get_method("fused", views="tiles", search_views="whole").parts()[0]
+    assert whole_search.search_views == "whole"
+    assert whole_search.cache_key() != ranker.cache_key()
+    assert whole_search.calibration_settings() == get_method("asmk").calibration_settings()
 
 
 def test_index_build_with_tiles_identifies_and_verifies(tmp_path, capsys):

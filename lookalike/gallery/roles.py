@@ -40,7 +40,7 @@ def method_record(method: Method) -> dict[str, Any]:
             "settings": json.loads(json.dumps(method.settings(), default=str))}
 
 
-VIEW_SETTINGS = ("views", "query_views")  # how photos are described, not which pipeline
+VIEW_SETTINGS = ("views", "query_views", "search_views")  # how photos are described, not which pipeline
 
 
 def pipeline_methods(preset: str | None = None, global_name: str | None = None,

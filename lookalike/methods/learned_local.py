@@ -149,12 +149,16 @@ class LearnedLocal(Method):
     views: str = "whole"
     query_views: str = "whole"
     glue_views: int = 2  # LightGlue against a tiled photo: its whole view + the best tiles
+    search_views: str = "all"  # the views its ASMK ranker searches: "all" or "whole"
 
     def __post_init__(self):
         for name in ("views", "query_views"):
             if getattr(self, name) not in VIEWS:
                 raise ValueError(f"{self.name}: {name} must be one of {', '.join(VIEWS)}, "
                                  f"not {getattr(self, name)!r}")
+        if self.search_views not in ("all", "whole"):
+            raise ValueError(f"{self.name}: search_views must be all or whole, "
+                             f"not {self.search_views!r}")
         if self.glue_views < 1:
             raise ValueError(f"{self.name}: glue_views must be at least 1")
         if self.matcher not in MATCHERS:
@@ -179,8 +183,9 @@ class LearnedLocal(Method):
         """Pair results depend on the features and the matcher, not on the shortlist size
         (nor, with mutual nearest neighbours, on LightGlue's settings; nor, where every photo
         is described whole, on the views' settings: those keys stay as they were)."""
-        unused = {"shortlist"} | ({"glue_adaptive", "glue_keypoints", "glue_views"}
-                                  if self.matcher != "lightglue" else set())
+        unused = {"shortlist", "search_views"} | (
+            {"glue_adaptive", "glue_keypoints", "glue_views"} if self.matcher != "lightglue"
+            else set())
         if self.views == self.query_views == "whole":
             unused |= {"views", "query_views", "glue_views"}
         settings = {key: value for key, value in self.settings().items() if key not in unused}
@@ -426,7 +431,8 @@ class LearnedLocal(Method):
             return None
         return get_method("asmk", local=self.name, gray=self.gray, max_side=self.max_side,
                           max_keypoints=self.max_keypoints, device=self.device,
-                          views=self.views, query_views=self.query_views)
+                          views=self.views, query_views=self.query_views,
+                          search_views=self.search_views)
 
     def gallery_shortlist(self) -> int:
         return self.shortlist

@@ -95,6 +95,7 @@ class Fused(Method):
     # lookalike.methods.learned_local: "whole" or "tiles")
     views: str | None = None
     query_views: str | None = None
+    search_views: str | None = None  # "whole": ASMK searches the whole views only
 
     def __post_init__(self):
         from lookalike.retrieval.presets import get_preset
@@ -108,7 +109,8 @@ class Fused(Method):
         cached = self.__dict__.get("_parts")
         if cached is None:
             common = {"gray": self.gray, "device": self.device, "weights": self.weights,
-                      "views": self.views, "query_views": self.query_views}
+                      "views": self.views, "query_views": self.query_views,
+                      "search_views": self.search_views}
             cached = self.__dict__["_parts"] = self._preset.methods(**common)
         return cached
 
