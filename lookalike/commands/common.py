@@ -39,10 +39,12 @@ def run_handler(args: argparse.Namespace) -> int:
 
 
 def add_common_options(parser: argparse.ArgumentParser, gray: bool = True,
-                       deep: bool = True, folders: bool = True, pixels: bool = True) -> None:
+                       deep: bool = True, folders: bool = True, pixels: bool = True,
+                       views: bool = True) -> None:
     """Options every feature-extracting command shares (`deep`: it runs the deep methods, so
     `--weights` and `--device` mean something to it; `folders`: it walks folders of photos
-    and honours `--exclude`; `pixels`: it honours `--max-pixels`)."""
+    and honours `--exclude`; `pixels`: it honours `--max-pixels`; `views`: it describes
+    gallery photos, `--views`)."""
     from lookalike.imaging.limits import DEFAULT_MAX_PIXELS
 
     group = parser.add_argument_group("common options")
@@ -82,6 +84,14 @@ def add_common_options(parser: argparse.ArgumentParser, gray: bool = True,
                            help="pipeline for fused, index and evaluate --identify: fast, "
                                 "default or accurate (see `lookalike presets`); identify and "
                                 "verify use their index's and accept only that one")
+    if deep and views:
+        group.add_argument("--views", dest="gallery_views", choices=("whole", "tiles"),
+                           default=None,
+                           help="how the learned local features (aliked, asmk, fused, index "
+                                "build) describe a gallery photo: whole (default) or tiles (the "
+                                "whole photo + 2 x 2 overlapping tiles at 1.67x the resolution, "
+                                "for small and distant landmarks); queries stay whole; "
+                                "identify and verify use their index's")
 
 
 def add_engine_option(parser: argparse.ArgumentParser, help: str) -> None:
@@ -143,10 +153,11 @@ def cache_option(args: argparse.Namespace):
 
 
 def method_settings_from_args(args: argparse.Namespace) -> dict:
-    """The common options (`--weights`, `--device`, `--preset`) as `get_method`'s shared
+    """The common options (`--weights`, `--device`, `--preset`, `--views`) as `get_method`'s shared
     settings: each applies to the methods that have it."""
     return {"weights": getattr(args, "weights", None), "device": getattr(args, "device", None),
-            "preset": getattr(args, "preset", None)}
+            "preset": getattr(args, "preset", None),
+            "views": getattr(args, "gallery_views", None)}
 
 
 def report_errors(errors: dict[str, str]) -> int:

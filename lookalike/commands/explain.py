@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     extract = local_extractor(cache_from_args(args), args.jobs, args.quiet)
     try:
         explanation = explain(args.photo_a, args.photo_b, extract, args.preset, args.regions,
-                              Settings(threshold=args.threshold), args.calibration)
+                              Settings(threshold=args.threshold), args.calibration,
+                              args.gallery_views)
     except ImageLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERRORS

@@ -155,7 +155,7 @@ def run_build(args: argparse.Namespace) -> int:
     check_new_index(args.output, args.force)
     global_method, local_method = pipeline_methods(args.preset, args.global_method,
                                                    args.local_method, args.weights,
-                                                   args.codebook)
+                                                   args.codebook, args.gallery_views)
     if args.shards is not None and (args.shards < 1 or
                                     not global_method.inverted_file_shape()[0]):
         raise UsageError(f"--shards: a positive count, for a global method with an inverted "

@@ -41,7 +41,7 @@ def add_command(subparsers) -> None:
                              "the size augnet embeds at; smaller is faster but less faithful)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from MODEL.pt.ckpt (and reuse MODEL.pt.prep.pt)")
-    add_common_options(parser, gray=False, folders=False, pixels=False)
+    add_common_options(parser, gray=False, folders=False, pixels=False, views=False)
     parser.set_defaults(handler=run)
 
 

@@ -168,7 +168,11 @@ def compare(
     errors: dict[str, str] = {}
     chosen = [get_method(name, method_settings, gray=gray)
               for name in parse_methods(methods)]
-    query_sets = extract_feature_sets(chosen, query_paths, feature_cache, jobs, quiet, max_pixels)
+    # queries against a gallery: each side described as the method describes it (a query
+    # may take fewer views than a gallery photo); photos against each other: as a gallery
+    asked = [method.query_method() for method in chosen] if gallery_paths is not None \
+        else chosen
+    query_sets = extract_feature_sets(asked, query_paths, feature_cache, jobs, quiet, max_pixels)
     gallery_sets = (extract_feature_sets(chosen, gallery_paths, feature_cache, jobs, quiet,
                                          max_pixels)
                     if gallery_paths is not None else query_sets)

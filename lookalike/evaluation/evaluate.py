@@ -23,7 +23,7 @@ from lookalike.evaluation.options import GRAY_MODES
 from lookalike.evaluation.results import EvaluationResult, SimilarityMatrix
 from lookalike.features.cache import open_cache
 from lookalike.features.contract import FeatureSet, Method
-from lookalike.features.extract import extract_feature_sets, extracted_together
+from lookalike.features.extract import extract_feature_sets, extract_features, extracted_together
 from lookalike.features.registry import get_method, parse_methods
 from lookalike.imaging.loading import DEFAULT_MAX_PIXELS, find_images
 
@@ -155,8 +155,14 @@ def evaluate(
     matrices: dict[str, SimilarityMatrix] = {}
     for method, features, extract_seconds, computed in runs:
         items = [features.feature_of(path) for path in kept_paths]
+        queries = items
+        asked = method.query_method()
+        if asked is not method:  # each photo as a query in fewer views than as a gallery photo
+            as_queries = extract_features(asked, kept_paths, feature_cache, jobs, quiet,
+                                          max_pixels)
+            queries = [as_queries.feature_of(path) for path in kept_paths]
         start = time.perf_counter()
-        scores = score_matrix(method, items, items, jobs=jobs, quiet=quiet)
+        scores = score_matrix(method, queries, items, jobs=jobs, quiet=quiet)
         score_seconds = time.perf_counter() - start
         matrices[method.label()] = SimilarityMatrix(method.label(), shown, shown, scores)
         metrics = retrieval_metrics(scores, kept_labels)

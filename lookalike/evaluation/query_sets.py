@@ -174,18 +174,24 @@ def evaluate_query_sets(dataset: str | os.PathLike, methods: str | Sequence[str]
                               "methods": {}, "errors": {}}
     for name in parse_methods(methods):
         method = get_method(name, method_settings)
+        asked = method.query_method()  # a query may be described in fewer views
         started = time.perf_counter()
         features = extract_features(method, paths, store, jobs, quiet)
+        as_queries = features if asked is method else \
+            extract_features(asked, paths, store, jobs, quiet)
         result["errors"].update(features.errors)
+        result["errors"].update(as_queries.errors)
         feature_of = dict(zip(features.paths, features.features))
+        query_of = {path: feature for path, feature in zip(as_queries.paths, as_queries.features)
+                    if path in feature_of}
         key_of = dict(zip(features.paths, features.content_keys))
         per_query = {}
         for chosen in sets:
             gallery = [p for p in chosen.gallery if p in feature_of]
-            if chosen.query not in feature_of or not gallery:
+            if chosen.query not in query_of or not gallery:
                 continue
             relevant = np.isin(gallery, chosen.positives)
-            row = score_matrix(method, [feature_of[chosen.query]],
+            row = score_matrix(method, [query_of[chosen.query]],
                                [feature_of[p] for p in gallery], cache=store,
                                query_keys=[key_of[chosen.query]],
                                gallery_keys=[key_of[p] for p in gallery])[0]
@@ -194,12 +200,11 @@ def evaluate_query_sets(dataset: str | os.PathLike, methods: str | Sequence[str]
                                  "per_query": per_query,
                                  "seconds": round(time.perf_counter() - started, 1)}
         if name == "fused":
-            items = {path: feature_of[path] for path in feature_of}
-            entry["localisation"] = localisation(method, sets, items)
-            entry["open_set"] = open_set(method, sets, items)
+            entry["localisation"] = localisation(method, sets, query_of, feature_of)
+            entry["open_set"] = open_set(method, sets, query_of, feature_of)
             if use_text:
                 text, learned = learned_text_log_odds(sets, store, jobs, quiet)
-                entry["open_set_text"] = {**open_set(method, sets, items, text),
+                entry["open_set_text"] = {**open_set(method, sets, query_of, feature_of, text),
                                           "learned_text": learned,
                                           "raised": sum(any(v > 0 for v in added.values())
                                                         for added in text.values())}
@@ -209,16 +214,20 @@ def evaluate_query_sets(dataset: str | os.PathLike, methods: str | Sequence[str]
     return result
 
 
-def localisation(fused, sets: Sequence[QuerySet], items: dict) -> dict[str, Any]:
+def localisation(fused, sets: Sequence[QuerySet], queries: dict,
+                 items: dict | None = None) -> dict[str, Any]:
     """Each positive verified against its query by the pipeline's local matcher: the share
     verified, and the IoU of the inliers' hull (in the positive) with the object's polygons,
-    over the verified positives and over all (an unverified positive counts 0)."""
+    over the verified positives and over all (an unverified positive counts 0). `queries`:
+    photos' items as queries, `items`: as gallery photos (the same unless a gallery photo is
+    described in more views)."""
+    items = queries if items is None else items
     from lookalike.gallery.identify import feature_scale
 
     pipeline = fused.pipeline()
     rows = []
     for chosen in sets:
-        query = items.get(chosen.query)
+        query = queries.get(chosen.query)
         for photo in chosen.positives:
             item = items.get(photo)
             if query is None or item is None:
@@ -265,14 +274,17 @@ def keypoints_inside(points: np.ndarray, polygons: Sequence[np.ndarray]) -> int:
     return int(inside.sum())
 
 
-def open_set(fused, sets: Sequence[QuerySet], items: dict,
+def open_set(fused, sets: Sequence[QuerySet], queries: dict, items: dict | None = None,
              text: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """An index of the query photos alone (one reference a landmark): each positive should
     name its query, each negative should not name its own query (the preset's identify
-    calibration and threshold decide what is named). `text` ({photo: {query: log-odds}},
-    `learned_text_log_odds`) is added to the candidates' logits as `identify --use-text`
-    adds it."""
+    calibration and threshold decide what is named). `queries`/`items`: photos' items as
+    queries and as references (the same unless a reference is described in more views).
+    `text` ({photo: {query: log-odds}}, `learned_text_log_odds`) is added to the candidates'
+    logits as `identify --use-text` adds it."""
     from lookalike.retrieval.calibration import sigmoid
+
+    items = queries if items is None else items
     from lookalike.retrieval.pipeline import ReferenceSet, landmark_candidates
 
     preset = fused._preset
@@ -287,9 +299,9 @@ def open_set(fused, sets: Sequence[QuerySet], items: dict,
     for chosen in references:
         for role, photos in (("positive", chosen.positives), ("negative", chosen.negatives)):
             for photo in photos:
-                if photo not in items:
+                if photo not in queries:
                     continue
-                candidates = landmark_candidates(pipeline, items[photo], gallery, landmark_of,
+                candidates = landmark_candidates(pipeline, queries[photo], gallery, landmark_of,
                                                  preset.verify_landmarks,
                                                  preset.verify_per_landmark)
                 added = (text or {}).get(photo, {})

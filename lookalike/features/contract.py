@@ -122,6 +122,13 @@ class Method:
         """Settings that change the extracted feature (scoring-only settings can be dropped)."""
         return self.settings()
 
+    def calibration_settings(self) -> dict[str, Any]:
+        """The feature settings a calibration fitted on this method's evidence must agree
+        on (`Calibration.check_methods`); `cache_settings` less those that change how much
+        of a photo is described, not what the evidence means (a gallery described in
+        several views)."""
+        return self.cache_settings()
+
     def encode(self, feature: Feature) -> bytes:
         return encode_arrays(feature)
 
@@ -162,6 +169,13 @@ class Method:
         """The search index over stored postings (`lookalike.matching.asmk.Postings`, read
         memory-mapped), for a method with an `inverted_file_shape`."""
         raise NotImplementedError(f"{self.name} has no stored inverted file")
+
+    # A gallery's photos may be described in more detail than a query (several views):
+    def query_method(self) -> Method:
+        """The method that describes a *query* photo where this one describes the gallery's
+        (e.g. the whole photo only, where the gallery's photos are also described as tiles);
+        its features match and search against this method's. Self by default."""
+        return self
 
     # A method whose features are built from other methods' (so their cache entries serve):
     composed: ClassVar[bool] = False  # True: `extract_features` calls `combine_features`

@@ -32,8 +32,8 @@ def identify_many(identifier: Identifier, paths: Sequence[str], extract,
     try:
         for start in range(0, len(paths), CHUNK):
             chunk = list(paths[start:start + CHUNK])
-            globals_, locals_, errors = extract(chunk, identifier.global_method,
-                                                identifier.local_method)
+            globals_, locals_, errors = extract(chunk, identifier.query_global,
+                                                identifier.query_local)
             texts = None
             if identifier.settings.use_text:
                 from lookalike.features.extract import extract_features

@@ -133,6 +133,10 @@ class Identifier:
         self.settings = settings or Settings()
         self.global_method = self.index.global_method
         self.local_method = self.index.local_method
+        # a query is described as the methods describe queries (e.g. the whole photo where
+        # the references are also described as tiles)
+        self.query_global = self.global_method.query_method()
+        self.query_local = self.local_method.query_method()
         self.preset = get_preset(self.index.preset)
         self.calibration = self._calibration(calibration)
         self.pipeline = Pipeline(self.global_method, self.local_method, None)
@@ -214,8 +218,8 @@ class Identifier:
                 decoded[options] = decode_image(data, name, options)
             return decoded[options]
 
-        image = pixels(self.local_method)
-        local_method, global_method = self.local_method, self.global_method
+        local_method, global_method = self.query_local, self.query_global
+        image = pixels(local_method)
         with self._model_lock:  # one forward pass at a time: threads would fight for the cores
             encoded_local = local_method.encode(local_method.extract(image))
             if shares_local(global_method, local_method):

@@ -36,13 +36,17 @@ class Explanation:
 
 
 def verify_pair(path_a: str, path_b: str, extract, preset: str | None = None,
-                settings: Settings | None = None, calibration=None) -> Answer:
-    """`verify A` against a landmark whose only reference is B; raises `ImageLoadError` for
-    an unreadable photo."""
+                settings: Settings | None = None, calibration=None,
+                views: str | None = None) -> Answer:
+    """`verify A` against a landmark whose only reference is B (described in `views`, e.g.
+    "tiles"; None: the preset's); raises `ImageLoadError` for an unreadable photo."""
+    from lookalike.gallery.roles import pipeline_methods
+
+    global_method, local_method = pipeline_methods(preset, views=views)
     with tempfile.TemporaryDirectory(prefix="lookalike-pair-") as folder:
         index_path = Path(folder) / "pair.lkidx"
         report = build_index([GalleryEntry(Landmark(PAIR), [path_b])], index_path, extract,
-                             preset)
+                             preset, global_method, local_method)
         if report.errors:
             path, reason = next(iter(report.errors.items()))
             raise ImageLoadError(path, reason)
@@ -58,10 +62,10 @@ def verify_pair(path_a: str, path_b: str, extract, preset: str | None = None,
 
 def explain(path_a: str, path_b: str, extract, preset: str | None = None,
             regions_path: str | None = None, settings: Settings | None = None,
-            calibration=None) -> Explanation:
+            calibration=None, views: str | None = None) -> Explanation:
     """The pair's answer (`verify_pair`) and its picture: both photos, the inlier lines, the
     region they cover, and any hand-drawn regions."""
-    answer = verify_pair(path_a, path_b, extract, preset, settings, calibration)
+    answer = verify_pair(path_a, path_b, extract, preset, settings, calibration, views)
     best = answer.candidates[0]
     match = best.match
     verdict = "verified" if answer.verified else "not verified"

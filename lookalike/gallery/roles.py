@@ -40,11 +40,16 @@ def method_record(method: Method) -> dict[str, Any]:
             "settings": json.loads(json.dumps(method.settings(), default=str))}
 
 
+VIEW_SETTINGS = ("views", "query_views", "search_views")  # how photos are described, not which pipeline
+
+
 def pipeline_methods(preset: str | None = None, global_name: str | None = None,
                      local_name: str | None = None, weights: str | None = None,
-                     codebook: str | None = None) -> tuple[Method, Method]:
+                     codebook: str | None = None, views: str | None = None
+                     ) -> tuple[Method, Method]:
     """The (global, local) methods of a preset, with either replaced by name if asked (an
-    index built so records no preset: `is_preset` tells)."""
+    index built so records no preset: `is_preset` tells); `views`: how the learned local
+    features describe a reference ("whole" or "tiles"; queries stay whole)."""
     from lookalike.retrieval.presets import get_preset
 
     chosen = get_preset(preset)
@@ -59,6 +64,10 @@ def pipeline_methods(preset: str | None = None, global_name: str | None = None,
     if codebook is not None and global_method.has_setting("codebook"):
         global_method = get_method(global_method.name, **{**global_method.settings(),
                                                           "codebook": codebook})
+    if views is not None:
+        global_method, local_method = (
+            get_method(m.name, **{**m.settings(), "views": views}) if m.has_setting("views")
+            else m for m in (global_method, local_method))
     check_roles(global_method, local_method)
     return global_method, local_method
 
@@ -67,9 +76,14 @@ def is_preset(name: str | None, global_method: Method, local_method: Method) -> 
     """The preset's name when these are exactly its methods, else None."""
     from lookalike.retrieval.presets import get_preset
 
+    def record(method: Method) -> dict[str, Any]:  # a preset's methods in any views
+        found = method_record(method)
+        found["settings"] = {key: value for key, value in found["settings"].items()
+                             if key not in VIEW_SETTINGS}
+        return found
+
     expected = get_preset(name).methods()
-    same = [method_record(m) for m in expected] == [method_record(global_method),
-                                                     method_record(local_method)]
+    same = [record(m) for m in expected] == [record(global_method), record(local_method)]
     return get_preset(name).name if same else None
 
 

@@ -110,10 +110,13 @@ def no_match(matches: int = 0) -> Match:
                  np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
 
 
-def mutual_nearest(a: np.ndarray, b: np.ndarray, ratio: float = 1.0) -> np.ndarray:
+def mutual_nearest(a: np.ndarray, b: np.ndarray, ratio: float = 1.0,
+                   groups_b: np.ndarray | None = None) -> np.ndarray:
     """(index in a, index in b) of mutual nearest neighbours whose distance ratio to the
     second-nearest is below `ratio` (1.0: no ratio test). Descriptors have unit norm, so one
-    matrix product gives every distance."""
+    matrix product gives every distance. With `groups_b` (a group id per row of b: the views
+    of one photo, which describe the same corners more than once), the second-nearest is
+    sought within the nearest's group only."""
     if len(a) < 2 or len(b) < 2:
         return np.zeros((0, 2), np.int64)
     similarity = np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
@@ -124,7 +127,20 @@ def mutual_nearest(a: np.ndarray, b: np.ndarray, ratio: float = 1.0) -> np.ndarr
     if ratio < 1.0:
         top = similarity[rows, best_b].copy()
         similarity[rows, best_b] = -2.0
-        second = similarity.max(axis=1)
+        if groups_b is not None and len(np.unique(groups_b)) > 1:
+            groups_b = np.asarray(groups_b)
+            order = np.argsort(groups_b, kind="stable")  # the views' rows are in order already
+            if (order != np.arange(len(order))).any():
+                similarity, best_in = similarity[:, order], np.argsort(order)[best_b]
+            else:
+                best_in = best_b
+            grouped = groups_b[order]
+            starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+            group_max = np.maximum.reduceat(similarity, starts, axis=1)  # rows x groups
+            which = np.searchsorted(starts, best_in, side="right") - 1
+            second = group_max[rows, which]
+        else:
+            second = similarity.max(axis=1)
         d1 = np.sqrt(np.maximum(2.0 - 2.0 * top, 0.0))
         d2 = np.sqrt(np.maximum(2.0 - 2.0 * second, 0.0))
         keep &= d1 < ratio * d2

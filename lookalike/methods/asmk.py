@@ -55,11 +55,25 @@ class Asmk(Method):
     max_keypoints: int | None = None
     device: str = "auto"
     runtime: str | None = None  # the local method's runtime (None: its default)
+    views: str | None = None  # the local method's views of a gallery photo and of a query
+    query_views: str | None = None
+    # which of a photo's views are searched: "all", or "whole" (the whole view's descriptors
+    # only; the other views then serve verification alone)
+    search_views: str = "all"
 
     def local_method(self) -> Method:
+        views = {key: value for key, value in (("views", self.views),
+                                                ("query_views", self.query_views)) if value}
         return get_method(self.local, gray=self.gray, max_side=self.max_side,
                           max_keypoints=self.max_keypoints, device=self.device,
-                          runtime=self.runtime)
+                          runtime=self.runtime, **views)
+
+    def query_method(self) -> Method:
+        """ASMK of the local method's query features (e.g. the whole view only)."""
+        local = self.local_method()
+        if local.query_method() is local:
+            return self
+        return dataclasses.replace(self, views=self.query_views or "whole")
 
     def words(self) -> asmk.Codebook:
         cached = self.__dict__.get("_codebook")
@@ -80,13 +94,24 @@ class Asmk(Method):
                     "codebook": self.words().digest}
         if self.multiple_assignment > 1:  # older cache keys stay valid without it
             settings["multiple_assignment"] = self.multiple_assignment
+        if self.search_views != "all":
+            settings["search_views"] = self.search_views
+        return settings
+
+    def calibration_settings(self):
+        settings = dict(self.cache_settings())
+        settings["local"] = [self.local, self.local_method().calibration_settings()]
+        settings.pop("search_views", None)  # how much of a photo is searched, as views
         return settings
 
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
         return self.aggregate(self.local_method().extract(image))
 
     def aggregate(self, local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return asmk.aggregate(local["descriptors"], self.words(), self.multiple_assignment)
+        descriptors = local["descriptors"]
+        if self.search_views == "whole" and "view" in local:
+            descriptors = descriptors[local["view"] == 0]
+        return asmk.aggregate(descriptors, self.words(), self.multiple_assignment)
 
     def combine_features(self, paths: Sequence[str], cache=None, jobs: int = 1,
                          quiet: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS):

@@ -17,6 +17,22 @@ shortlist over at once (`match_many`).
 A feature holds keypoints (x, y in the pixels of the image bounded to `max_side`, 800 by
 default), unit descriptors (float16 on disk), detection scores, the feature image's size and its scale to
 the original photo.
+
+**Views** (issue 24: small and distant landmarks). With `views="whole"` (the default) a photo
+is described once, at `max_side`. With `views="tiles"` it is described five times: whole, and
+as 2 x 2 overlapping tiles (each covering `TILE_SPAN` of the photo's width and height, so
+neighbours overlap by a fifth of the photo) each at `max_side` as well (upsampled where the
+photo is smaller): the tiles see the photo at 1/TILE_SPAN = 1.67x the whole view's scale,
+with `max_keypoints` each. All views' keypoints
+are kept in the *whole* photo's frame (the `size` and `scale` of the whole view), with a
+per-keypoint `view` id (0 = whole) and each view's frame (`view_frames`: x0, y0, factor, width,
+height: whole = (x0, y0) + tile / factor), so the feature is still one photo: ASMK aggregates
+all its descriptors, MNN + MAGSAC++ verify against all of them and the region comes out in the
+photo's frame. Mutual nearest neighbours take the ratio test within the best neighbour's view
+(the same corner described by the whole view and a tile is not a confuser); LightGlue, which
+needs each view in its own frame, matches the query against the whole view and the
+`glue_views - 1` tiles that hold the most mutual nearest neighbours. A gallery photo is
+described with `views`, a query with `query_views` (`query_method`).
 """
 
 from __future__ import annotations
@@ -36,6 +52,8 @@ from lookalike.imaging.loading import LoadOptions
 from lookalike.matching.geometry import Geometry, Match, mutual_nearest, no_match, verify_matches
 
 MATCHERS = ("mnn", "lightglue")
+VIEWS = ("whole", "tiles")
+TILE_SPAN = 0.6  # a tile covers this share of the photo's width and of its height
 
 
 def fingerprint(feature: dict[str, np.ndarray]) -> tuple[int, int]:
@@ -48,6 +66,54 @@ def bounded(image: Image.Image, max_side: int) -> Image.Image:
     """The image scaled down (never up) so that its long side is at most `max_side`."""
     scale = max_side / max(image.size)
     if scale >= 1.0:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def tile_boxes(size: tuple[int, int], span: float = TILE_SPAN) -> list[tuple[int, int, int, int]]:
+    """The 2 x 2 overlapping tiles (left, top, right, bottom) of an image of `size`, each
+    `span` of its width and height, at its corners."""
+    width, height = size
+    tile_w, tile_h = max(1, round(width * span)), max(1, round(height * span))
+    return [(left, top, left + tile_w, top + tile_h)
+            for top in (0, height - tile_h) for left in (0, width - tile_w)]
+
+
+def one_per_keypoint(matches: np.ndarray) -> np.ndarray:
+    """Matches (K x 2) less those whose keypoint in A or in B an earlier row already uses."""
+    _, first_a = np.unique(matches[:, 0], return_index=True)
+    kept = matches[np.sort(first_a)]
+    _, first_b = np.unique(kept[:, 1], return_index=True)
+    return kept[np.sort(first_b)].astype(np.int64)
+
+
+def views_of(feature: dict[str, np.ndarray]) -> np.ndarray:
+    """Each keypoint's view (0 = the whole photo); all 0 for a feature of one view."""
+    view = feature.get("view")
+    return np.zeros(len(feature["keypoints"]), np.int8) if view is None else view
+
+
+def split_view(feature: dict[str, np.ndarray], view: int) -> tuple[dict, np.ndarray]:
+    """One view of a feature as a feature of its own (keypoints in that view's pixels, its
+    size), and the positions of its keypoints in the whole feature."""
+    positions = np.flatnonzero(views_of(feature) == view)
+    if "view_frames" not in feature:
+        return feature, positions
+    x0, y0, factor, width, height = (float(v) for v in feature["view_frames"][view])
+    keypoints = (feature["keypoints"][positions] - np.array([x0, y0], np.float32)) * factor
+    return ({"keypoints": keypoints.astype(np.float32),
+             "descriptors": feature["descriptors"][positions],
+             "scores": feature["scores"][positions],
+             "size": np.array([round(width), round(height)], np.int32)}, positions)
+
+
+def at_side(image: Image.Image, side: int) -> Image.Image:
+    """The image scaled (up or down) so that its long side is `side`: a tile is described
+    at the whole view's size, so the network sees its content 1/TILE_SPAN times larger even
+    where the photo itself is small (Oxford's are 1,024 px)."""
+    scale = side / max(image.size)
+    if abs(scale - 1.0) < 1e-6:
         return image
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(size, Image.Resampling.BILINEAR)
@@ -78,8 +144,23 @@ class LearnedLocal(Method):
     # time) or "torch" (kornia's eager model). "" = the first of the class's `runtimes`.
     runtime: str = ""
     runtimes: ClassVar[tuple[str, ...]] = ("torch",)  # those this network has, default first
+    # How a gallery photo is described: "whole" (once) or "tiles" (whole + 2 x 2 tiles at
+    # 1.67x the resolution; see the module's doc); and how a query photo is (`query_method`).
+    views: str = "whole"
+    query_views: str = "whole"
+    glue_views: int = 2  # LightGlue against a tiled photo: its whole view + the best tiles
+    search_views: str = "all"  # the views its ASMK ranker searches: "all" or "whole"
 
     def __post_init__(self):
+        for name in ("views", "query_views"):
+            if getattr(self, name) not in VIEWS:
+                raise ValueError(f"{self.name}: {name} must be one of {', '.join(VIEWS)}, "
+                                 f"not {getattr(self, name)!r}")
+        if self.search_views not in ("all", "whole"):
+            raise ValueError(f"{self.name}: search_views must be all or whole, "
+                             f"not {self.search_views!r}")
+        if self.glue_views < 1:
+            raise ValueError(f"{self.name}: glue_views must be at least 1")
         if self.matcher not in MATCHERS:
             raise ValueError(f"{self.name}: matcher must be one of {', '.join(MATCHERS)}, "
                              f"not {self.matcher!r}")
@@ -90,13 +171,23 @@ class LearnedLocal(Method):
 
     # -- extraction ------------------------------------------------------------------------
     def load_options(self) -> LoadOptions:
-        return LoadOptions(gray=self.gray, min_long_side=self.max_side)
+        side = self.max_side if self.views == "whole" else int(np.ceil(self.max_side / TILE_SPAN))
+        return LoadOptions(gray=self.gray, min_long_side=side)
+
+    def query_method(self) -> LearnedLocal:
+        if self.views == self.query_views:
+            return self
+        return dataclasses.replace(self, views=self.query_views)
 
     def score_key(self) -> str:
         """Pair results depend on the features and the matcher, not on the shortlist size
-        (nor, with mutual nearest neighbours, on LightGlue's settings)."""
-        unused = {"shortlist"} | ({"glue_adaptive", "glue_keypoints"}
-                                  if self.matcher != "lightglue" else set())
+        (nor, with mutual nearest neighbours, on LightGlue's settings; nor, where every photo
+        is described whole, on the views' settings: those keys stay as they were)."""
+        unused = {"shortlist", "search_views"} | (
+            {"glue_adaptive", "glue_keypoints", "glue_views"} if self.matcher != "lightglue"
+            else set())
+        if self.views == self.query_views == "whole":
+            unused |= {"views", "query_views", "glue_views"}
         settings = {key: value for key, value in self.settings().items() if key not in unused}
         spec = {"name": self.name, "version": self.version, "settings": settings}
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -104,23 +195,55 @@ class LearnedLocal(Method):
     def cache_settings(self):
         from lookalike.nets.learned import weights_digest
 
-        return {"network": self.network, "weights": weights_digest(self.network),
-                "gray": self.gray, "max_side": self.max_side,
-                "max_keypoints": self.max_keypoints, "runtime": self.runtime}
+        settings = {"network": self.network, "weights": weights_digest(self.network),
+                    "gray": self.gray, "max_side": self.max_side,
+                    "max_keypoints": self.max_keypoints, "runtime": self.runtime}
+        if self.views != "whole":  # cache keys of whole views stay as they were
+            settings.update(views=self.views, tile_span=TILE_SPAN)
+        return settings
+
+    def calibration_settings(self):
+        """Views change how much of a photo is described, not what the evidence means: a
+        calibration fitted on whole views serves tiles (docs/notes-views.md measures it)."""
+        return {key: value for key, value in self.cache_settings().items()
+                if key not in ("views", "tile_span")}
 
     def extract(self, image: Image.Image) -> dict[str, np.ndarray]:
         original = image.info.get("original_size", image.size)
-        small = bounded(image.convert("RGB"), self.max_side)
-        pixels = np.asarray(small, np.float32) / np.float32(255.0)
+        image = image.convert("RGB")
+        small = bounded(image, self.max_side)
+        whole = self._describe(small)
+        feature = {**whole, "size": np.array(small.size, np.int32),
+                   "scale": np.array([small.width / max(1, original[0])], np.float32)}
+        if self.views == "whole":
+            return feature
+        parts, frames = [whole], [[0.0, 0.0, 1.0, small.width, small.height]]
+        for box in tile_boxes(image.size):
+            tile = at_side(image.crop(box), self.max_side)
+            found = self._describe(tile)
+            # tile pixels -> the whole view's: the crop's origin and its scale in the whole
+            to_whole = small.width / image.width
+            factor = tile.width / (box[2] - box[0]) / to_whole  # tile pixels per whole pixel
+            x0, y0 = box[0] * to_whole, box[1] * to_whole
+            found["keypoints"] = (found["keypoints"] / np.float32(factor)
+                                  + np.array([x0, y0], np.float32)).astype(np.float32)
+            parts.append(found)
+            frames.append([x0, y0, factor, tile.width, tile.height])
+        for name in ("keypoints", "descriptors", "scores"):
+            feature[name] = np.concatenate([part[name] for part in parts])
+        feature["view"] = np.concatenate([np.full(len(part["scores"]), i, np.int8)
+                                          for i, part in enumerate(parts)])
+        feature["view_frames"] = np.array(frames, np.float32)
+        return feature
+
+    def _describe(self, image: Image.Image) -> dict[str, np.ndarray]:
+        """Keypoints (in `image`'s pixels), descriptors and scores of one view, best first."""
+        pixels = np.asarray(image, np.float32) / np.float32(255.0)
         keypoints, descriptors, scores = self.detect(pixels)
         order = np.argsort(-scores, kind="stable")[:self.max_keypoints]
-        return {
-            "keypoints": keypoints[order].astype(np.float32),
-            "descriptors": descriptors[order].astype(np.float16),
-            "scores": scores[order].astype(np.float16),
-            "size": np.array(small.size, np.int32),
-            "scale": np.array([small.width / max(1, original[0])], np.float32),
-        }
+        return {"keypoints": keypoints[order].astype(np.float32),
+                "descriptors": descriptors[order].astype(np.float16),
+                "scores": scores[order].astype(np.float16)}
 
     def detect(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(keypoints N x 2, unit descriptors N x D, scores N) of one H x W x 3 float32 image
@@ -166,18 +289,64 @@ class LearnedLocal(Method):
 
     def tentative(self, a: dict, b: dict) -> np.ndarray:
         if self.matcher == "mnn":
-            return mutual_nearest(a["descriptors"], b["descriptors"], self.ratio)
+            return self.mnn(a, b)
         return self.glue_matches(a, b)
+
+    def mnn(self, a: dict, b: dict) -> np.ndarray:
+        """Mutual nearest neighbours + ratio test (within the neighbour's view)."""
+        return mutual_nearest(a["descriptors"], b["descriptors"], self.ratio,
+                              b.get("view"))
 
     def glue_matches(self, a: dict, b: dict) -> np.ndarray:
         return self.glue_many([(a, b)])[0]
 
     def glue_many(self, pairs: list[tuple[dict, dict]]) -> list[np.ndarray]:
-        """LightGlue's tentative matches (K x 2) of each (A, B) pair. On ONNX Runtime,
-        adaptive: the layers step one by one with early exit and pruning
+        """LightGlue's tentative matches (K x 2) of each (A, B) pair. A photo of several
+        views goes in as its whole view and its `glue_views - 1` tiles with the most mutual
+        nearest neighbours, each in its own frame (LightGlue reads keypoints against the
+        image's size); their matches come back as positions in the whole feature, one per
+        keypoint (the first view's where views disagree)."""
+        if all("view" not in a and "view" not in b for a, b in pairs):
+            return self._glue_batch(pairs)
+        jobs, owners = [], []
+        for index, (a, b) in enumerate(pairs):
+            for view_a, view_b in self._glue_view_pairs(a, b):
+                part_a, at_a = split_view(a, view_a)
+                part_b, at_b = split_view(b, view_b)
+                jobs.append((part_a, part_b))
+                owners.append((index, at_a, at_b))
+        found: list[list[np.ndarray]] = [[] for _ in pairs]
+        for (index, at_a, at_b), matches in zip(owners, self._glue_batch(jobs)):
+            if len(matches):
+                found[index].append(np.stack([at_a[matches[:, 0]], at_b[matches[:, 1]]], 1))
+        return [one_per_keypoint(np.concatenate(parts)) if parts else np.zeros((0, 2), np.int64)
+                for parts in found]
+
+    def _glue_view_pairs(self, a: dict, b: dict) -> list[tuple[int, int]]:
+        """Which views of A and B LightGlue matches: whole with whole, and (for the side of
+        several views) the whole of the other side with its best tiles by mutual nearest
+        neighbours."""
+        pairs = [(0, 0)]
+        for side, tiled in ((1, b), (0, a)):
+            if "view" not in tiled or self.glue_views < 2:
+                continue
+            other = a if side == 1 else b
+            whole_other, _ = split_view(other, 0)
+            matches = mutual_nearest(whole_other["descriptors"], tiled["descriptors"],
+                                     self.ratio, tiled["view"])
+            counts = np.bincount(tiled["view"][matches[:, 1]].astype(np.int64),
+                                 minlength=len(tiled["view_frames"]))[1:]
+            best = [int(v) + 1 for v in np.argsort(-counts, kind="stable")
+                    [:self.glue_views - 1] if counts[v] > 0]
+            pairs += [(0, view) if side == 1 else (view, 0) for view in best]
+        return pairs
+
+    def _glue_batch(self, pairs: list[tuple[dict, dict]]) -> list[np.ndarray]:
+        """LightGlue's tentative matches (K x 2) of each (A, B) pair of single views. On ONNX
+        Runtime, adaptive: the layers step one by one with early exit and pruning
         (lookalike.nets.runtime.run_adaptive); else every layer, several pairs to a call.
         In eager PyTorch, kornia's LightGlue pair by pair."""
-        if self.glue_keypoints > 0:  # features hold keypoints best score first: a prefix
+        if self.glue_keypoints > 0:  # a view's keypoints are best score first: a prefix
             pairs = [(self._best(a), self._best(b)) for a, b in pairs]
         if self.runtime == "onnx":
             if self.glue_adaptive:
@@ -261,7 +430,9 @@ class LearnedLocal(Method):
         if not asmk.shipped_codebook(f"{self.network}-1024").is_file():
             return None
         return get_method("asmk", local=self.name, gray=self.gray, max_side=self.max_side,
-                          max_keypoints=self.max_keypoints, device=self.device)
+                          max_keypoints=self.max_keypoints, device=self.device,
+                          views=self.views, query_views=self.query_views,
+                          search_views=self.search_views)
 
     def gallery_shortlist(self) -> int:
         return self.shortlist

@@ -29,8 +29,8 @@ class CalibrationError(InputError, ValueError):
 
 def method_spec(method) -> dict[str, Any]:
     """What identifies a method's evidence scale: its name and feature settings."""
-    return {"name": method.name, "settings": json.loads(json.dumps(method.cache_settings(),
-                                                                   default=str))}
+    return {"name": method.name,
+            "settings": json.loads(json.dumps(method.calibration_settings(), default=str))}
 
 
 @dataclasses.dataclass

@@ -91,6 +91,11 @@ class Fused(Method):
     weights: str | None = None  # fine-tuned AugNet weights, for a preset that uses AugNet
     device: str = "auto"
     use_text: bool = False  # read signboards (OCR): the same legible text raises the probability
+    # how the parts describe a gallery photo and a query (None: the preset's; see
+    # lookalike.methods.learned_local: "whole" or "tiles")
+    views: str | None = None
+    query_views: str | None = None
+    search_views: str | None = None  # "whole": ASMK searches the whole views only
 
     def __post_init__(self):
         from lookalike.retrieval.presets import get_preset
@@ -103,12 +108,23 @@ class Fused(Method):
         """The preset's (global method, local method) with this method's common settings."""
         cached = self.__dict__.get("_parts")
         if cached is None:
-            common = {"gray": self.gray, "device": self.device, "weights": self.weights}
+            common = {"gray": self.gray, "device": self.device, "weights": self.weights,
+                      "views": self.views, "query_views": self.query_views,
+                      "search_views": self.search_views}
             cached = self.__dict__["_parts"] = self._preset.methods(**common)
         return cached
 
     def load_options(self) -> LoadOptions:
         return self.parts()[1].load_options()
+
+    def query_method(self) -> Method:
+        """The same pipeline, its parts describing a query (e.g. the whole photo only)."""
+        global_part, local_part = self.parts()
+        if global_part.query_method() is global_part and local_part.query_method() is local_part:
+            return self
+        query = dataclasses.replace(self, views=self.query_views or "whole")
+        query._store = self._store
+        return query
 
     def cache_settings(self):
         global_part, local_part = self.parts()
