@@ -90,6 +90,24 @@ def _replace_deformable(module: nn.Module) -> None:
             _replace_deformable(child)
 
 
+def strict_maxima(score: torch.Tensor, radius: int) -> torch.Tensor:
+    """H x W bool: positions greater than every other value of their (2r+1)^2 window, as
+    kornia's nms2d (positions whose window runs off the map are never maxima: the callers
+    mask them). Written as shifted maxima so that it exports for any map size."""
+    k = 2 * radius + 1
+    padded = F.pad(score[None, None], (radius, radius, radius, radius),
+                   value=float("-inf"))[0, 0]
+    others = None
+    for dy in range(k):
+        for dx in range(k):
+            if dy == radius and dx == radius:
+                continue
+            view = padded[dy:dy - 2 * radius if dy < 2 * radius else None,
+                          dx:dx - 2 * radius if dx < 2 * radius else None]
+            others = view if others is None else torch.maximum(others, view)
+    return score > others
+
+
 class AlikedGraph(nn.Module):
     """ALIKED from a padded image to (keypoints N x 2 in the window's pixels, unit
     descriptors N x D, scores N), N <= top_k: what `ALIKED.forward` gives for the window."""
@@ -134,20 +152,11 @@ class AlikedGraph(nn.Module):
         r = self.radius
         k = 2 * r + 1
         rows, cols = score.shape[0], score.shape[1]
-        padded = F.pad(score[None, None], (r, r, r, r), value=float("-inf"))[0, 0]
-        others = None
-        for dy in range(k):
-            for dx in range(k):
-                if dy == r and dx == r:
-                    continue
-                view = padded[dy:dy - 2 * r if dy < 2 * r else None,
-                              dx:dx - 2 * r if dx < 2 * r else None]
-                others = view if others is None else torch.maximum(others, view)
         y = torch.arange(rows, device=score.device)[:, None]
         x = torch.arange(cols, device=score.device)[None, :]
         inside = ((y >= top + r) & (y < top + height - r)
                   & (x >= left + r) & (x < left + width - r))
-        candidates = torch.where((score > others) & inside, score,
+        candidates = torch.where(strict_maxima(score, r) & inside, score,
                                  torch.full_like(score, float("-inf"))).reshape(-1)
         # Enough -inf behind the map that top_k never exceeds its length (a tiny image).
         candidates = torch.cat([candidates, torch.full((self.top_k,), float("-inf"),

@@ -33,24 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lookalike.nets.export import OPSET
-
-
-def _strict_maxima(score: torch.Tensor, radius: int) -> torch.Tensor:
-    """H x W bool: positions greater than every other value of their (2r+1)^2 window, as
-    kornia's nms2d (positions whose window runs off the map are never maxima: the caller
-    masks them)."""
-    k = 2 * radius + 1
-    padded = F.pad(score[None, None], (radius, radius, radius, radius))[0, 0]
-    others = None
-    for dy in range(k):
-        for dx in range(k):
-            if dy == radius and dx == radius:
-                continue
-            view = padded[dy:dy - 2 * radius if dy < 2 * radius else None,
-                          dx:dx - 2 * radius if dx < 2 * radius else None]
-            others = view if others is None else torch.maximum(others, view)
-    return score > others
+from lookalike.nets.export import OPSET, strict_maxima
 
 
 def _inside(rows, cols, height, width, margin: int, device) -> torch.Tensor:
@@ -88,7 +71,7 @@ class XFeatGraph(nn.Module):
         feats, logits, reliability = self.backbone(x)
         heat = F.pixel_shuffle(F.softmax(logits, 1)[:, :64], 8)[0, 0]  # H' x W'
         rows, cols = heat.shape[0], heat.shape[1]
-        mask = (_strict_maxima(heat, 2) & _inside(rows, cols, rows, cols, 2, heat.device)
+        mask = (strict_maxima(heat, 2) & _inside(rows, cols, rows, cols, 2, heat.device)
                 & (heat > self.threshold))
         flat = heat.reshape(-1)
         candidates = torch.nonzero(mask.reshape(-1))[:, 0]
@@ -158,7 +141,7 @@ class DiskGraph(nn.Module):
         output = self.unet(image)[0]
         dense, heat = output[:self.dim], output[self.dim]
         rows, cols = heat.shape[0], heat.shape[1]
-        mask = _strict_maxima(heat, 2) & _inside(rows, cols, size[0], size[1], 2, heat.device)
+        mask = strict_maxima(heat, 2) & _inside(rows, cols, size[0], size[1], 2, heat.device)
         candidates = torch.where(mask & (heat > 0), heat,
                                  torch.full_like(heat, float("-inf"))).reshape(-1)
         scores, indices = _top(candidates, self.top_k, float("-inf"))
