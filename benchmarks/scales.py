@@ -104,23 +104,10 @@ def localise_views(args, sets) -> None:
                                    True)
         photos = [p for s in sets for p in s.positives]
         found = extract_features(method, photos, store, 1, True)
-        inside, inliers, verified, ious, spent = [], [], [], [], 0.0
-        for chosen in sets:
-            query = queries.feature_of(chosen.query)
-            for photo in chosen.positives:
-                feature = found.feature_of(photo)
-                scale = float(feature["scale"][0])
-                polygons = polygons_of(photo)
-                inside.append(keypoints_inside(feature["keypoints"][:, :2] / scale, polygons))
-                started = time.perf_counter()
-                match = method.match_many(query, [feature])[0]
-                spent += time.perf_counter() - started
-                inliers.append(match.inliers)
-                verified.append(match.verified)
-                if match.verified:
-                    with Image.open(photo) as image:
-                        size = image.size
-                    ious.append(region_iou(hull(match.points_b / scale), polygons, size))
+        found_of = {p: found.feature_of(p) for p in photos}
+        inside, inliers, verified, ious, spent = localise(
+            sets, queries.feature_of, found_of,
+            lambda query, feature, method=method: method.match_many(query, [feature])[0])
         print(f"| {args.matcher} | {views} (queries {args.query_views}) | "
               f"{np.mean(inside):.0f} | "
               f"{np.mean(np.array(inliers) > 0):.0%} | {np.mean(inliers):.1f} | "
@@ -274,25 +261,36 @@ def main() -> None:
         found = extract_features(method, photos, cache, 1, quiet=True)
         seconds = (time.perf_counter() - started) / len(photos)
         feature_of = dict(zip(found.paths, found.features))
-        inside, inliers, verified, ious = [], [], [], []
-        for chosen in sets:
-            query = query_of[chosen.query]
-            for photo in chosen.positives:
-                feature = feature_of[photo]
-                scale = float(feature["scale"][0])
-                polygons = polygons_of(photo)
-                inside.append(keypoints_inside(feature["keypoints"][:, :2] / scale, polygons))
-                match = base.match(query, feature)  # geometry thresholds of the query's frame
-                inliers.append(match.inliers)
-                verified.append(match.verified)
-                if match.verified:
-                    with Image.open(photo) as image:
-                        size = image.size
-                    ious.append(region_iou(hull(match.points_b / scale), polygons, size))
+        # geometry thresholds of the query's frame: `base` matches
+        inside, inliers, verified, ious, _ = localise(sets, query_of.__getitem__, feature_of,
+                                                      base.match)
         print(f"| {side} px, {keypoints} keypoints | {keypoints} | {np.mean(inside):.0f} | "
               f"{np.mean(np.array(inliers) > 0):.0%} | {np.mean(inliers):.1f} | "
               f"{sum(verified)}/{len(verified)} | "
               f"{np.mean(ious) if ious else 0:.2f} | {seconds:.2f} |", flush=True)
+
+
+def localise(sets, query_of, feature_of, match):
+    """Each positive against its query: (keypoints inside the object, inliers, verified,
+    IoU of the verified regions with the polygons, seconds matching)."""
+    inside, inliers, verified, ious, spent = [], [], [], [], 0.0
+    for chosen in sets:
+        query = query_of(chosen.query)
+        for photo in chosen.positives:
+            feature = feature_of[photo]
+            scale = float(feature["scale"][0])
+            polygons = polygons_of(photo)
+            inside.append(keypoints_inside(feature["keypoints"][:, :2] / scale, polygons))
+            started = time.perf_counter()
+            found = match(query, feature)
+            spent += time.perf_counter() - started
+            inliers.append(found.inliers)
+            verified.append(found.verified)
+            if found.verified:
+                with Image.open(photo) as image:
+                    size = image.size
+                ious.append(region_iou(hull(found.points_b / scale), polygons, size))
+    return inside, inliers, verified, ious, spent
 
 
 if __name__ == "__main__":
