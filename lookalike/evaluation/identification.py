@@ -108,28 +108,26 @@ def _content_keys(paths: Sequence[str], cache) -> dict[str, str]:
     return keys
 
 
-def evidence_rows(outcomes: Sequence[QueryOutcome], features: Sequence[str] = IDENTIFY_EVIDENCE
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def evidence_rows(outcomes: Sequence[QueryOutcome]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X, y, query index) over every verified candidate of every query."""
     xs, ys, qs = [], [], []
     for q, outcome in enumerate(outcomes):
         for candidate in outcome.candidates:
-            xs.append(candidate.evidence(features))
+            xs.append(candidate.evidence())
             ys.append(int(candidate.landmark == outcome.label))
             qs.append(q)
-    return (np.array(xs, np.float64).reshape(-1, len(features)), np.array(ys, bool),
+    return (np.array(xs, np.float64).reshape(-1, len(IDENTIFY_EVIDENCE)), np.array(ys, bool),
             np.array(qs))
 
 
 def cross_fitted_probabilities(outcomes: Sequence[QueryOutcome], folds: int = 5, seed: int = 0,
-                               added_log_odds: Sequence[dict[str, float]] | None = None,
-                               features: Sequence[str] = IDENTIFY_EVIDENCE, monotone: bool = True
+                               added_log_odds: Sequence[dict[str, float]] | None = None
                                ) -> list[list[tuple[str, float]]]:
     """Per query, (landmark, probability) of each candidate from a model not fit on it.
 
     `added_log_odds` (per query, {landmark: log-odds}) is evidence the image model does not
     see, added to its logit as `identify` adds it: the signboard text of `--use-text`."""
-    x, y, q = evidence_rows(outcomes, features)
+    x, y, q = evidence_rows(outcomes)
     rng = np.random.default_rng(seed)
     fold_of_query = rng.permutation(len(outcomes)) % folds
     logits = np.full(len(y), -np.inf)
@@ -137,7 +135,7 @@ def cross_fitted_probabilities(outcomes: Sequence[QueryOutcome], folds: int = 5,
         test = fold_of_query[q] == fold
         if len(set(y[~test].tolist())) < 2 or not test.any():
             continue  # too few queries to fit: those candidates keep probability 0
-        logits[test] = fit(x[~test], y[~test], features, monotone=monotone).logit(x[test])
+        logits[test] = fit(x[~test], y[~test], IDENTIFY_EVIDENCE, monotone=True).logit(x[test])
     result: list[list[tuple[str, float]]] = [[] for _ in outcomes]
     position = 0
     for index, outcome in enumerate(outcomes):

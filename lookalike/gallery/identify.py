@@ -38,11 +38,12 @@ from lookalike.ocr.evidence import landmark_names, text_evidence_among, text_log
 from lookalike.ocr.learned import learned_log_odds
 from lookalike.retrieval.calibration import Calibration, CalibrationError, sigmoid
 from lookalike.retrieval.pipeline import (
+    IDENTIFY_FEATURES,
     Item,
     LandmarkCandidate,
     Pipeline,
     ReferenceSet,
-    identify_features,
+    check_features,
     landmark_candidates,
 )
 
@@ -154,7 +155,7 @@ class Identifier:
             try:
                 chosen = Calibration.load(calibration) if calibration \
                     else self.preset.calibration("identify")
-                identify_features(chosen.features)
+                check_features(chosen.features, IDENTIFY_FEATURES, "identify")
             except (CalibrationError, ValueError) as error:
                 raise GalleryError(str(error)) from None
         try:

@@ -31,7 +31,7 @@ from lookalike.features.registry import get_method, register
 from lookalike.imaging.loading import DEFAULT_MAX_PIXELS, LoadOptions
 from lookalike.ocr.evidence import feature_text
 from lookalike.retrieval.calibration import CalibrationError
-from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet, check_pair_features
+from lookalike.retrieval.pipeline import Item, Pipeline, ReferenceSet, check_features
 
 
 def with_text_evidence(probability: float, text_a: str, text_b: str) -> float:
@@ -184,7 +184,7 @@ class Fused(Method):
             else:
                 calibration = self._preset.calibration("pairs")
             try:
-                check_pair_features(calibration.features)
+                check_features(calibration.features)
             except ValueError as error:
                 raise CalibrationError(f"not a pair calibration: {error}") from None
             calibration.check_methods(**{"global": global_part, "local": local_part})

@@ -135,11 +135,13 @@ def pair_evidence(similarity: float, expanded: float, match: Match | None,
     return [values.get(name, 0.0) for name in features]
 
 
-def check_pair_features(features: Sequence[str]) -> list[str]:
-    """The features, if every one is a known pair feature (else ValueError)."""
-    unknown = [name for name in features if name not in PAIR_FEATURES]
+def check_features(features: Sequence[str], known: Sequence[str] = PAIR_FEATURES,
+                   kind: str = "pair") -> list[str]:
+    """The features, if every one is a known feature of their kind (pair: PAIR_FEATURES,
+    identify: IDENTIFY_FEATURES; else ValueError): a calibration names what it was fit on."""
+    unknown = [name for name in features if name not in known]
     if unknown:
-        raise ValueError(f"unknown pair evidence {unknown}; known: {', '.join(PAIR_FEATURES)}")
+        raise ValueError(f"unknown {kind} evidence {unknown}; known: {', '.join(known)}")
     return list(features)
 
 
@@ -156,7 +158,7 @@ class Pipeline:
         self.expansion = expansion
         self.store = store  # a FeatureCache: match counts survive the run
         # The evidence each pair gives: the calibration's features, else PAIR_EVIDENCE.
-        self.features = check_pair_features(
+        self.features = check_features(
             features if features is not None else
             calibration.features if calibration is not None else PAIR_EVIDENCE)
         self._memo = PairMemo()
@@ -269,15 +271,6 @@ IDENTIFY_FEATURES = ("log_similarity", "log_margin", "log_inliers_h", "log_inlie
 # any of IDENTIFY_FEATURES.
 IDENTIFY_EVIDENCE = ["log_similarity", "log_margin", "log_inliers_h", "log_inliers_f",
                      "log_matches", "sqrt_area"]
-
-
-def identify_features(features: Sequence[str]) -> list[str]:
-    """`features` checked against IDENTIFY_FEATURES (a calibration names what it was fit on)."""
-    unknown = [name for name in features if name not in IDENTIFY_FEATURES]
-    if unknown:
-        raise ValueError(f"unknown identify evidence {unknown}; known: "
-                         f"{', '.join(IDENTIFY_FEATURES)}")
-    return list(features)
 
 
 @dataclasses.dataclass
